@@ -1,0 +1,77 @@
+//! Names users see: the controller name, labels, annotations, and the condition types and
+//! reasons of the Gateway API. Nobody else spells these strings.
+
+/// The `spec.controllerName` of GatewayClasses that Portico handles.
+pub const CONTROLLER_NAME: &str = "portico.dev/gateway-controller";
+
+/// The API group of the Gateway API kinds.
+pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
+
+/// The label every namespace carries with its own name.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// The label on an EndpointSlice naming the Service it belongs to.
+pub const ENDPOINT_SLICE_SERVICE_LABEL: &str = "kubernetes.io/service-name";
+
+/// The label on the generated Service naming its Gateway.
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+
+/// Kinds as they appear in references.
+pub mod kind {
+    pub const GATEWAY_CLASS: &str = "GatewayClass";
+    pub const GATEWAY: &str = "Gateway";
+    pub const HTTP_ROUTE: &str = "HTTPRoute";
+    pub const GRPC_ROUTE: &str = "GRPCRoute";
+    pub const TLS_ROUTE: &str = "TLSRoute";
+    pub const TCP_ROUTE: &str = "TCPRoute";
+    pub const UDP_ROUTE: &str = "UDPRoute";
+    pub const SERVICE: &str = "Service";
+    pub const SECRET: &str = "Secret";
+    pub const REFERENCE_GRANT: &str = "ReferenceGrant";
+}
+
+/// Condition types (`status.conditions[].type`).
+pub mod condition {
+    pub const ACCEPTED: &str = "Accepted";
+    pub const PROGRAMMED: &str = "Programmed";
+    pub const RESOLVED_REFS: &str = "ResolvedRefs";
+    pub const CONFLICTED: &str = "Conflicted";
+    pub const SUPPORTED_VERSION: &str = "SupportedVersion";
+}
+
+/// Condition reasons, as the Gateway API spells them.
+pub mod reason {
+    // Shared.
+    pub const ACCEPTED: &str = "Accepted";
+    pub const PROGRAMMED: &str = "Programmed";
+    pub const RESOLVED_REFS: &str = "ResolvedRefs";
+    pub const PENDING: &str = "Pending";
+    pub const INVALID: &str = "Invalid";
+    pub const INVALID_PARAMETERS: &str = "InvalidParameters";
+    pub const NO_CONFLICTS: &str = "NoConflicts";
+
+    // Gateway.
+    pub const LISTENERS_NOT_VALID: &str = "ListenersNotValid";
+    pub const UNSUPPORTED_ADDRESS: &str = "UnsupportedAddress";
+    pub const ADDRESS_NOT_ASSIGNED: &str = "AddressNotAssigned";
+
+    // Listener.
+    pub const PORT_UNAVAILABLE: &str = "PortUnavailable";
+    pub const UNSUPPORTED_PROTOCOL: &str = "UnsupportedProtocol";
+    pub const PROTOCOL_CONFLICT: &str = "ProtocolConflict";
+    pub const HOSTNAME_CONFLICT: &str = "HostnameConflict";
+    pub const INVALID_ROUTE_KINDS: &str = "InvalidRouteKinds";
+    pub const INVALID_CERTIFICATE_REF: &str = "InvalidCertificateRef";
+
+    // Route parent.
+    pub const NOT_ALLOWED_BY_LISTENERS: &str = "NotAllowedByListeners";
+    pub const NO_MATCHING_LISTENER_HOSTNAME: &str = "NoMatchingListenerHostname";
+    pub const NO_MATCHING_PARENT: &str = "NoMatchingParent";
+    pub const UNSUPPORTED_VALUE: &str = "UnsupportedValue";
+
+    // References.
+    pub const BACKEND_NOT_FOUND: &str = "BackendNotFound";
+    pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
+    pub const INVALID_KIND: &str = "InvalidKind";
+    pub const UNSUPPORTED_PROTOCOL_REF: &str = "UnsupportedProtocol";
+}
