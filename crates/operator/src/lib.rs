@@ -1,1 +1,31 @@
-//! portico-operator
+//! Portico's operator. For now: the providers' side of the data flow.
+//!
+//! ```text
+//!   YAML folder ──> file::load_dir ──> FileProvider (last good per file) ─┐
+//!   (Kubernetes API ──> reflectors, later) ───────────────────────────────┤ apply/delete/reset
+//!                                                                         ▼
+//!                                       Store (one index per kind) ──snapshot──> Inputs
+//!                                                                         │
+//!                       ProviderEvent { inputs, errors, generation } <────┘ ──> translator
+//! ```
+//!
+//! - [`object`]: the internal model, one [`Object`] per Kubernetes object we read.
+//! - [`store`]: one index per kind, keyed by `(namespace, name)`; snapshots are sorted.
+//! - [`file`]: a folder of manifests into objects, with errors naming file and line.
+//! - [`provider`]: [`FileProvider`], the folder's last good state as translator inputs.
+//! - [`watch`]: [`FileProvider::watch`], reloading on change.
+
+pub mod file;
+pub mod object;
+pub mod provider;
+pub mod store;
+pub mod watch;
+
+/// The translator's input, which every provider produces.
+pub use portico_translate::Inputs;
+
+pub use file::{LoadError, LoadResult, load_dir};
+pub use object::{Object, ObjectKey};
+pub use provider::{FileProvider, ProviderEvent};
+pub use store::{Index, Store};
+pub use watch::{DEFAULT_DEBOUNCE, WatchError, Watching};
