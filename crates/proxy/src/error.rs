@@ -1,0 +1,189 @@
+//! Errors of the proxy.
+//!
+//! Three families, by who has to act on them:
+//!
+//! - [`ProxyError`]: a config was rejected. The caller (the config client) turns it into
+//!   a NACK; the running config stays.
+//! - [`ListenerError`]: a listener could not bind. Not fatal: the other listeners serve,
+//!   and the next config update tries to bind it again.
+//! - [`RequestError`]: one request could not be forwarded. It becomes a local reply
+//!   (404, 500, 502, 503) and says, as pingora's errors do, which side failed and
+//!   whether a retry would be safe, so that a retry layer and metrics can use it.
+
+use std::{error::Error as StdError, fmt, io, net::SocketAddr, sync::Arc};
+
+use http::StatusCode;
+
+/// A config the proxy refuses to serve. `location` names the offending object
+/// (listener, virtual host, route or cluster name) so that the NACK can point at it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    #[error("invalid config at {location}: {error}")]
+    InvalidConfig {
+        location: String,
+        error: ConfigError,
+    },
+}
+
+impl ProxyError {
+    pub(crate) fn invalid(location: impl Into<String>, error: ConfigError) -> Self {
+        Self::InvalidConfig {
+            location: location.into(),
+            error,
+        }
+    }
+}
+
+/// What is wrong with a rejected config.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("duplicate listener name")]
+    DuplicateListener,
+    #[error("duplicate cluster name")]
+    DuplicateCluster,
+    #[error("invalid IP address {address:?}: {error}")]
+    Address {
+        address: String,
+        error: std::net::AddrParseError,
+    },
+    #[error("port {0} out of range")]
+    Port(u32),
+    #[error("invalid hostname {0:?}")]
+    Hostname(String),
+    #[error("invalid regex {pattern:?}: {error}")]
+    Regex {
+        pattern: String,
+        error: Box<regex::Error>,
+    },
+    #[error("invalid header name {0:?}")]
+    HeaderName(String),
+    #[error("invalid value for header {0:?}")]
+    HeaderValue(String),
+    #[error("invalid method {0:?}")]
+    Method(String),
+    #[error("{0} match kind is unspecified")]
+    UnspecifiedKind(&'static str),
+    #[error("filter of unknown kind")]
+    UnknownFilter,
+    #[error("backend refers to unknown cluster {0:?}")]
+    UnknownCluster(String),
+}
+
+/// A listener whose socket could not be bound (port in use, address not local...).
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("listener {listener}: cannot bind {addr}: {error}")]
+pub struct ListenerError {
+    /// The listener's name in the config.
+    pub listener: String,
+    /// The address it tried to bind.
+    pub addr: SocketAddr,
+    /// The bind error (shared so that the error can be reported in several places).
+    pub error: Arc<io::Error>,
+}
+
+/// Which side of the proxy a request failed on (pingora's `ErrorSource`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorSide {
+    /// The client's request cannot be served as sent (no route, unusable URI).
+    Downstream,
+    /// The backend: no ready endpoint, connect failed, the exchange broke.
+    Upstream,
+    /// The proxy's own config: an invalid backend reference, a vanished listener.
+    Internal,
+}
+
+/// Why one request got a local reply instead of an upstream response.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    #[error("no route for host {host:?} path {path:?}")]
+    NoRoute { host: String, path: String },
+    #[error("listener {0} is not in the running config")]
+    ListenerGone(String),
+    #[error("route {route} has no backend with a weight")]
+    NoBackend { route: String },
+    #[error("route {route}: invalid backend: {reason}")]
+    InvalidBackend { route: String, reason: String },
+    #[error("cluster {cluster} has no ready endpoint")]
+    NoReadyEndpoint { cluster: String },
+    #[error("connect to {endpoint} ({cluster}) failed: {}", Chain(.error))]
+    Connect {
+        cluster: String,
+        endpoint: SocketAddr,
+        error: hyper_util::client::legacy::Error,
+    },
+    #[error("request to {endpoint} ({cluster}) failed: {}", Chain(.error))]
+    Upstream {
+        cluster: String,
+        endpoint: SocketAddr,
+        error: hyper_util::client::legacy::Error,
+    },
+    #[error("cannot build the upstream request: {0}")]
+    BadRequest(String),
+}
+
+impl RequestError {
+    /// Which side failed.
+    pub fn side(&self) -> ErrorSide {
+        match self {
+            Self::NoRoute { .. } | Self::BadRequest(_) => ErrorSide::Downstream,
+            Self::NoReadyEndpoint { .. } | Self::Connect { .. } | Self::Upstream { .. } => {
+                ErrorSide::Upstream
+            }
+            Self::ListenerGone(_) | Self::NoBackend { .. } | Self::InvalidBackend { .. } => {
+                ErrorSide::Internal
+            }
+        }
+    }
+
+    /// Whether sending the request again (to another endpoint) is safe and may help.
+    /// Only failures that happened before any byte of the request left the proxy
+    /// qualify: a failed connect, or a cluster that had no endpoint at that instant.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::Connect { .. } | Self::NoReadyEndpoint { .. })
+    }
+
+    /// The status of the local reply.
+    ///
+    /// Gateway API (HTTPBackendRef): "If a backendRef is invalid, ... requests that would
+    /// have been sent to that backend MUST receive a 500 status code." A valid backend
+    /// that cannot be reached is a 503 (no endpoint, connect failed), a broken exchange a
+    /// 502.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NoBackend { .. } | Self::InvalidBackend { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            Self::ListenerGone(_) | Self::NoReadyEndpoint { .. } | Self::Connect { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// Displays an error with its sources, "a: b: c": hyper's errors put the useful part
+/// (connection refused, timed out) in the source chain.
+struct Chain<'a>(&'a dyn StdError);
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        // Bounded: error chains are short, but a cyclic `source` must not hang a log line.
+        let mut depth = 0;
+        while let Some(e) = source {
+            if depth == 8 {
+                break;
+            }
+            write!(f, ": {e}")?;
+            source = e.source();
+            depth += 1;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,231 @@
+//! Starting the proxy, swapping its config, stopping it.
+//!
+//! An update runs in this order, and the order is the point:
+//!
+//! 1. build the new routing table from the config, outside any lock: a config that
+//!    fails here is rejected and nothing changes;
+//! 2. (updates are serialized from here on) stop listeners that are gone or moved:
+//!    their sockets close, their open connections drain in the background;
+//! 3. bind listeners that are new, moved, or failed to bind last time; a bind failure
+//!    is reported and the others carry on;
+//! 4. swap the table in (one atomic store: requests already running keep the table
+//!    they loaded);
+//! 5. start accepting on the newly bound sockets, now that the table knows them.
+
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+
+use arc_swap::ArcSwap;
+use portico_api::config::v1::Config;
+use tokio::{sync::Mutex, task::JoinHandle};
+
+use crate::{
+    error::{ListenerError, ProxyError},
+    listener::{self, Running},
+    options::ProxyOptions,
+    service::Shared,
+    table::RoutingTable,
+    upstream::Upstream,
+};
+
+/// Starts the proxy with `initial` and returns once every listener that could bind is
+/// accepting. Fails only when `initial` is invalid; listeners that cannot bind are
+/// reported by [`ProxyHandle::listener_errors`] while the others serve.
+pub async fn start(options: ProxyOptions, initial: Config) -> Result<ProxyHandle, ProxyError> {
+    let handle = ProxyHandle {
+        shared: Arc::new(Shared {
+            table: ArcSwap::from_pointee(RoutingTable::empty()),
+            upstream: Upstream::new(&options),
+        }),
+        options,
+        state: Mutex::new(State::default()),
+        status: ArcSwap::from_pointee(Status::default()),
+    };
+    handle.update(initial).await?;
+    Ok(handle)
+}
+
+/// The running proxy. Dropping it stops accepting on every listener and lets open
+/// connections drain in the background; [`ProxyHandle::shutdown`] also waits for them.
+#[derive(Debug)]
+pub struct ProxyHandle {
+    shared: Arc<Shared>,
+    options: ProxyOptions,
+    /// Listeners by name; the mutex serializes updates (never held by requests).
+    state: Mutex<State>,
+    /// What `bound_addrs` and `listener_errors` read, without waiting on an update.
+    status: ArcSwap<Status>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    running: BTreeMap<String, Running>,
+    /// Stopped listeners still draining their connections; awaited by `shutdown`.
+    draining: Vec<JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct Status {
+    bound: BTreeMap<String, SocketAddr>,
+    errors: Vec<ListenerError>,
+}
+
+/// What an update changed.
+#[derive(Clone, Debug, Default)]
+pub struct UpdateSummary {
+    /// The version now running.
+    pub version: String,
+    /// The version that ran before.
+    pub previous_version: String,
+    /// Listeners that started accepting.
+    pub added: Vec<String>,
+    /// Listeners that stopped accepting (in-flight requests on them finish).
+    pub removed: Vec<String>,
+    /// Listeners of the config that could not bind: the rest of the config is serving,
+    /// and the next update tries these again.
+    pub listener_errors: Vec<ListenerError>,
+}
+
+impl ProxyHandle {
+    /// Validates the config and builds the internal routing table outside any lock,
+    /// then swaps it in atomically. Binds sockets for new listeners and stops accepting
+    /// on listeners that disappeared (in-flight requests on them finish). A config that
+    /// fails validation (e.g. a bad regex) returns `Err` and the running config stays.
+    ///
+    /// Listeners that cannot bind do not fail the update: they are in
+    /// [`UpdateSummary::listener_errors`] (and [`ProxyHandle::listener_errors`]).
+    pub async fn update(&self, config: Config) -> Result<UpdateSummary, ProxyError> {
+        // 1. Build. The previous table is only used to reuse unchanged clusters, so a
+        //    concurrent update making it stale costs a rebuild, nothing more.
+        let table = match RoutingTable::build(&config, &self.shared.table.load()) {
+            Ok(table) => table,
+            Err(error) => {
+                tracing::warn!(version = %config.version, %error, "config rejected");
+                return Err(error);
+            }
+        };
+
+        let mut state = self.state.lock().await;
+        let mut summary = UpdateSummary {
+            version: table.version.clone(),
+            previous_version: self.shared.table.load().version.clone(),
+            ..UpdateSummary::default()
+        };
+
+        // 2. Stop listeners that are gone or asked for another address.
+        let wanted: BTreeMap<&String, SocketAddr> = table
+            .listeners
+            .iter()
+            .map(|(name, l)| (name, self.effective_addr(l.addr)))
+            .collect();
+        let stale: Vec<String> = state
+            .running
+            .iter()
+            .filter(|(name, r)| wanted.get(name) != Some(&r.requested))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            if let Some(running) = state.running.remove(&name) {
+                let task = running.stop().await;
+                state.draining.push(task);
+                summary.removed.push(name);
+            }
+        }
+        state.draining.retain(|task| !task.is_finished());
+
+        // 3. Bind the listeners that are not running.
+        let mut bound = Vec::new();
+        for (name, addr) in wanted {
+            if state.running.contains_key(name) {
+                continue;
+            }
+            match listener::bind(name, addr) {
+                Ok(socket) => bound.push((name.clone(), addr, socket)),
+                Err(error) => {
+                    tracing::error!(%error, "listener not serving");
+                    summary.listener_errors.push(error);
+                }
+            }
+        }
+
+        // 4. Swap.
+        let listener_names: Vec<String> = table.listeners.keys().cloned().collect();
+        self.shared.table.store(Arc::new(table));
+
+        // 5. Accept.
+        for (name, addr, socket) in bound {
+            match Running::spawn(&name, addr, socket, self.shared.clone(), &self.options) {
+                Ok(running) => {
+                    state.running.insert(name.clone(), running);
+                    summary.added.push(name);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "listener not serving");
+                    summary.listener_errors.push(error);
+                }
+            }
+        }
+
+        self.status.store(Arc::new(Status {
+            bound: state
+                .running
+                .iter()
+                .map(|(name, r)| (name.clone(), r.local_addr))
+                .collect(),
+            errors: summary.listener_errors.clone(),
+        }));
+        tracing::info!(
+            version = %summary.version,
+            previous_version = %summary.previous_version,
+            listeners = ?listener_names,
+            added = ?summary.added,
+            removed = ?summary.removed,
+            failed = summary.listener_errors.len(),
+            "config applied"
+        );
+        Ok(summary)
+    }
+
+    /// The bound address of each listener by listener name. A listener whose socket
+    /// could not be bound is absent here and present in
+    /// [`ProxyHandle::listener_errors`].
+    pub fn bound_addrs(&self) -> BTreeMap<String, SocketAddr> {
+        self.status.load().bound.clone()
+    }
+
+    /// The listeners of the running config that could not bind, as of the last
+    /// `start` or `update`.
+    pub fn listener_errors(&self) -> Vec<ListenerError> {
+        self.status.load().errors.clone()
+    }
+
+    /// The version of the running config.
+    pub fn version(&self) -> String {
+        self.shared.table.load().version.clone()
+    }
+
+    /// Stops accepting on every listener, lets in-flight requests finish within
+    /// `ProxyOptions::drain_timeout`, and returns.
+    pub async fn shutdown(self) {
+        let mut state = self.state.into_inner();
+        let mut tasks = std::mem::take(&mut state.draining);
+        for (_, running) in std::mem::take(&mut state.running) {
+            tasks.push(running.stop().await);
+        }
+        for task in tasks {
+            // Each task is bounded by the drain timeout; a join error means it
+            // panicked, and then there is nothing left to wait for.
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "listener task failed");
+            }
+        }
+        tracing::info!("proxy stopped");
+    }
+
+    fn effective_addr(&self, addr: SocketAddr) -> SocketAddr {
+        if self.options.ephemeral_ports {
+            SocketAddr::new(addr.ip(), 0)
+        } else {
+            addr
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Headers the proxy itself owns: hop-by-hop headers (removed on both legs) and the
+//! forwarding headers it adds for the backend (`x-forwarded-for`, `x-forwarded-proto`,
+//! `x-request-id`).
+
+use std::net::IpAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Headers that describe one connection, not the message (RFC 9110 section 7.6.1), and
+/// so must not be forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+/// `upgrade` goes too: protocol upgrades (WebSocket) are not proxied yet.
+///
+/// `te: trailers` survives on requests: it is how a gRPC client says it understands
+/// trailers, and HTTP/2 allows exactly that value end to end.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    let te_trailers = keep_te_trailers
+        && headers
+            .get_all(header::TE)
+            .iter()
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    for n in HOP_BY_HOP {
+        headers.remove(n);
+    }
+    headers.remove(header::UPGRADE);
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Adds the forwarding headers:
+/// - `x-forwarded-for`: the client IP appended to any list the client sent (one field,
+///   comma separated, as most backends parse only the first field);
+/// - `x-forwarded-proto`: the scheme the client used with us, replacing any sent one
+///   (the client cannot be trusted to say how it reached the proxy);
+/// - `x-request-id`: kept when the client sent a plausible one, so that a trace crosses
+///   hops, else a new UUID v4. Returns the id, for logs.
+pub(crate) fn add_forwarding(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    proto: &'static str,
+) -> String {
+    let client = client.to_canonical().to_string();
+    let mut xff = String::new();
+    for v in headers.get_all(&X_FORWARDED_FOR) {
+        if let Ok(v) = v.to_str() {
+            xff.push_str(v);
+            xff.push_str(", ");
+        }
+    }
+    xff.push_str(&client);
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+
+    let incoming = headers
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| valid_request_id(v))
+        .map(str::to_owned);
+    match incoming {
+        Some(id) => id,
+        None => {
+            let id = uuid::Uuid::new_v4().to_string();
+            // A UUID is always a valid header value.
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                headers.insert(X_REQUEST_ID.clone(), v);
+            }
+            id
+        }
+    }
+}
+
+/// A request id worth keeping: short, and made of characters that are safe to put in a
+/// log line or another system's id field.
+fn valid_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (n, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut m = map(&[
+            ("connection", "keep-alive, x-private"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "secret"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "basic x"),
+            ("te", "trailers"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut m, false);
+        let names: Vec<_> = m.keys().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn te_trailers_survives_on_requests() {
+        let mut m = map(&[("te", "trailers")]);
+        strip_hop_by_hop(&mut m, true);
+        assert_eq!(m.get("te").unwrap(), "trailers");
+        let mut m = map(&[("te", "gzip")]);
+        strip_hop_by_hop(&mut m, true);
+        assert!(m.get("te").is_none());
+    }
+
+    #[test]
+    fn forwarding_headers() {
+        let mut m = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let id = add_forwarding(&mut m, "10.0.0.9".parse().unwrap(), "http");
+        assert_eq!(m.get("x-forwarded-for").unwrap(), "1.1.1.1, 10.0.0.9");
+        assert_eq!(m.get("x-forwarded-proto").unwrap(), "http");
+        assert!(uuid::Uuid::parse_str(&id).is_ok());
+        assert_eq!(m.get("x-request-id").unwrap(), id.as_str());
+    }
+
+    #[test]
+    fn ipv4_mapped_client_is_shown_as_ipv4() {
+        let mut m = HeaderMap::new();
+        add_forwarding(&mut m, "::ffff:10.0.0.9".parse().unwrap(), "http");
+        assert_eq!(m.get("x-forwarded-for").unwrap(), "10.0.0.9");
+    }
+
+    #[test]
+    fn request_id_kept_when_valid_replaced_otherwise() {
+        let mut m = map(&[("x-request-id", "abc-123")]);
+        assert_eq!(
+            add_forwarding(&mut m, [127, 0, 0, 1].into(), "http"),
+            "abc-123"
+        );
+        assert_eq!(m.get("x-request-id").unwrap(), "abc-123");
+
+        for bad in ["has space", "", &"x".repeat(129)] {
+            let mut m = map(&[("x-request-id", bad)]);
+            let id = add_forwarding(&mut m, [127, 0, 0, 1].into(), "http");
+            assert!(uuid::Uuid::parse_str(&id).is_ok(), "{bad:?}");
+            assert_eq!(m.get_all("x-request-id").iter().count(), 1);
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Listeners: one bound socket each, with an accept loop that serves HTTP/1.1 and
+//! HTTP/2 prior knowledge (h2c) on the same port and drains on stop.
+//!
+//! ```text
+//! stop token ──> accept loop breaks ──> socket dropped ──> `closed` fires
+//!                                          │                 (update may rebind the port)
+//!                                          v
+//!                       graceful shutdown of open connections (HTTP/1: close after the
+//!                       current response; HTTP/2: GOAWAY), bounded by drain_timeout,
+//!                       then the remaining connections are cut
+//! ```
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+
+use hyper::service::service_fn;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    sync::oneshot,
+    task::JoinHandle,
+};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::{
+    error::ListenerError,
+    options::ProxyOptions,
+    service::{self, Conn, Shared},
+};
+
+/// Pending connections the kernel queues before accept.
+const BACKLOG: u32 = 1024;
+
+/// Binds `addr` for listener `name`. Synchronous so that `update` knows at once which
+/// listeners failed. SO_REUSEADDR lets a listener rebind a port that a previous one just
+/// released while its old connections sit in TIME_WAIT.
+pub(crate) fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener, ListenerError> {
+    let error = |e: std::io::Error| ListenerError {
+        listener: name.to_owned(),
+        addr,
+        error: Arc::new(e),
+    };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(error)?;
+    socket.set_reuseaddr(true).map_err(error)?;
+    socket.bind(addr).map_err(error)?;
+    socket.listen(BACKLOG).map_err(error)
+}
+
+/// A listener that is accepting.
+#[derive(Debug)]
+pub(crate) struct Running {
+    /// The address the config asked for, to tell whether a new config changed it.
+    pub(crate) requested: SocketAddr,
+    pub(crate) local_addr: SocketAddr,
+    /// Cancels the accept loop when dropped, so that a dropped `ProxyHandle` does not
+    /// leave sockets accepting.
+    stop: DropGuard,
+    closed: oneshot::Receiver<()>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Starts accepting on `listener`. Call only once the routing table that knows
+    /// listener `name` is in place, or its first requests would find no routes.
+    pub(crate) fn spawn(
+        name: &str,
+        requested: SocketAddr,
+        listener: TcpListener,
+        shared: Arc<Shared>,
+        options: &ProxyOptions,
+    ) -> Result<Self, ListenerError> {
+        let local_addr = listener.local_addr().map_err(|e| ListenerError {
+            listener: name.to_owned(),
+            addr: requested,
+            error: Arc::new(e),
+        })?;
+        let stop = CancellationToken::new();
+        let (closed_tx, closed) = oneshot::channel();
+        let accept = AcceptLoop {
+            name: Arc::from(name),
+            listener,
+            shared,
+            builder: Arc::new(server_builder(options)),
+            stop: stop.clone(),
+            drain_timeout: options.drain_timeout,
+        };
+        let task = tokio::spawn(accept.run(closed_tx));
+        Ok(Self {
+            requested,
+            local_addr,
+            stop: stop.drop_guard(),
+            closed,
+            task,
+        })
+    }
+
+    /// Stops accepting and returns once the socket is closed; the returned task keeps
+    /// draining the open connections (bounded by the drain timeout) and ends after.
+    pub(crate) async fn stop(self) -> JoinHandle<()> {
+        let Self {
+            stop, closed, task, ..
+        } = self;
+        drop(stop);
+        // An error means the loop is already gone (it only ends by this token, or by a
+        // panic): the socket is closed either way.
+        let _ = closed.await;
+        task
+    }
+}
+
+/// HTTP/1.1 and HTTP/2 on one port: the auto builder reads the connection preface to
+/// tell them apart, which is how h2c prior knowledge works without TLS/ALPN.
+fn server_builder(options: &ProxyOptions) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.request_header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
+struct AcceptLoop {
+    name: Arc<str>,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stop: CancellationToken,
+    drain_timeout: Duration,
+}
+
+impl AcceptLoop {
+    async fn run(self, closed: oneshot::Sender<()>) {
+        let Self {
+            name,
+            listener,
+            shared,
+            builder,
+            stop,
+            drain_timeout,
+        } = self;
+        let graceful = GracefulShutdown::new();
+        // Cuts the connections still open when the drain deadline passes.
+        let cut = CancellationToken::new();
+        loop {
+            let accepted = tokio::select! {
+                () = stop.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, client) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Typically EMFILE: back off briefly rather than spin on a socket
+                    // that cannot accept, and keep serving what is open.
+                    tracing::warn!(listener = %name, %error, "accept failed");
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                    }
+                }
+            };
+            // Small request/response exchanges: do not wait for Nagle's algorithm.
+            let _ = stream.set_nodelay(true);
+            let conn = Arc::new(Conn {
+                listener: name.clone(),
+                client,
+            });
+            let shared = shared.clone();
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let cut = cut.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let shared = shared.clone();
+                    let conn = conn.clone();
+                    async move { Ok::<_, Infallible>(service::handle(shared, conn, req).await) }
+                });
+                let served = watcher.watch(builder.serve_connection(TokioIo::new(stream), svc));
+                tokio::select! {
+                    result = served => {
+                        // Client resets and malformed requests end up here; hyper has
+                        // already answered what could be answered (400, 408, 431).
+                        if let Err(error) = result {
+                            tracing::debug!(%client, %error, "connection ended with an error");
+                        }
+                    }
+                    () = cut.cancelled() => {
+                        tracing::debug!(%client, "connection cut at the drain deadline");
+                    }
+                }
+            });
+        }
+        drop(listener);
+        let _ = closed.send(());
+        let open_at_stop = graceful.count();
+        if tokio::time::timeout(drain_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(listener = %name, open_at_stop, "drain timeout passed, cutting connections");
+            cut.cancel();
+        }
+        tracing::debug!(listener = %name, "listener stopped");
+    }
+}

@@ -1,0 +1,41 @@
+//! Tunables of the data plane that do not come from the routing config.
+
+use std::time::Duration;
+
+/// Process-level settings of the proxy. The routing config (`Config`) says *what* to
+/// serve; these say *how*: timeouts, pool sizes, and how listeners bind.
+#[derive(Clone, Debug)]
+pub struct ProxyOptions {
+    /// How long to wait for a TCP connection to an upstream endpoint. A connect that
+    /// does not finish in time is answered with 503, like a refused one.
+    pub connect_timeout: Duration,
+    /// How long a downstream HTTP/1 client may take to send the request head. Protects
+    /// against slow-loris clients holding connections open.
+    pub request_header_timeout: Duration,
+    /// Idle keep-alive connections kept per upstream endpoint.
+    pub max_idle_upstream_per_host: usize,
+    /// How long an idle upstream connection stays in the pool.
+    pub upstream_idle_timeout: Duration,
+    /// How long in-flight requests may run after a listener stops accepting (on
+    /// `shutdown` or when a config removes the listener) before their connections are
+    /// closed.
+    pub drain_timeout: Duration,
+    /// Bind every listener on an ephemeral port (port 0) whatever port the config says;
+    /// `ProxyHandle::bound_addrs` tells which port each got. For tests and local runs
+    /// where the configured ports (80, 443) are taken or privileged. A listener whose
+    /// configured port is 0 binds an ephemeral port in any case.
+    pub ephemeral_ports: bool,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            request_header_timeout: Duration::from_secs(30),
+            max_idle_upstream_per_host: 64,
+            upstream_idle_timeout: Duration::from_secs(90),
+            drain_timeout: Duration::from_secs(10),
+            ephemeral_ports: false,
+        }
+    }
+}

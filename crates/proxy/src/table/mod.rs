@@ -1,0 +1,226 @@
+//! The routing table: a `Config` compiled into what a request needs, built once per
+//! config outside any lock and then swapped in whole.
+//!
+//! ```text
+//! RoutingTable { version }
+//! ├── listeners: name -> ListenerRoutes { addr }
+//! │   └── vhosts[]           HostPattern; the most specific match wins (isolation)
+//! │       └── groups[]       HostPattern; walked in order, "" matches all
+//! │           └── routes[]   RouteMatcher + RouteFilters + WeightedBackends
+//! │                                                         └─ Arc<ClusterState> ─┐
+//! └── clusters: name -> Arc<ClusterState>   <──────────────────────────────────────┘
+//! ```
+//!
+//! Everything that can fail (addresses, hostnames, regexes, header names, cluster
+//! references) fails here, so that a bad config is rejected before it serves a request
+//! and the running table is never half-updated.
+
+mod backend;
+mod host;
+mod matcher;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
+
+use http::request::Parts;
+use portico_api::config::v1 as pb;
+
+use crate::{
+    error::{ConfigError, ProxyError},
+    filters::RouteFilters,
+};
+pub(crate) use backend::{ClusterState, Target, UpstreamProtocol, WeightedBackends};
+pub(crate) use host::{HostPattern, request_host};
+use matcher::RouteMatcher;
+
+#[derive(Debug)]
+pub(crate) struct RoutingTable {
+    pub(crate) version: String,
+    /// HTTP listeners only; sorted by name so that logs and summaries are stable.
+    pub(crate) listeners: BTreeMap<String, ListenerRoutes>,
+    clusters: HashMap<String, Arc<ClusterState>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ListenerRoutes {
+    /// The address the config asks for (before `ProxyOptions::ephemeral_ports`).
+    pub(crate) addr: SocketAddr,
+    vhosts: Vec<VirtualHost>,
+}
+
+#[derive(Debug)]
+struct VirtualHost {
+    name: String,
+    hostname: HostPattern,
+    groups: Vec<HostGroup>,
+}
+
+#[derive(Debug)]
+struct HostGroup {
+    hostname: HostPattern,
+    routes: Vec<Route>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Route {
+    /// "<namespace>/<route>/rule/<i>/match/<j>".
+    pub(crate) name: String,
+    matcher: RouteMatcher,
+    pub(crate) filters: RouteFilters,
+    pub(crate) backends: WeightedBackends,
+}
+
+impl RoutingTable {
+    /// An empty table, served before the first config (nothing listens then anyway).
+    pub(crate) fn empty() -> Self {
+        Self {
+            version: String::new(),
+            listeners: BTreeMap::new(),
+            clusters: HashMap::new(),
+        }
+    }
+
+    /// Compiles `config`. Clusters equal to one in `previous` reuse its state, so that
+    /// an update that does not touch a cluster does not reset its load balancing.
+    pub(crate) fn build(config: &pb::Config, previous: &RoutingTable) -> Result<Self, ProxyError> {
+        let mut clusters = HashMap::with_capacity(config.clusters.len());
+        for c in &config.clusters {
+            let state = match previous.clusters.get(&c.name) {
+                Some(old) if old.same_source(c) => old.clone(),
+                _ => Arc::new(ClusterState::build(c).map_err(|e| ProxyError::invalid(&c.name, e))?),
+            };
+            if clusters.insert(c.name.clone(), state).is_some() {
+                return Err(ProxyError::invalid(&c.name, ConfigError::DuplicateCluster));
+            }
+        }
+
+        let mut listeners = BTreeMap::new();
+        for l in &config.listeners {
+            if listeners.contains_key(&l.name) {
+                return Err(ProxyError::invalid(&l.name, ConfigError::DuplicateListener));
+            }
+            let ip: IpAddr = l.address.parse().map_err(|error| {
+                ProxyError::invalid(
+                    &l.name,
+                    ConfigError::Address {
+                        address: l.address.clone(),
+                        error,
+                    },
+                )
+            })?;
+            let port = u16::try_from(l.port)
+                .map_err(|_| ProxyError::invalid(&l.name, ConfigError::Port(l.port)))?;
+            if pb::Protocol::try_from(l.protocol) != Ok(pb::Protocol::Http) {
+                // TLS, TCP and UDP listeners come with later work; skipping them keeps
+                // the HTTP ones of the same config serving.
+                tracing::warn!(
+                    listener = %l.name,
+                    protocol = l.protocol,
+                    "listener protocol not supported yet, not serving it"
+                );
+                continue;
+            }
+            let mut vhosts = Vec::with_capacity(l.virtual_hosts.len());
+            for v in &l.virtual_hosts {
+                vhosts.push(VirtualHost::build(v, &clusters)?);
+            }
+            listeners.insert(
+                l.name.clone(),
+                ListenerRoutes {
+                    addr: SocketAddr::new(ip, port),
+                    vhosts,
+                },
+            );
+        }
+
+        Ok(Self {
+            version: config.version.clone(),
+            listeners,
+            clusters,
+        })
+    }
+}
+
+impl ListenerRoutes {
+    /// The route that answers a request for `host` (see [`request_host`]).
+    ///
+    /// Only the most specific virtual host's routes are considered: a request for
+    /// `a.example.com` on a socket shared by listeners `a.example.com` and
+    /// `*.example.com` belongs to the first, and routes attached only to the wildcard
+    /// listener cannot answer it (listener isolation).
+    pub(crate) fn route(&self, host: &str, req: &Parts) -> Option<&Route> {
+        let mut best: Option<&VirtualHost> = None;
+        for v in &self.vhosts {
+            if v.hostname.matches(host)
+                && best.is_none_or(|b| v.hostname.specificity() > b.hostname.specificity())
+            {
+                best = Some(v);
+            }
+        }
+        let vhost = best?;
+        tracing::trace!(vhost = %vhost.name, "virtual host selected");
+        // Gateway API (HTTPRouteRule precedence): "Largest number of characters in a
+        // matching non-wildcard hostname. Largest number of characters in a matching
+        // hostname. ..." The groups arrive in that order; a group whose routes do not
+        // match falls through to the next, less specific one.
+        vhost
+            .groups
+            .iter()
+            .filter(|g| g.hostname.matches(host))
+            .flat_map(|g| g.routes.iter())
+            .find(|r| r.matcher.matches(req))
+    }
+}
+
+impl VirtualHost {
+    fn build(
+        v: &pb::VirtualHost,
+        clusters: &HashMap<String, Arc<ClusterState>>,
+    ) -> Result<Self, ProxyError> {
+        let hostname =
+            HostPattern::parse(&v.hostname).map_err(|e| ProxyError::invalid(&v.name, e))?;
+        let mut groups = Vec::with_capacity(v.host_routes.len());
+        for g in &v.host_routes {
+            let group_hostname =
+                HostPattern::parse(&g.hostname).map_err(|e| ProxyError::invalid(&v.name, e))?;
+            let routes = g
+                .routes
+                .iter()
+                .map(|r| Route::build(r, clusters).map_err(|e| ProxyError::invalid(&r.name, e)))
+                .collect::<Result<_, _>>()?;
+            groups.push(HostGroup {
+                hostname: group_hostname,
+                routes,
+            });
+        }
+        Ok(Self {
+            name: v.name.clone(),
+            hostname,
+            groups,
+        })
+    }
+}
+
+impl Route {
+    fn build(
+        r: &pb::Route,
+        clusters: &HashMap<String, Arc<ClusterState>>,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            name: r.name.clone(),
+            matcher: RouteMatcher::compile(r.r#match.as_ref())?,
+            filters: RouteFilters::compile(&r.filters)?,
+            backends: WeightedBackends::build(&r.backends, |name| {
+                clusters
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| ConfigError::UnknownCluster(name.to_owned()))
+            })?,
+        })
+    }
+}
