@@ -1,1 +1,55 @@
-//! portico-echo
+//! portico-echo: a small HTTP backend that answers every request with JSON describing
+//! the request it saw. Examples, tests, benchmarks and the conformance runner put it
+//! behind the proxy and read the answer to learn which backend answered and what the
+//! proxy forwarded.
+//!
+//! One answer serves two readers at once:
+//!
+//! ```text
+//! {
+//!   // the Gateway API conformance echo server (echo-basic)
+//!   "path": "/a?b=c",                 request URI as received, query included
+//!   "host": "foo.example.com",        Host header (HTTP/1) or :authority (HTTP/2)
+//!   "method": "GET",
+//!   "proto": "HTTP/1.1",              or "HTTP/2.0"
+//!   "headers": {"X-Forwarded-For": ["10.0.0.1"]},   canonical name -> values, no Host
+//!   "namespace": "echo", "ingress": "", "service": "echo-1-echo-server",
+//!   "pod": "echo-1-echo-server-fd88497d-w6sgn",
+//!   "sni": "",                        always empty: this server speaks no TLS
+//!
+//!   // the echo-server image of the reference scenario
+//!   "environment": {"HOSTNAME": "<pod>", "POD_NAME": "<pod>",
+//!                   "NAMESPACE": "echo", "SERVICE_NAME": "echo-1-echo-server"},
+//!   "request": {"path": "/a", "method": "GET", "query": {"b": "c"},
+//!               "headers": {"host": "foo.example.com", "foo": "bar"},  lowercase -> joined value
+//!               "bodyLength": 0, "body": "..."},   body only when small UTF-8
+//!   "http": {"method": "GET", "baseUrl": "", "originalUrl": "/a?b=c", "protocol": "http"},
+//!
+//!   // ours
+//!   "remote_addr": "127.0.0.1:50312"  the peer of the TCP connection (the proxy)
+//! }
+//! ```
+//!
+//! The two formats disagree on one key: echo-server's `host` is an object
+//! (`host.hostname`), echo-basic's is a string. `host` stays a string because the
+//! conformance runner compares it; the pod name is in `environment.HOSTNAME` and `pod`.
+//!
+//! A request header `X-Echo-Set-Header: Name:value,Other:value` makes the answer carry
+//! those response headers, as echo-basic does; conformance cases use it to test response
+//! header filters.
+//!
+//! The server speaks HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port.
+//! [`serve`] binds and returns an [`EchoServer`] handle with the bound address, so tests
+//! listen on port 0.
+
+mod config;
+mod error;
+mod headers;
+mod report;
+mod server;
+mod service;
+
+pub use config::{DEFAULT_LISTEN, EchoConfig, Identity};
+pub use error::EchoError;
+pub use report::{EchoReport, SET_HEADER};
+pub use server::{EchoServer, serve};

@@ -1,1 +1,30 @@
-//! portico-testkit
+//! portico-testkit: helpers for component and whole-binary tests of the other crates.
+//! Never shipped.
+//!
+//! ```text
+//! eventually(timeout, || async { ... })     retry until Ok/Some, fail with the last error
+//! EchoBackend::start(pod, ns, svc)          in-process portico-echo on 127.0.0.1:0
+//! Process::spawn(bin, args)                 child process, stdout/stderr captured as lines,
+//!   .wait_for_line / .wait_for_listen_addr  killed on drop, SIGINT + bounded wait
+//! HttpClient::http1(addr) / ::h2c(addr)     hyper client pinned to one address, any Host
+//! get / get_json(target, host, path)        one-shot GET with a bounded time
+//! free_port()                               a port that was free a moment ago
+//! write_file(dir, name, contents)           atomic write (temp file + rename)
+//! ```
+//!
+//! The rules these helpers serve (`e2e/README.md`): no fixed ports, no sleeps where an
+//! eventually loop works, no environment mutation, every loop bounded in count and time.
+
+mod echo;
+mod eventually;
+mod fs;
+mod http;
+mod net;
+mod process;
+
+pub use echo::EchoBackend;
+pub use eventually::{Attempt, EventuallyError, eventually};
+pub use fs::write_file;
+pub use http::{DEFAULT_HTTP_TIMEOUT, HttpClient, HttpError, get, get_json};
+pub use net::free_port;
+pub use process::{Line, Process, ProcessError, Stream};

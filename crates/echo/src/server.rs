@@ -1,0 +1,155 @@
+//! The listener: one accept loop task, one task per connection, graceful drain.
+//!
+//! ```text
+//! serve(config) ── bind ──> EchoServer { local_addr, cancel, task }
+//!                              │
+//!   task: accept loop ─────────┼─> per connection: auto::Builder (HTTP/1.1 or h2c,
+//!         │                    │   decided by the first bytes) -> service::handle
+//!         └─ cancel ───────────┘   each connection watched by GracefulShutdown
+//!              │
+//!              └─> stop accepting, signal connections (GOAWAY / close after the
+//!                  in-flight response), wait up to drain_timeout, abort the rest
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{EchoConfig, Identity};
+use crate::error::EchoError;
+use crate::service::handle;
+
+/// Pause after a failed `accept` (for example too many open files) so the loop does not
+/// spin while the condition lasts.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A running echo server. Dropping it stops the server without waiting; call
+/// [`EchoServer::shutdown`] to wait for the drain.
+#[derive(Debug)]
+pub struct EchoServer {
+    local_addr: SocketAddr,
+    cancel: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Binds `config.listen` and serves until the returned handle is shut down or dropped.
+/// Must be called inside a tokio runtime.
+pub async fn serve(config: EchoConfig) -> Result<EchoServer, EchoError> {
+    let addr = config.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| EchoError::Bind { addr, source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| EchoError::LocalAddr { addr, source })?;
+    tracing::info!(
+        %local_addr,
+        pod = %config.identity.pod,
+        namespace = %config.identity.namespace,
+        service = %config.identity.service,
+        "echo server listening"
+    );
+
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(accept_loop(
+        listener,
+        Arc::new(config.identity),
+        cancel.clone(),
+        config.drain_timeout,
+    ));
+    Ok(EchoServer {
+        local_addr,
+        cancel,
+        task: Some(task),
+    })
+}
+
+impl EchoServer {
+    /// The address actually bound (the real port when the config asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, lets open connections finish their requests for at most the
+    /// configured drain timeout, and returns once every connection is closed.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        if let Some(task) = self.task.take()
+            && let Err(error) = task.await
+        {
+            tracing::warn!(%error, "echo accept loop ended abnormally");
+        }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        // The accept loop sees this and shuts down on its own; nobody waits for it.
+        self.cancel.cancel();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    identity: Arc<Identity>,
+    cancel: CancellationToken,
+    drain_timeout: Duration,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's HTTP/1 header read timeout needs a timer; without one a slow client could
+    // hold a connection open forever.
+    builder.http1().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            // Reap finished connections so the set does not grow without bound.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, remote)) => {
+                    let identity = identity.clone();
+                    let service =
+                        service_fn(move |request| handle(identity.clone(), remote, request));
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    let connection = graceful.watch(connection);
+                    connections.spawn(async move {
+                        if let Err(error) = connection.await {
+                            tracing::debug!(%remote, %error, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                }
+            },
+        }
+    }
+
+    drop(listener);
+    let open = graceful.count();
+    if tokio::time::timeout(drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open,
+            ?drain_timeout,
+            "connections still open after the drain timeout, closing them"
+        );
+    }
+    connections.shutdown().await;
+    tracing::info!("echo server stopped");
+}
