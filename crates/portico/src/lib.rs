@@ -1,1 +1,6 @@
-//! portico-portico
+//! The `portico` command line, as a library so that tests drive it without a shell.
+//!
+//! Each subcommand is a module with a config struct and a `run`/`start` function;
+//! `main.rs` only parses flags and calls them.
+
+pub mod standalone;

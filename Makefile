@@ -1,0 +1,50 @@
+# Portico developer entry points. `make demo` and `make test` are the two set-up commands.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+GATEWAY_API_DIR ?= ../shared/gateway-api
+
+.PHONY: all build demo test test-unit lint fmt generate check-generated golden clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+## demo: two echo backends and `portico standalone examples/standalone/echo` on 127.0.0.1:8080.
+demo:
+	hack/demo.sh
+
+## test: every test of the workspace (unit, golden, component and whole-binary tests).
+test:
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  $(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+	  $(CARGO) test --workspace --no-fail-fast; \
+	fi
+	$(CARGO) test --workspace --doc
+
+## lint: formatting and clippy with warnings as errors; shellcheck on our scripts.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@if command -v shellcheck >/dev/null; then shellcheck hack/*.sh .ci/run; else echo "shellcheck not installed: skipped"; fi
+
+fmt:
+	$(CARGO) fmt --all
+
+## generate: Gateway API types from the v1.6.1 CRDs (kopium). The protobuf code is
+## generated at build time by crates/api/build.rs.
+generate:
+	hack/generate.sh $(GATEWAY_API_DIR)
+
+## check-generated: fails when the committed generated code drifts from its sources.
+check-generated: generate
+	git diff --exit-code -- crates/api/src/gateway
+
+## golden: rewrite the translator's golden files from the current code (review the diff!).
+golden:
+	PORTICO_BLESS=1 $(CARGO) test -p portico-translate --test golden
+
+clean:
+	$(CARGO) clean
