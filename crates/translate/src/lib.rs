@@ -1,1 +1,113 @@
-//! portico-translate
+//! portico-translate: the pure translator.
+//!
+//! [`translate`] turns a snapshot of Gateway API and core objects ([`Inputs`]) into the
+//! data-plane config the proxies serve and the status every object should carry
+//! ([`Output`]). It does no I/O and reads no clock; its output depends only on its input
+//! (not even on the order objects are listed in), so it is tested with golden files.
+//!
+//! ```text
+//! Inputs ──> Index (lookups, sorted)
+//!             │
+//!             ├─ GatewayClasses ours? ─────────────────────────> GatewayClass status
+//!             ├─ Gateways of our classes ─> GatewayPlan ───────> Gateway status
+//!             │     (addresses, listeners, conflicts)      ▲ attachedRoutes
+//!             └─ HTTPRoutes ─> CompiledRoute ─> attach ────┴───> HTTPRoute status
+//!                  (entries, backends)      (parentRefs × listeners)
+//!                                                 │
+//!                                                 └─> config::build ─> Config
+//! ```
+//!
+//! Invalid objects never stop the translation: the worst an object can do is get a
+//! status condition with a reason, and the rest of the config is unaffected.
+
+mod attach;
+mod backend;
+mod config;
+mod error;
+mod filters;
+mod gateway;
+mod gateway_status;
+mod hostname;
+mod index;
+mod inputs;
+mod kube_status;
+mod matches;
+mod precedence;
+mod route;
+mod selector;
+mod status;
+
+use std::collections::BTreeMap;
+
+use portico_api::names::{condition, reason};
+
+pub use hostname::hostname_matches;
+pub use inputs::{Inputs, Options, Output};
+pub use status::{
+    Condition, ConditionStatus, GatewayClassStatus, GatewayStatus, GatewayStatusAddress,
+    HttpRouteStatus, ListenerStatus, ObjectRef, ParentReference, RouteGroupKind, RouteParentStatus,
+    Statuses,
+};
+
+use index::Index;
+
+/// Translates a snapshot into the data-plane config and the desired statuses.
+pub fn translate(inputs: &Inputs, options: &Options) -> Output {
+    let index = Index::new(inputs, options);
+    let mut statuses = Statuses::default();
+
+    // GatewayClass: "Accepted [...] True when the controller managing the GatewayClass
+    // is syntactically or semantically valid". Classes of other controllers are theirs.
+    for (name, class) in &index.classes {
+        let generation = class.metadata.generation;
+        statuses.gateway_classes.insert(
+            name.clone(),
+            GatewayClassStatus {
+                conditions: vec![Condition::new(
+                    condition::ACCEPTED,
+                    true,
+                    reason::ACCEPTED,
+                    format!("handled by {}", options.controller_name),
+                    generation,
+                )],
+            },
+        );
+    }
+
+    let plans = gateway::plan_gateways(
+        index
+            .gateways
+            .values()
+            .copied()
+            .filter(|g| index.is_ours(g)),
+        options.default_address,
+    );
+
+    let mut routes = Vec::new();
+    // (gateway, listener) -> attachedRoutes
+    let mut attached_counts: BTreeMap<ObjectRef, BTreeMap<String, i32>> = BTreeMap::new();
+    for route in index.http_routes.values() {
+        let compiled = route::compile(&index, route);
+        let (status, attachments) = attach::attach(&index, &plans, &compiled);
+        if let Some(status) = status {
+            statuses.http_routes.insert(compiled.key.clone(), status);
+        }
+        for a in &attachments {
+            *attached_counts
+                .entry(a.gateway.clone())
+                .or_default()
+                .entry(a.listener.clone())
+                .or_default() += 1;
+        }
+        routes.push((compiled, attachments));
+    }
+
+    let empty = BTreeMap::new();
+    for (key, plan) in &plans {
+        let counts = attached_counts.get(key).unwrap_or(&empty);
+        statuses.gateways.insert(key.clone(), plan.status(counts));
+    }
+
+    let config = config::build(&index, &plans, &routes);
+    Output { config, statuses }
+}

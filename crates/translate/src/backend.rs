@@ -1,0 +1,230 @@
+//! backendRefs -> weighted backends, and Service ports -> clusters.
+//!
+//! ```text
+//! backendRef ──resolve──> WeightedBackend { weight, cluster: "<ns>/<svc>:<port>" }
+//!                     └─> WeightedBackend { weight, invalid: "<Reason>: <message>" }
+//! ClusterRef (ns, svc, port) ──build_cluster──> Cluster { endpoints from EndpointSlices }
+//! ```
+//!
+//! Gateway API (HTTPRoute backendRefs): "When a HTTPBackendRef is invalid, 500 status
+//! codes MUST be returned for requests that would have otherwise been routed to an invalid
+//! backend. If multiple backends are specified, and some are invalid, the proportion of
+//! requests that would otherwise have been routed to an invalid backend MUST receive a
+//! 500 status code." So an invalid ref keeps its weight and carries its reason to the
+//! proxy instead of vanishing.
+
+use std::collections::BTreeMap;
+
+use portico_api::config::v1::{
+    Cluster, ClusterProtocol, Endpoint, WeightedBackend, weighted_backend,
+};
+use portico_api::gateway::httproutes::HttpRouteRulesBackendRefs;
+use portico_api::k8s::{EndpointSlice, Service, ServicePort};
+use portico_api::names::{self, kind};
+
+use crate::error::BackendError;
+use crate::index::Index;
+use crate::status::ObjectRef;
+
+/// The appProtocol that asks for cleartext HTTP/2 to the backend (KEP-3726).
+const APP_PROTOCOL_H2C: &str = "kubernetes.io/h2c";
+
+/// A Service port some route sends traffic to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct ClusterRef {
+    pub(crate) service: ObjectRef,
+    pub(crate) port: i32,
+}
+
+impl ClusterRef {
+    pub(crate) fn name(&self) -> String {
+        format!("{}:{}", self.service, self.port)
+    }
+}
+
+/// The backends of one rule.
+#[derive(Debug, Default)]
+pub(crate) struct ResolvedBackends {
+    /// Weight-0 refs are left out: they take no share of traffic.
+    pub(crate) backends: Vec<WeightedBackend>,
+    /// The clusters those backends name.
+    pub(crate) clusters: Vec<ClusterRef>,
+    /// Every ref that could not be resolved, weight 0 or not (it is still a bad ref).
+    pub(crate) errors: Vec<BackendError>,
+}
+
+pub(crate) fn resolve_all(
+    index: &Index<'_>,
+    route_namespace: &str,
+    refs: &[HttpRouteRulesBackendRefs],
+) -> ResolvedBackends {
+    let mut out = ResolvedBackends::default();
+    for r in refs {
+        // Gateway API: "Weight [...] If unspecified, weight defaults to 1." The CRD bounds
+        // it to 0..=1000000; a negative weight from unvalidated YAML counts as 0.
+        let weight = u32::try_from(r.weight.unwrap_or(1)).unwrap_or(0);
+        let target = match resolve(index, route_namespace, r) {
+            Ok(cluster) => {
+                let target = weighted_backend::Target::Cluster(cluster.name());
+                if weight > 0 && !out.clusters.contains(&cluster) {
+                    out.clusters.push(cluster);
+                }
+                target
+            }
+            Err(error) => {
+                let target =
+                    weighted_backend::Target::Invalid(format!("{}: {error}", error.reason()));
+                out.errors.push(error);
+                target
+            }
+        };
+        if weight > 0 {
+            out.backends.push(WeightedBackend {
+                weight,
+                target: Some(target),
+            });
+        }
+    }
+    out
+}
+
+/// Checks one backendRef, in the order that leaks the least: the kind first, then
+/// whether a cross-namespace reference is granted (before revealing whether the Service
+/// exists), then the Service and its port.
+fn resolve(
+    index: &Index<'_>,
+    route_namespace: &str,
+    r: &HttpRouteRulesBackendRefs,
+) -> Result<ClusterRef, BackendError> {
+    let group = r.group.as_deref().unwrap_or("");
+    let kind = r.kind.as_deref().unwrap_or(kind::SERVICE);
+    if !group.is_empty() || kind != kind::SERVICE {
+        return Err(BackendError::InvalidKind {
+            group: group.to_owned(),
+            kind: kind.to_owned(),
+            name: r.name.clone(),
+        });
+    }
+    let namespace = r
+        .namespace
+        .as_deref()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or(route_namespace);
+    // Gateway API (BackendObjectReference namespace): "Note that when a namespace
+    // different than the local namespace is specified, a ReferenceGrant object is required
+    // in the referent namespace to allow that namespace's owner to accept the reference."
+    if namespace != route_namespace
+        && !index.reference_granted(
+            (names::GATEWAY_API_GROUP, kind::HTTP_ROUTE, route_namespace),
+            ("", kind::SERVICE, namespace, &r.name),
+        )
+    {
+        return Err(BackendError::NotPermitted {
+            from: route_namespace.to_owned(),
+            namespace: namespace.to_owned(),
+            name: r.name.clone(),
+        });
+    }
+    let service = ObjectRef::new(namespace, r.name.clone());
+    let Some(port) = r.port else {
+        return Err(BackendError::MissingPort {
+            namespace: namespace.to_owned(),
+            name: r.name.clone(),
+        });
+    };
+    let svc = index
+        .services
+        .get(&service)
+        .ok_or_else(|| BackendError::ServiceNotFound {
+            namespace: namespace.to_owned(),
+            name: r.name.clone(),
+        })?;
+    if service_port(svc, port).is_none() {
+        return Err(BackendError::PortNotFound {
+            namespace: namespace.to_owned(),
+            name: r.name.clone(),
+            port,
+        });
+    }
+    Ok(ClusterRef { service, port })
+}
+
+fn service_port(svc: &Service, port: i32) -> Option<&ServicePort> {
+    svc.spec
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .iter()
+        .find(|p| p.port == port)
+}
+
+/// The cluster for a Service port: its endpoints come from the Service's EndpointSlices,
+/// from the slice port with the same name as the Service port (the only one when the
+/// Service port is unnamed).
+pub(crate) fn build_cluster(index: &Index<'_>, cluster: &ClusterRef) -> Cluster {
+    let port = index
+        .services
+        .get(&cluster.service)
+        .and_then(|svc| service_port(svc, cluster.port));
+    let protocol = match port.and_then(|p| p.app_protocol.as_deref()) {
+        Some(APP_PROTOCOL_H2C) => ClusterProtocol::H2c,
+        _ => ClusterProtocol::Http1,
+    };
+    let port_name = port.and_then(|p| p.name.as_deref()).unwrap_or("");
+
+    // (address, port) -> endpoint: a pod can appear in two slices while they are being
+    // rebalanced; it is ready if any slice says so.
+    let mut endpoints: BTreeMap<(String, u32), Endpoint> = BTreeMap::new();
+    for slice in index.slices.get(&cluster.service).into_iter().flatten() {
+        let Some(target_port) = slice_port(slice, port_name) else {
+            continue;
+        };
+        for e in slice.endpoints.iter().flatten() {
+            // Gateway API leaves FQDN slices to the implementation; the proxy connects to
+            // IPs only.
+            if slice.address_type != "IPv4" && slice.address_type != "IPv6" {
+                continue;
+            }
+            // EndpointConditions: "ready [...] A nil value should be interpreted as
+            // 'true'."
+            let ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+            let pod = e
+                .target_ref
+                .as_ref()
+                .and_then(|t| t.name.clone())
+                .unwrap_or_default();
+            for address in &e.addresses {
+                let entry = endpoints
+                    .entry((address.clone(), target_port))
+                    .or_insert_with(|| Endpoint {
+                        address: address.clone(),
+                        port: target_port,
+                        ready,
+                        pod: pod.clone(),
+                    });
+                entry.ready |= ready;
+                if entry.pod.is_empty() {
+                    entry.pod = pod.clone();
+                }
+            }
+        }
+    }
+    Cluster {
+        name: cluster.name(),
+        endpoints: endpoints.into_values().collect(),
+        protocol: protocol as i32,
+    }
+}
+
+fn slice_port(slice: &EndpointSlice, name: &str) -> Option<u32> {
+    let ports = slice.ports.as_deref().unwrap_or_default();
+    let by_name = ports
+        .iter()
+        .find(|p| p.name.as_deref().unwrap_or("") == name);
+    let port = match (by_name, ports) {
+        (Some(p), _) => p,
+        (None, [only]) if name.is_empty() => only,
+        (None, _) => return None,
+    };
+    port.port.and_then(|p| u32::try_from(p).ok())
+}

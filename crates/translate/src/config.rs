@@ -1,0 +1,129 @@
+//! Assembles the data-plane `Config` from planned Gateways and attached routes.
+//!
+//! ```text
+//! Config
+//! ├── listeners[]        one per (bind address, port), sorted by port then address
+//! │   └── virtual_hosts  one per programmed Gateway listener on that socket, most
+//! │       │              specific hostname first ("<ns>/<gateway>/<listener>")
+//! │       └── host_routes  one per effective hostname (route hostnames ∩ listener
+//! │           │            hostname), exact (longest first), wildcards, then ""
+//! │           └── routes   every (rule, match) of the routes answering for that
+//! │                        hostname, in HTTPRoute precedence order
+//! ├── clusters[]         one per Service port a programmed route sends traffic to
+//! └── version            sha256 of the prost encoding of the rest, in hex
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+
+use portico_api::config::v1::{Config, HostRoutes, Listener, Protocol, VirtualHost};
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use crate::attach::Attachment;
+use crate::backend::{self, ClusterRef};
+use crate::gateway::GatewayPlan;
+use crate::hostname;
+use crate::index::Index;
+use crate::route::{CompiledRoute, RouteEntry};
+use crate::status::ObjectRef;
+
+/// The routes attached to one listener, each with the hostnames it answers for there.
+type AttachedRoutes<'r, 'a> = Vec<(&'r CompiledRoute<'a>, &'r [String])>;
+
+pub(crate) fn build(
+    index: &Index<'_>,
+    plans: &BTreeMap<ObjectRef, GatewayPlan<'_>>,
+    routes: &[(CompiledRoute<'_>, Vec<Attachment>)],
+) -> Config {
+    // (gateway, listener) -> the routes attached there, with their hostnames on it.
+    let mut attached: BTreeMap<(&ObjectRef, &str), AttachedRoutes<'_, '_>> = BTreeMap::new();
+    for (route, attachments) in routes {
+        for a in attachments {
+            attached
+                .entry((&a.gateway, a.listener.as_str()))
+                .or_default()
+                .push((route, &a.hostnames));
+        }
+    }
+
+    let mut sockets: BTreeMap<(u16, IpAddr), Vec<VirtualHost>> = BTreeMap::new();
+    let mut clusters: BTreeSet<ClusterRef> = BTreeSet::new();
+    for plan in plans.values().filter(|p| p.is_programmed()) {
+        for listener in plan.listeners.iter().filter(|l| l.is_valid()) {
+            let routes = attached
+                .get(&(&plan.key, listener.name.as_str()))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for (route, _) in routes {
+                clusters.extend(route.clusters.iter().cloned());
+            }
+            let vhost = VirtualHost {
+                name: format!("{}/{}", plan.key, listener.name),
+                hostname: listener.hostname.clone().unwrap_or_default(),
+                host_routes: host_routes(routes),
+            };
+            for address in &plan.addresses {
+                sockets
+                    .entry((listener.port, *address))
+                    .or_default()
+                    .push(vhost.clone());
+            }
+        }
+    }
+
+    let listeners = sockets
+        .into_iter()
+        .map(|((port, address), mut virtual_hosts)| {
+            virtual_hosts.sort_by(|a, b| {
+                hostname::specificity(&a.hostname, &b.hostname).then_with(|| a.name.cmp(&b.name))
+            });
+            Listener {
+                name: SocketAddr::new(address, port).to_string(),
+                address: address.to_string(),
+                port: u32::from(port),
+                protocol: Protocol::Http as i32,
+                virtual_hosts,
+            }
+        })
+        .collect();
+    let mut config = Config {
+        version: String::new(),
+        listeners,
+        clusters: clusters
+            .iter()
+            .map(|c| backend::build_cluster(index, c))
+            .collect(),
+    };
+    config.version = version(&config);
+    config
+}
+
+/// Groups the entries of the attached routes by the hostnames they answer for, most
+/// specific hostname first, each group in precedence order.
+fn host_routes(routes: &[(&CompiledRoute<'_>, &[String])]) -> Vec<HostRoutes> {
+    let mut groups: BTreeMap<&str, Vec<&RouteEntry>> = BTreeMap::new();
+    for (route, hostnames) in routes {
+        for h in hostnames.iter() {
+            groups.entry(h).or_default().extend(route.entries.iter());
+        }
+    }
+    let mut groups: Vec<(&str, Vec<&RouteEntry>)> = groups.into_iter().collect();
+    groups.sort_by(|a, b| hostname::specificity(a.0, b.0));
+    groups
+        .into_iter()
+        .map(|(hostname, mut entries)| {
+            entries.sort_by(|a, b| a.precedence.cmp(&b.precedence));
+            HostRoutes {
+                hostname: hostname.to_owned(),
+                routes: entries.into_iter().map(|e| e.route.clone()).collect(),
+            }
+        })
+        .collect()
+}
+
+/// A content hash of the config without its version: equal configs, equal versions.
+fn version(config: &Config) -> String {
+    let digest = Sha256::digest(config.encode_to_vec());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,168 @@
+//! Lookups over an [`Inputs`] snapshot, built once per translation.
+//!
+//! Everything is keyed in `BTreeMap`s so that iteration order depends on object names,
+//! never on the order the provider listed them in.
+
+use std::collections::BTreeMap;
+
+use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use portico_api::k8s::{EndpointSlice, ObjectMeta, Service};
+use portico_api::names;
+
+use crate::inputs::{Inputs, Options};
+use crate::status::ObjectRef;
+
+/// The namespace a namespaced object lives in when its manifest names none (as kubectl
+/// does; only standalone YAML can lack it).
+pub(crate) const DEFAULT_NAMESPACE: &str = "default";
+
+pub(crate) fn object_ref(meta: &ObjectMeta) -> ObjectRef {
+    ObjectRef::new(
+        meta.namespace
+            .clone()
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+pub(crate) struct Index<'a> {
+    pub(crate) options: &'a Options,
+    /// Our GatewayClasses (controllerName matches), by name.
+    pub(crate) classes: BTreeMap<String, &'a GatewayClass>,
+    /// Every Gateway, ours or not: a parentRef to a Gateway of another controller must be
+    /// told apart from one to ours.
+    pub(crate) gateways: BTreeMap<ObjectRef, &'a Gateway>,
+    pub(crate) http_routes: BTreeMap<ObjectRef, &'a HttpRoute>,
+    pub(crate) services: BTreeMap<ObjectRef, &'a Service>,
+    /// EndpointSlices by the Service they belong to (`kubernetes.io/service-name`), in
+    /// slice name order.
+    pub(crate) slices: BTreeMap<ObjectRef, Vec<&'a EndpointSlice>>,
+    namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// ReferenceGrants by the namespace they live in (the target namespace).
+    grants: BTreeMap<String, Vec<&'a ReferenceGrant>>,
+}
+
+impl<'a> Index<'a> {
+    pub(crate) fn new(inputs: &'a Inputs, options: &'a Options) -> Self {
+        let classes = inputs
+            .gateway_classes
+            .iter()
+            .filter(|c| c.spec.controller_name == options.controller_name)
+            .filter_map(|c| Some((c.metadata.name.clone()?, c)))
+            .collect::<BTreeMap<_, _>>();
+        let gateways = keyed(&inputs.gateways, |g| &g.metadata);
+        let http_routes = keyed(&inputs.http_routes, |r| &r.metadata);
+        let services = keyed(&inputs.services, |s| &s.metadata);
+
+        let mut by_name: Vec<(ObjectRef, ObjectRef, &EndpointSlice)> = inputs
+            .endpoint_slices
+            .iter()
+            .filter_map(|slice| {
+                let key = object_ref(&slice.metadata);
+                let service = slice
+                    .metadata
+                    .labels
+                    .as_ref()?
+                    .get(names::ENDPOINT_SLICE_SERVICE_LABEL)?;
+                Some((
+                    ObjectRef::new(key.namespace.clone(), service.clone()),
+                    key,
+                    slice,
+                ))
+            })
+            .collect();
+        by_name.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        let mut slices: BTreeMap<ObjectRef, Vec<&EndpointSlice>> = BTreeMap::new();
+        for (service, _, slice) in by_name {
+            slices.entry(service).or_default().push(slice);
+        }
+
+        let namespace_labels = inputs
+            .namespaces
+            .iter()
+            .filter_map(|ns| {
+                Some((
+                    ns.metadata.name.clone()?,
+                    ns.metadata.labels.clone().unwrap_or_default(),
+                ))
+            })
+            .collect();
+
+        let mut grants: BTreeMap<String, Vec<&ReferenceGrant>> = BTreeMap::new();
+        for grant in &inputs.reference_grants {
+            grants
+                .entry(object_ref(&grant.metadata).namespace)
+                .or_default()
+                .push(grant);
+        }
+
+        Self {
+            options,
+            classes,
+            gateways,
+            http_routes,
+            services,
+            slices,
+            namespace_labels,
+            grants,
+        }
+    }
+
+    /// Whether the Gateway belongs to one of our GatewayClasses.
+    pub(crate) fn is_ours(&self, gateway: &Gateway) -> bool {
+        self.classes.contains_key(&gateway.spec.gateway_class_name)
+    }
+
+    /// A namespace's labels. The API server sets `kubernetes.io/metadata.name` on every
+    /// namespace; it is added here too so that selectors on it work for namespaces that a
+    /// standalone folder does not declare.
+    pub(crate) fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
+        let mut labels = self
+            .namespace_labels
+            .get(namespace)
+            .cloned()
+            .unwrap_or_default();
+        labels.insert(names::NAMESPACE_NAME_LABEL.to_owned(), namespace.to_owned());
+        labels
+    }
+
+    /// Whether a ReferenceGrant in `to_namespace` lets `from_kind` objects of
+    /// `from_group` in `from_namespace` refer to the `to_group`/`to_kind` object `to_name`.
+    ///
+    /// Gateway API (ReferenceGrant): "ReferenceGrant identifies kinds of resources in other
+    /// namespaces that are trusted to reference the specified kinds of resources in the
+    /// same namespace as the policy. [...] To: Name is the name of the referent. When
+    /// unspecified, this policy refers to all resources of the specified Group and Kind in
+    /// the local namespace."
+    pub(crate) fn reference_granted(
+        &self,
+        from: (&str, &str, &str),
+        to: (&str, &str, &str, &str),
+    ) -> bool {
+        let (from_group, from_kind, from_namespace) = from;
+        let (to_group, to_kind, to_namespace, to_name) = to;
+        self.grants.get(to_namespace).is_some_and(|grants| {
+            grants.iter().any(|grant| {
+                grant.spec.from.iter().any(|f| {
+                    f.group == from_group && f.kind == from_kind && f.namespace == from_namespace
+                }) && grant.spec.to.iter().any(|t| {
+                    t.group == to_group
+                        && t.kind == to_kind
+                        && t.name
+                            .as_deref()
+                            .is_none_or(|n| n.is_empty() || n == to_name)
+                })
+            })
+        })
+    }
+}
+
+/// Objects by namespace/name; on duplicate keys the first one listed wins.
+fn keyed<T>(items: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> BTreeMap<ObjectRef, &T> {
+    let mut map = BTreeMap::new();
+    for item in items {
+        map.entry(object_ref(meta(item))).or_insert(item);
+    }
+    map
+}

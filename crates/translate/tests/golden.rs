@@ -1,0 +1,172 @@
+//! Golden-file tests: `tests/golden/<case>/input.yaml` (multi-document Kubernetes YAML)
+//! is translated with the default options, and the config and statuses, serialized as
+//! YAML, must equal `config.yaml` and `status.yaml` beside it.
+//!
+//! `PORTICO_BLESS=1 cargo test -p portico-translate --test golden` rewrites the expected
+//! files instead. Read every rewritten file before committing it: these files are the
+//! specification of the translator.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use portico_translate::{Inputs, Options, Output, translate};
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+#[test]
+fn golden() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let bless = std::env::var("PORTICO_BLESS").is_ok_and(|v| v == "1");
+    let mut cases: Vec<PathBuf> = fs::read_dir(&root)
+        .expect("tests/golden exists")
+        .map(|e| e.expect("readable dir entry").path())
+        .filter(|p| p.join("input.yaml").is_file())
+        .collect();
+    cases.sort();
+    assert!(
+        !cases.is_empty(),
+        "no golden cases under {}",
+        root.display()
+    );
+
+    let mut failures = Vec::new();
+    for case in &cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let input = fs::read_to_string(case.join("input.yaml")).unwrap();
+        let inputs = parse_inputs(&input).unwrap_or_else(|e| panic!("{name}: input.yaml: {e}"));
+        let output = translate(&inputs, &Options::default());
+
+        // The translator must not depend on the order objects are listed in.
+        let reversed = translate(&reverse(&inputs), &Options::default());
+        if reversed != output {
+            failures.push(format!(
+                "{name}: output changes when the inputs are listed in reverse order"
+            ));
+        }
+
+        let (config, status) = render(&output);
+        for (file, got) in [("config.yaml", config), ("status.yaml", status)] {
+            let path = case.join(file);
+            if bless {
+                fs::write(&path, &got).unwrap();
+                continue;
+            }
+            let want = fs::read_to_string(&path).unwrap_or_default();
+            if want != got {
+                failures.push(format!(
+                    "{name}/{file} differs (- expected, + got; PORTICO_BLESS=1 rewrites it):\n{}",
+                    line_diff(&want, &got)
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+fn render(output: &Output) -> (String, String) {
+    (
+        serde_yaml_ng::to_string(&output.config).unwrap(),
+        serde_yaml_ng::to_string(&output.statuses).unwrap(),
+    )
+}
+
+/// Reads each document's apiVersion and kind and decodes it into the matching type.
+/// Gateway API objects are accepted in v1 and v1beta1 (the same schema for what we read).
+fn parse_inputs(text: &str) -> Result<Inputs, String> {
+    let mut inputs = Inputs::default();
+    for (i, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let value = Value::deserialize(document).map_err(|e| format!("document {i}: {e}"))?;
+        if value.is_null() {
+            continue;
+        }
+        let api_version = value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let kind = value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let group = api_version
+            .rsplit_once('/')
+            .map_or("", |(g, _)| g)
+            .to_owned();
+        let err = |e: serde_yaml_ng::Error| format!("document {i} ({api_version} {kind}): {e}");
+        match (group.as_str(), kind.as_str()) {
+            ("gateway.networking.k8s.io", "GatewayClass") => inputs
+                .gateway_classes
+                .push(serde_yaml_ng::from_value(value).map_err(err)?),
+            ("gateway.networking.k8s.io", "Gateway") => inputs
+                .gateways
+                .push(serde_yaml_ng::from_value(value).map_err(err)?),
+            ("gateway.networking.k8s.io", "HTTPRoute") => inputs
+                .http_routes
+                .push(serde_yaml_ng::from_value(value).map_err(err)?),
+            ("gateway.networking.k8s.io", "ReferenceGrant") => inputs
+                .reference_grants
+                .push(serde_yaml_ng::from_value(value).map_err(err)?),
+            ("", "Service") => inputs
+                .services
+                .push(serde_yaml_ng::from_value(value).map_err(err)?),
+            ("", "Namespace") => inputs
+                .namespaces
+                .push(serde_yaml_ng::from_value(value).map_err(err)?),
+            ("discovery.k8s.io", "EndpointSlice") => inputs
+                .endpoint_slices
+                .push(serde_yaml_ng::from_value(value).map_err(err)?),
+            _ => return Err(format!("document {i}: unexpected {api_version} {kind}")),
+        }
+    }
+    Ok(inputs)
+}
+
+fn reverse(inputs: &Inputs) -> Inputs {
+    fn rev<T: Clone>(v: &[T]) -> Vec<T> {
+        v.iter().rev().cloned().collect()
+    }
+    Inputs {
+        gateway_classes: rev(&inputs.gateway_classes),
+        gateways: rev(&inputs.gateways),
+        http_routes: rev(&inputs.http_routes),
+        services: rev(&inputs.services),
+        endpoint_slices: rev(&inputs.endpoint_slices),
+        namespaces: rev(&inputs.namespaces),
+        reference_grants: rev(&inputs.reference_grants),
+    }
+}
+
+/// A line diff from the longest common subsequence; golden files are small.
+fn line_diff(want: &str, got: &str) -> String {
+    let a: Vec<&str> = want.lines().collect();
+    let b: Vec<&str> = got.lines().collect();
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out.push(format!("  {}", a[i]));
+            i += 1;
+            j += 1;
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            out.push(format!("+ {}", b[j]));
+            j += 1;
+        } else {
+            out.push(format!("- {}", a[i]));
+            i += 1;
+        }
+    }
+    out.join("\n")
+}
