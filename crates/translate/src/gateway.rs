@@ -176,10 +176,12 @@ fn route_kinds(spec: &GatewayListeners, protocol: &str) -> (Vec<RouteGroupKind>,
 pub(crate) fn plan_gateways<'a>(
     gateways: impl Iterator<Item = &'a Gateway>,
     default_address: IpAddr,
+    assigned_addresses: &BTreeMap<ObjectRef, IpAddr>,
 ) -> BTreeMap<ObjectRef, GatewayPlan<'a>> {
     let mut plans: BTreeMap<ObjectRef, GatewayPlan<'a>> = gateways
         .map(|g| {
-            let plan = plan_gateway(g, default_address);
+            let assigned = assigned_addresses.get(&object_ref(&g.metadata));
+            let plan = plan_gateway(g, assigned.copied().unwrap_or(default_address));
             (plan.key.clone(), plan)
         })
         .collect();

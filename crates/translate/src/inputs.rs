@@ -1,5 +1,6 @@
 //! What goes in and what comes out of [`crate::translate`].
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use portico_api::config::v1::Config;
@@ -7,7 +8,7 @@ use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 use portico_api::k8s::{EndpointSlice, Namespace, Service};
 use portico_api::names;
 
-use crate::status::Statuses;
+use crate::status::{ObjectRef, Statuses};
 
 /// A snapshot of every object the translator reads. Order does not matter: the
 /// translator sorts what it reads, so two snapshots with the same objects give the same
@@ -27,8 +28,13 @@ pub struct Inputs {
 pub struct Options {
     /// GatewayClasses with this `spec.controllerName` are ours.
     pub controller_name: String,
-    /// Bind address for listeners of Gateways that request no spec.addresses.
+    /// Bind address for listeners of Gateways that request no spec.addresses and have
+    /// no entry in `assigned_addresses`.
     pub default_address: IpAddr,
+    /// Addresses the environment assigned to Gateways that request none, like a
+    /// LoadBalancer's ingress IP in a cluster, or a loopback address of its own in
+    /// standalone mode (so that several Gateways can all listen on port 80).
+    pub assigned_addresses: BTreeMap<ObjectRef, IpAddr>,
 }
 
 impl Default for Options {
@@ -36,6 +42,7 @@ impl Default for Options {
         Self {
             controller_name: names::CONTROLLER_NAME.to_owned(),
             default_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            assigned_addresses: BTreeMap::new(),
         }
     }
 }

@@ -81,6 +81,7 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
             .copied()
             .filter(|g| index.is_ours(g)),
         options.default_address,
+        &options.assigned_addresses,
     );
 
     let mut routes = Vec::new();
