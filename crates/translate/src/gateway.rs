@@ -475,7 +475,7 @@ mod tests {
         );
         newer.metadata.creation_timestamp =
             Some(Time("2024-06-01T00:00:00Z".parse().unwrap_or_default()));
-        let plans = plan_gateways([&older, &newer].into_iter(), ANY);
+        let plans = plan_gateways([&older, &newer].into_iter(), ANY, &BTreeMap::new());
         let older = &plans[&ObjectRef::new("ns", "older")];
         let newer = &plans[&ObjectRef::new("ns", "a-newer")];
         assert_eq!(conflicts(older), vec![None]);
@@ -483,6 +483,23 @@ mod tests {
             conflicts(newer),
             vec![Some(reason::HOSTNAME_CONFLICT), None]
         );
+    }
+
+    #[test]
+    fn gateways_with_assigned_addresses_do_not_share_a_socket() {
+        let one = gateway("one", vec![listener("http", 80, "HTTP", None)]);
+        let two = gateway("two", vec![listener("http", 80, "HTTP", None)]);
+        let assigned: BTreeMap<ObjectRef, IpAddr> = [
+            (ObjectRef::new("ns", "one"), "127.0.1.1".parse().unwrap()),
+            (ObjectRef::new("ns", "two"), "127.0.1.2".parse().unwrap()),
+        ]
+        .into();
+        let plans = plan_gateways([&one, &two].into_iter(), ANY, &assigned);
+        for (name, ip) in [("one", "127.0.1.1"), ("two", "127.0.1.2")] {
+            let plan = &plans[&ObjectRef::new("ns", name)];
+            assert_eq!(plan.addresses, vec![ip.parse::<IpAddr>().unwrap()]);
+            assert_eq!(conflicts(plan), vec![None]);
+        }
     }
 
     #[test]
