@@ -3,7 +3,12 @@
 //! See the proto file for the shape of the tree. Messages serialize to JSON/YAML in the
 //! protobuf JSON mapping (camelCase fields, enum names as strings, defaults omitted).
 
-#![allow(missing_docs, unreachable_pub, clippy::all, missing_debug_implementations)]
+#![allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    missing_debug_implementations
+)]
 
 pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/portico.config.v1.rs"));

@@ -388,6 +388,7 @@ impl GatewayPlan<'_> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use portico_api::gateway::gateways::{GatewayAddresses, GatewaySpec};
     use portico_api::k8s::ObjectMeta;

@@ -4,7 +4,12 @@
 //! Manifests of older served versions (`v1beta1` Gateway and HTTPRoute, `v1alpha2`
 //! routes) have the same schema for the fields we read and are decoded into these types.
 
-#![allow(missing_docs, clippy::all, unreachable_pub, missing_debug_implementations)]
+#![allow(
+    missing_docs,
+    clippy::all,
+    unreachable_pub,
+    missing_debug_implementations
+)]
 
 pub mod backendtlspolicies;
 pub mod gatewayclasses;
