@@ -38,6 +38,11 @@
 //! those response headers, as echo-basic does; conformance cases use it to test response
 //! header filters.
 //!
+//! Every request is also published on a request log
+//! ([`EchoServer::subscribe_requests`], or JSON lines on stdout with
+//! `portico-echo --log-requests`): the only way to know that a backend received a
+//! request whose answer went to nobody, such as a mirrored one.
+//!
 //! The server speaks HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port.
 //! [`serve`] binds and returns an [`EchoServer`] handle with the bound address, so tests
 //! listen on port 0.
@@ -46,10 +51,12 @@ mod config;
 mod error;
 mod headers;
 mod report;
+mod requests;
 mod server;
 mod service;
 
 pub use config::{DEFAULT_LISTEN, EchoConfig, Identity};
 pub use error::EchoError;
 pub use report::{EchoReport, SET_HEADER};
+pub use requests::SeenRequest;
 pub use server::{EchoServer, serve};

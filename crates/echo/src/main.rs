@@ -1,6 +1,7 @@
 //! `portico-echo`: flags in, [`portico_echo::serve`] called, stopped on Ctrl-C or
 //! SIGTERM. The first line on stdout is `listening on ADDR`, so scripts and tests can ask
-//! for port 0 and read the port back.
+//! for port 0 and read the port back. With `--log-requests` every later stdout line is
+//! one request as JSON (`{"method":"GET","path":"/a?b","host":"h"}`).
 
 use std::io::{IsTerminal, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -44,10 +45,17 @@ struct Args {
     /// How long shutdown lets open connections finish.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
+
+    /// Print one JSON line per request on stdout, after the `listening on` line: the
+    /// record a test reads to learn that a request it got no answer to (a mirrored one)
+    /// reached this backend.
+    #[arg(long)]
+    log_requests: bool,
 }
 
 impl Args {
     fn into_config(self) -> EchoConfig {
+        // `log_requests` is not part of the server's config: the binary subscribes.
         let listen = match (self.listen, self.http_port) {
             (Some(listen), _) => listen,
             (None, Some(port)) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
@@ -81,7 +89,9 @@ fn pod_name_fallback() -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Args::parse().into_config();
+    let args = Args::parse();
+    let log_requests = args.log_requests;
+    let config = args.into_config();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -94,16 +104,47 @@ async fn main() -> anyhow::Result<()> {
     // signal before the handler exists would kill the process uncleanly.
     let stop = StopSignals::install()?;
     let server = portico_echo::serve(config).await?;
+    // Subscribed before the address is out: no request can come earlier.
+    let requests = log_requests.then(|| server.subscribe_requests());
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on {}", server.local_addr())
         .and_then(|()| stdout.flush())
         .context("writing the bound address to stdout")?;
     drop(stdout);
+    if let Some(requests) = requests {
+        tokio::spawn(print_requests(requests));
+    }
 
     stop.wait().await;
     tracing::info!("shutting down");
     server.shutdown().await;
     Ok(())
+}
+
+/// Prints the request log as JSON lines until the server stops.
+async fn print_requests(mut requests: tokio::sync::broadcast::Receiver<portico_echo::SeenRequest>) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match requests.recv().await {
+            Ok(seen) => match serde_json::to_string(&seen) {
+                Ok(line) => {
+                    let mut stdout = std::io::stdout().lock();
+                    if writeln!(stdout, "{line}")
+                        .and_then(|()| stdout.flush())
+                        .is_err()
+                    {
+                        // Nobody reads stdout any more: stop logging, keep serving.
+                        return;
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot serialize a request log line"),
+            },
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "request log reader fell behind, lines lost");
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM (Kubernetes stopping the pod) both mean: drain and exit 0.
@@ -141,6 +182,7 @@ mod tests {
             service: "s".into(),
             ingress: String::new(),
             drain_timeout: Duration::from_secs(1),
+            log_requests: false,
         }
     }
 

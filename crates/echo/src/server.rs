@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{EchoConfig, Identity};
 use crate::error::EchoError;
+use crate::requests::{RequestLog, SeenRequest, request_log};
 use crate::service::handle;
 
 /// Pause after a failed `accept` (for example too many open files) so the loop does not
@@ -38,6 +39,7 @@ pub struct EchoServer {
     local_addr: SocketAddr,
     cancel: CancellationToken,
     task: Option<JoinHandle<()>>,
+    requests: RequestLog,
 }
 
 /// Binds `config.listen` and serves until the returned handle is shut down or dropped.
@@ -59,9 +61,11 @@ pub async fn serve(config: EchoConfig) -> Result<EchoServer, EchoError> {
     );
 
     let cancel = CancellationToken::new();
+    let requests = request_log();
     let task = tokio::spawn(accept_loop(
         listener,
         Arc::new(config.identity),
+        requests.clone(),
         cancel.clone(),
         config.drain_timeout,
     ));
@@ -69,6 +73,7 @@ pub async fn serve(config: EchoConfig) -> Result<EchoServer, EchoError> {
         local_addr,
         cancel,
         task: Some(task),
+        requests,
     })
 }
 
@@ -76,6 +81,12 @@ impl EchoServer {
     /// The address actually bound (the real port when the config asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Every request answered from now on, in the order answered. Subscribe before
+    /// publishing the address so that no request is missed.
+    pub fn subscribe_requests(&self) -> tokio::sync::broadcast::Receiver<SeenRequest> {
+        self.requests.subscribe()
     }
 
     /// Stops accepting, lets open connections finish their requests for at most the
@@ -100,6 +111,7 @@ impl Drop for EchoServer {
 async fn accept_loop(
     listener: TcpListener,
     identity: Arc<Identity>,
+    requests: RequestLog,
     cancel: CancellationToken,
     drain_timeout: Duration,
 ) {
@@ -118,8 +130,10 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
                     let identity = identity.clone();
-                    let service =
-                        service_fn(move |request| handle(identity.clone(), remote, request));
+                    let requests = requests.clone();
+                    let service = service_fn(move |request| {
+                        handle(identity.clone(), requests.clone(), remote, request)
+                    });
                     let connection = builder
                         .serve_connection(TokioIo::new(stream), service)
                         .into_owned();

@@ -13,9 +13,11 @@ use hyper::body::Incoming;
 use crate::config::Identity;
 use crate::headers::requested_response_headers;
 use crate::report::{BodySummary, EchoReport, SET_HEADER};
+use crate::requests::{RequestLog, SeenRequest};
 
 pub(crate) async fn handle(
     identity: Arc<Identity>,
+    requests: RequestLog,
     remote: SocketAddr,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -39,6 +41,12 @@ pub(crate) async fn handle(
     }
 
     let report = EchoReport::describe(&head, &seen, remote, &identity);
+    // `Err` only means nobody subscribed: the log is opt-in.
+    let _ = requests.send(SeenRequest {
+        method: report.method.clone(),
+        path: report.path.clone(),
+        host: report.host.clone(),
+    });
     tracing::debug!(
         %remote,
         method = %head.method,

@@ -116,3 +116,21 @@ async fn an_address_in_use_fails_with_a_message() {
     assert!(line.contains(&addr), "{line}");
     assert!(!process.wait_exit(BOUND).await.unwrap().success());
 }
+
+#[tokio::test]
+async fn log_requests_prints_one_json_line_per_request() {
+    let mut command = clean_command();
+    command.args(["--listen", "127.0.0.1:0", "--pod", "p", "--log-requests"]);
+    let process = Process::spawn_command(command).unwrap();
+    let report = report_of(&process).await;
+    assert_eq!(report.path, "/probe");
+    let line = process.wait_for_line("\"/probe\"", BOUND).await.unwrap();
+    let seen: portico_echo::SeenRequest = serde_json::from_str(&line).unwrap();
+    assert_eq!(seen.method, "GET");
+    assert_eq!(seen.host, "echo.example.com");
+    let stdout = process.stdout_lines();
+    assert!(stdout[0].starts_with("listening on "), "{stdout:?}");
+    assert_eq!(stdout.len(), 2, "{stdout:?}");
+    let status = process.stop(BOUND).await.unwrap();
+    assert!(status.success(), "{status}");
+}

@@ -114,6 +114,23 @@ async fn x_echo_set_header_sets_response_headers() {
 }
 
 #[tokio::test]
+async fn subscribers_see_every_request_in_order() {
+    let server = start(BOUND).await;
+    let mut requests = server.subscribe_requests();
+    let client = HttpClient::http1(server.local_addr());
+    for path in ["/first?id=1", "/second"] {
+        let (status, _, _) = client.get(Some("mirror.example.com"), path).await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+    }
+    let first = requests.recv().await.unwrap();
+    assert_eq!(first.path, "/first?id=1");
+    assert_eq!(first.method, "GET");
+    assert_eq!(first.host, "mirror.example.com");
+    assert_eq!(requests.recv().await.unwrap().path, "/second");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn bodies_are_counted_and_small_ones_echoed() {
     let server = start(BOUND).await;
     let client = HttpClient::http1(server.local_addr());
