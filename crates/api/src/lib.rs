@@ -5,10 +5,12 @@
 //! - [`k8s`]: the core Kubernetes kinds we read (Service, EndpointSlice, Namespace,
 //!   Secret) and the meta types.
 //! - [`names`]: the controller name, labels, condition types and reasons.
+//! - [`features`]: the Gateway API features Portico claims (GatewayClass status, report).
 //! - [`config`]: the data-plane config model (protobuf) that the translator produces and
 //!   proxies serve.
 
 pub mod config;
+pub mod features;
 pub mod gateway;
 pub mod names;
 

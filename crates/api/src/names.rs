@@ -16,10 +16,18 @@ pub const ENDPOINT_SLICE_SERVICE_LABEL: &str = "kubernetes.io/service-name";
 /// The label on the generated Service naming its Gateway.
 pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 
+/// The annotation on every Gateway API CRD naming the release bundle it comes from.
+pub const BUNDLE_VERSION_ANNOTATION: &str = "gateway.networking.k8s.io/bundle-version";
+
+/// The Gateway API release Portico is built against (the CRDs in `crates/api` and the
+/// conformance suite). GatewayClasses report on it in their `SupportedVersion` condition.
+pub const GATEWAY_API_BUNDLE_VERSION: &str = "v1.6.1";
+
 /// Kinds as they appear in references.
 pub mod kind {
     pub const GATEWAY_CLASS: &str = "GatewayClass";
     pub const GATEWAY: &str = "Gateway";
+    pub const LISTENER_SET: &str = "ListenerSet";
     pub const HTTP_ROUTE: &str = "HTTPRoute";
     pub const GRPC_ROUTE: &str = "GRPCRoute";
     pub const TLS_ROUTE: &str = "TLSRoute";
@@ -50,10 +58,19 @@ pub mod reason {
     pub const INVALID_PARAMETERS: &str = "InvalidParameters";
     pub const NO_CONFLICTS: &str = "NoConflicts";
 
-    // Gateway.
+    // GatewayClass.
+    pub const SUPPORTED_VERSION: &str = "SupportedVersion";
+    pub const UNSUPPORTED_VERSION: &str = "UnsupportedVersion";
+
+    // Gateway (ListenersNotValid also for ListenerSets).
     pub const LISTENERS_NOT_VALID: &str = "ListenersNotValid";
     pub const UNSUPPORTED_ADDRESS: &str = "UnsupportedAddress";
     pub const ADDRESS_NOT_ASSIGNED: &str = "AddressNotAssigned";
+    pub const ADDRESS_NOT_USABLE: &str = "AddressNotUsable";
+
+    // ListenerSet.
+    pub const NOT_ALLOWED: &str = "NotAllowed";
+    pub const PARENT_NOT_ACCEPTED: &str = "ParentNotAccepted";
 
     // Listener.
     pub const PORT_UNAVAILABLE: &str = "PortUnavailable";
