@@ -1,0 +1,131 @@
+//! `portico-agent`: the node agent. Flags in, `portico_agent::run` out.
+
+use std::io::{self, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use portico_agent::Protocol;
+use portico_agent::probe::{self, ProbeConfig};
+use portico_agent::run::{self, RunConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portico-agent",
+    version,
+    about = "Portico's node agent: eBPF socket load balancing for Services"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Attach the socket load balancer and program the Services of a folder of manifests.
+    Run {
+        /// Where maps and links are pinned (a directory on bpffs).
+        #[arg(
+            long,
+            env = "PORTICO_AGENT_PIN_DIR",
+            default_value = "/sys/fs/bpf/portico"
+        )]
+        pin_dir: PathBuf,
+        /// The cgroup v2 directory whose processes get load-balanced.
+        #[arg(
+            long,
+            env = "PORTICO_AGENT_CGROUP",
+            default_value = "/sys/fs/cgroup/unified"
+        )]
+        cgroup: PathBuf,
+        /// Mount a bpffs here when none is mounted ("" to never mount).
+        #[arg(long, env = "PORTICO_AGENT_BPFFS", default_value = "/sys/fs/bpf")]
+        bpffs: PathBuf,
+        /// A folder of Service and EndpointSlice manifests.
+        #[arg(long, env = "PORTICO_AGENT_FROM_DIR")]
+        from_dir: PathBuf,
+    },
+    /// Print the services programmed in the pinned maps.
+    List {
+        #[arg(
+            long,
+            env = "PORTICO_AGENT_PIN_DIR",
+            default_value = "/sys/fs/bpf/portico"
+        )]
+        pin_dir: PathBuf,
+    },
+    /// Dial an address as an application would and report what answered.
+    Probe {
+        #[arg(value_enum)]
+        protocol: Proto,
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// UDP: datagrams per socket.
+        #[arg(long, default_value_t = 1)]
+        per_socket: u32,
+        /// TCP: keep the first connection and echo stdin lines over it.
+        #[arg(long)]
+        hold: bool,
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Proto {
+    Tcp,
+    Udp,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(io::stderr)
+        .init();
+    let mut out = io::stdout().lock();
+    match Cli::parse().command {
+        Command::Run {
+            pin_dir,
+            cgroup,
+            bpffs,
+            from_dir,
+        } => {
+            let cfg = RunConfig {
+                pin_dir,
+                cgroup,
+                bpffs_root: (!bpffs.as_os_str().is_empty()).then_some(bpffs),
+                from_dir,
+            };
+            run::run(&cfg, &mut out).context("portico-agent run")?;
+        }
+        Command::List { pin_dir } => run::list(&pin_dir, &mut out).context("portico-agent list")?,
+        Command::Probe {
+            protocol,
+            addr,
+            count,
+            per_socket,
+            hold,
+            timeout_ms,
+        } => {
+            let cfg = ProbeConfig {
+                protocol: match protocol {
+                    Proto::Tcp => Protocol::Tcp,
+                    Proto::Udp => Protocol::Udp,
+                },
+                addr,
+                count,
+                per_socket,
+                hold,
+                timeout: Duration::from_millis(timeout_ms),
+            };
+            probe::run(&cfg, BufReader::new(io::stdin().lock()), &mut out).context("probe")?;
+        }
+    }
+    Ok(())
+}

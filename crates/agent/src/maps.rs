@@ -1,0 +1,173 @@
+//! The BPF maps' keys and values, mirrored byte for byte from `bpf/sock_lb.c`.
+//!
+//! ```text
+//!   portico_svc   SvcKey { addr, port, proto }        -> SvcValue { count, offset, total_weight, flags }
+//!   portico_be    u32 slot                            -> Backend { addr, port, weight, cum }
+//!   portico_rnat  RnatKey { cookie, addr, port }      -> RnatValue { addr, port }   (kernel-written)
+//! ```
+//!
+//! Addresses and ports are stored in network byte order, as the socket context holds them:
+//! `addr` holds the four octets in memory order, `port` the two. The `from_*`/`*()` helpers
+//! are the only place that converts. Every struct has a size test: a change on one side
+//! without the other fails here before it corrupts a map.
+
+// `aya::Pod` is an unsafe marker trait: implementing it promises that every bit pattern is
+// a valid value and that the struct has no padding, so that aya may copy it to and from
+// the kernel as bytes. All fields below are integers, padding is spelled out as fields,
+// and the size tests check that there is none left.
+#![allow(unsafe_code)]
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// The names of the maps, as the C source declares them (and as they are pinned).
+pub const SERVICES_MAP: &str = "portico_svc";
+pub const BACKENDS_MAP: &str = "portico_be";
+pub const REVNAT_MAP: &str = "portico_rnat";
+
+/// Capacities, as declared in the C source.
+pub const SERVICES_CAPACITY: u32 = 16384;
+pub const BACKEND_SLOTS: u32 = 131072;
+
+/// IP protocol numbers the datapath balances.
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// `struct svc_key`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct SvcKey {
+    pub addr: u32,
+    pub port: u16,
+    pub proto: u8,
+    pub pad: u8,
+}
+
+/// `struct svc_value`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SvcValue {
+    /// Number of backends; 0 makes connects fail with ECONNREFUSED.
+    pub count: u32,
+    /// First slot of the service's backends in `portico_be`.
+    pub offset: u32,
+    /// Sum of the backends' weights.
+    pub total_weight: u32,
+    pub flags: u32,
+}
+
+/// `struct backend`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backend {
+    pub addr: u32,
+    pub port: u16,
+    pub pad: u16,
+    pub weight: u32,
+    /// Sum of the weights of this slot and of the service's slots before it.
+    pub cum: u32,
+}
+
+/// `struct rnat_key`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RnatKey {
+    pub cookie: u64,
+    pub addr: u32,
+    pub port: u16,
+    pub pad: u16,
+}
+
+/// `struct rnat_value`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RnatValue {
+    pub addr: u32,
+    pub port: u16,
+    pub pad: u16,
+}
+
+unsafe impl aya::Pod for SvcKey {}
+unsafe impl aya::Pod for SvcValue {}
+unsafe impl aya::Pod for Backend {}
+unsafe impl aya::Pod for RnatKey {}
+unsafe impl aya::Pod for RnatValue {}
+
+/// An IPv4 address as the kernel stores it in `user_ip4`: octets in memory order.
+pub fn addr_to_map(ip: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(ip.octets())
+}
+
+pub fn addr_from_map(raw: u32) -> Ipv4Addr {
+    Ipv4Addr::from(raw.to_ne_bytes())
+}
+
+/// A port as the kernel stores it in `user_port`: network byte order.
+pub fn port_to_map(port: u16) -> u16 {
+    port.to_be()
+}
+
+pub fn port_from_map(raw: u16) -> u16 {
+    u16::from_be(raw)
+}
+
+impl SvcKey {
+    pub fn new(frontend: SocketAddrV4, proto: u8) -> Self {
+        SvcKey {
+            addr: addr_to_map(*frontend.ip()),
+            port: port_to_map(frontend.port()),
+            proto,
+            pad: 0,
+        }
+    }
+
+    pub fn frontend(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(addr_from_map(self.addr), port_from_map(self.port))
+    }
+}
+
+impl Backend {
+    pub fn new(addr: SocketAddrV4, weight: u32, cum: u32) -> Self {
+        Backend {
+            addr: addr_to_map(*addr.ip()),
+            port: port_to_map(addr.port()),
+            pad: 0,
+            weight,
+            cum,
+        }
+    }
+
+    pub fn socket_addr(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(addr_from_map(self.addr), port_from_map(self.port))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::mem::{align_of, size_of};
+
+    use super::*;
+
+    // The sizes clang gives the structs in bpf/sock_lb.c, as its BTF reports them
+    // (`bpftool btf dump file sock_lb.o`): no implicit padding anywhere.
+    #[test]
+    fn layouts_match_the_c_structs() {
+        assert_eq!(size_of::<SvcKey>(), 8);
+        assert_eq!(size_of::<SvcValue>(), 16);
+        assert_eq!(size_of::<Backend>(), 16);
+        assert_eq!(size_of::<RnatKey>(), 16);
+        assert_eq!(align_of::<RnatKey>(), 8);
+        assert_eq!(size_of::<RnatValue>(), 8);
+    }
+
+    #[test]
+    fn addresses_and_ports_are_in_network_order_in_memory() {
+        let key = SvcKey::new("10.96.0.10:53".parse().unwrap(), IPPROTO_UDP);
+        assert_eq!(key.addr.to_ne_bytes(), [10, 96, 0, 10]);
+        assert_eq!(key.port.to_ne_bytes(), [0, 53]);
+        assert_eq!(key.frontend(), "10.96.0.10:53".parse().unwrap());
+        let b = Backend::new("10.0.1.2:8080".parse().unwrap(), 3, 7);
+        assert_eq!(b.port.to_ne_bytes(), 8080u16.to_be_bytes());
+        assert_eq!(b.socket_addr(), "10.0.1.2:8080".parse().unwrap());
+    }
+}
