@@ -40,9 +40,12 @@ enum Command {
             default_value = "/sys/fs/cgroup/unified"
         )]
         cgroup: PathBuf,
-        /// Mount a bpffs here when none is mounted ("" to never mount).
+        /// Mount a bpffs here when none is mounted.
         #[arg(long, env = "PORTICO_AGENT_BPFFS", default_value = "/sys/fs/bpf")]
         bpffs: PathBuf,
+        /// Never mount a bpffs (the pin directory must already be on one).
+        #[arg(long, env = "PORTICO_AGENT_NO_MOUNT_BPFFS")]
+        no_mount_bpffs: bool,
         /// A folder of Service and EndpointSlice manifests.
         #[arg(long, env = "PORTICO_AGENT_FROM_DIR")]
         from_dir: PathBuf,
@@ -94,12 +97,13 @@ fn main() -> anyhow::Result<()> {
             pin_dir,
             cgroup,
             bpffs,
+            no_mount_bpffs,
             from_dir,
         } => {
             let cfg = RunConfig {
                 pin_dir,
                 cgroup,
-                bpffs_root: (!bpffs.as_os_str().is_empty()).then_some(bpffs),
+                bpffs_root: (!no_mount_bpffs).then_some(bpffs),
                 from_dir,
             };
             run::run(&cfg, &mut out).context("portico-agent run")?;
