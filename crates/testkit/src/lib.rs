@@ -10,11 +10,15 @@
 //! get / get_json(target, host, path)        one-shot GET with a bounded time
 //! free_port()                               a port that was free a moment ago
 //! write_file(dir, name, contents)           atomic write (temp file + rename)
+//! apiserver::TestApiServer::start()          in-memory Kubernetes API server on 127.0.0.1:0
+//!   .client() / .kubeconfig(path)           a kube::Client, or a kubeconfig for processes
+//!   .apply_crds_from(dir) / .compact()      register CRDs; force 410 Gone on old watches
 //! ```
 //!
 //! The rules these helpers serve (`e2e/README.md`): no fixed ports, no sleeps where an
 //! eventually loop works, no environment mutation, every loop bounded in count and time.
 
+pub mod apiserver;
 mod echo;
 mod eventually;
 mod fs;
