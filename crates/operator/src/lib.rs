@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   YAML folder ──> file::load_dir ──> FileProvider (last good per file) ─┐
-//!   (Kubernetes API ──> reflectors, later) ───────────────────────────────┤ apply/delete/reset
+//!   Kubernetes API ──> kube::KubeProvider (one watch per kind) ────────────┤ apply/delete/reset
 //!                                                                         ▼
 //!                                       Store (one index per kind) ──snapshot──> Inputs
 //!                                                                         │
@@ -14,10 +14,19 @@
 //! - [`file`]: a folder of manifests into objects, with errors naming file and line.
 //! - [`provider`]: [`FileProvider`], the folder's last good state as translator inputs.
 //! - [`watch`]: [`FileProvider::watch`], reloading on change.
+//! - [`kube`]: the Kubernetes provider (watches into the store, translate task), the
+//!   start-up CRD check, the leader Lease.
+//! - [`status`]: the leader's status writer.
+//! - [`service`]: one LoadBalancer Service per Gateway.
+//! - [`run`]: [`run()`] and its [`Config`], what `portico-operator` calls.
 
 pub mod file;
+pub mod kube;
 pub mod object;
 pub mod provider;
+pub mod run;
+pub mod service;
+pub mod status;
 pub mod store;
 pub mod watch;
 
@@ -27,5 +36,6 @@ pub use portico_translate::Inputs;
 pub use file::{LoadError, LoadResult, load_dir};
 pub use object::{Object, ObjectKey};
 pub use provider::{FileProvider, ProviderEvent};
+pub use run::{Config, ConfigError, client, run};
 pub use store::{Index, Store};
 pub use watch::{DEFAULT_DEBOUNCE, WatchError, Watching};

@@ -1,0 +1,31 @@
+//! `portico-operator`: parses flags, sets up logging and the Kubernetes client, and runs
+//! [`portico_operator::run`] until SIGINT or SIGTERM.
+
+use anyhow::Context;
+use clap::Parser;
+use portico_operator::{Config, client, run};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&config.log).context("--log")?)
+        .init();
+
+    let client = client(config.kubeconfig.as_deref()).await?;
+    let shutdown = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        stop.cancel();
+    });
+    run(client, config, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! The operator as one call: [`run`] with a [`Config`] and a `kube::Client`.
+//!
+//! ```text
+//!   run(client, config, shutdown)
+//!     ├─ validate config
+//!     ├─ wait_for_crds (names the missing ones, retries with backoff)
+//!     ├─ KubeProvider::spawn ──snapshots──┬─> status writer   ─┐ gated on
+//!     ├─ lease::spawn ──leader (bool)─────┼─> Service reconciler┘ the Lease
+//!     └─ shutdown: every task stops, the Lease is released
+//! ```
+//!
+//! `main.rs` only parses [`Config`] (flags with env fallbacks), sets up logging and the
+//! client, and calls [`run`]; tests call [`run`] with a client of the test API server.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use portico_api::names;
+use portico_translate::Options;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::kube::lease::{self, DEFAULT_LEASE_DURATION, DEFAULT_RETRY_PERIOD, LeaseConfig};
+use crate::kube::provider::{self, KubeProvider, ProviderConfig};
+use crate::kube::wait_for_crds;
+use crate::service;
+use crate::status::{FIELD_MANAGER, StatusWriter, writer};
+
+/// How long the tasks get to finish after shutdown (releasing the Lease included).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The operator's configuration: every flag has an environment variable as fallback.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "portico-operator",
+    version,
+    about = "Portico's operator: watches Gateway API objects and writes their status and Services"
+)]
+pub struct Config {
+    /// Kubeconfig file to use; without it, the in-cluster service account, or
+    /// $KUBECONFIG / ~/.kube/config outside a cluster.
+    #[arg(long, env = "PORTICO_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Watch namespaced objects (Gateways, routes, Services, ...) in this namespace
+    /// only; every namespace when unset.
+    #[arg(long, env = "PORTICO_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// GatewayClasses whose spec.controllerName is this are handled.
+    #[arg(long, env = "PORTICO_CONTROLLER_NAME", default_value = names::CONTROLLER_NAME)]
+    pub controller_name: String,
+
+    /// Name of the coordination.k8s.io Lease that elects the replica writing statuses
+    /// and Services.
+    #[arg(long, env = "PORTICO_LEASE_NAME", default_value = DEFAULT_LEASE_NAME)]
+    pub lease_name: String,
+
+    /// Namespace of the Lease (the operator's own namespace).
+    #[arg(long, env = "PORTICO_LEASE_NAMESPACE", default_value = DEFAULT_LEASE_NAMESPACE)]
+    pub lease_namespace: String,
+
+    /// This replica's identity in the Lease, unique among replicas; the pod name
+    /// (HOSTNAME) when unset.
+    #[arg(long, env = "PORTICO_IDENTITY")]
+    pub identity: Option<String>,
+
+    /// How long the Lease stays valid without renewal: the longest a dead leader
+    /// delays its successor.
+    #[arg(long, env = "PORTICO_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+
+    /// How often the leader renews the Lease and the others check it.
+    #[arg(long, env = "PORTICO_LEASE_RETRY_PERIOD", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub lease_retry_period: Duration,
+
+    /// How long changes are collected before they are translated together.
+    #[arg(long, env = "PORTICO_DEBOUNCE", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub debounce: Duration,
+
+    /// Log filter (tracing-subscriber EnvFilter syntax, e.g. "info,portico_operator=debug").
+    #[arg(long, env = "PORTICO_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// The default Lease name.
+pub const DEFAULT_LEASE_NAME: &str = "portico-operator";
+/// The default Lease namespace (the one the Helm chart installs into).
+pub const DEFAULT_LEASE_NAMESPACE: &str = "portico-system";
+
+impl Config {
+    /// The defaults, as `portico-operator` with no flags and no environment gives them.
+    pub fn new(identity: impl Into<String>) -> Self {
+        Self {
+            kubeconfig: None,
+            namespace: None,
+            controller_name: names::CONTROLLER_NAME.to_owned(),
+            lease_name: DEFAULT_LEASE_NAME.to_owned(),
+            lease_namespace: DEFAULT_LEASE_NAMESPACE.to_owned(),
+            identity: Some(identity.into()),
+            lease_duration: DEFAULT_LEASE_DURATION,
+            lease_retry_period: DEFAULT_RETRY_PERIOD,
+            debounce: provider::DEFAULT_DEBOUNCE,
+            log: "info".to_owned(),
+        }
+    }
+
+    /// Checks what clap cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.controller_name.is_empty() {
+            return Err(ConfigError::EmptyControllerName);
+        }
+        if self.lease_name.is_empty() || self.lease_namespace.is_empty() {
+            return Err(ConfigError::EmptyLease);
+        }
+        if self.lease_retry_period.is_zero() || self.lease_retry_period >= self.lease_duration {
+            return Err(ConfigError::LeaseTiming {
+                duration: self.lease_duration,
+                retry_period: self.lease_retry_period,
+            });
+        }
+        if self.lease_duration.as_secs() == 0 {
+            return Err(ConfigError::LeaseTiming {
+                duration: self.lease_duration,
+                retry_period: self.lease_retry_period,
+            });
+        }
+        Ok(())
+    }
+
+    /// The identity to hold the Lease as: the configured one, else the host (pod) name,
+    /// else one made from the process id.
+    pub fn identity(&self) -> String {
+        self.identity
+            .clone()
+            .filter(|i| !i.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| format!("portico-operator-{}", std::process::id()))
+    }
+
+    fn lease(&self) -> LeaseConfig {
+        LeaseConfig {
+            name: self.lease_name.clone(),
+            namespace: self.lease_namespace.clone(),
+            identity: self.identity(),
+            lease_duration: self.lease_duration,
+            retry_period: self.lease_retry_period,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--controller-name must not be empty")]
+    EmptyControllerName,
+    #[error("--lease-name and --lease-namespace must not be empty")]
+    EmptyLease,
+    #[error(
+        "--lease-retry-period ({retry_period:?}) must be above zero and below --lease-duration ({duration:?}, at least 1s)"
+    )]
+    LeaseTiming {
+        duration: Duration,
+        retry_period: Duration,
+    },
+    #[error("kubeconfig {}: {source}", path.display())]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("no Kubernetes client configuration: {0}")]
+    Infer(#[source] kube::config::InferConfigError),
+    #[error("cannot build the Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+}
+
+/// A client for `kubeconfig`, or for the environment (in-cluster, then $KUBECONFIG)
+/// when `None`.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, ConfigError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path).map_err(|source| ConfigError::Kubeconfig {
+                path: path.to_owned(),
+                source,
+            })?;
+            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+                .await
+                .map_err(|source| ConfigError::Kubeconfig {
+                    path: path.to_owned(),
+                    source,
+                })?
+        }
+        None => kube::Config::infer().await.map_err(ConfigError::Infer)?,
+    };
+    Client::try_from(config).map_err(ConfigError::Client)
+}
+
+/// Runs the operator against `client` until `shutdown` is cancelled.
+pub async fn run(
+    client: Client,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), ConfigError> {
+    config.validate()?;
+    let lease = config.lease();
+    info!(
+        controller_name = %config.controller_name,
+        namespace = config.namespace.as_deref().unwrap_or("(all)"),
+        identity = %lease.identity,
+        "portico-operator starting"
+    );
+    let Some(crds) = wait_for_crds(&client, &shutdown).await else {
+        return Ok(());
+    };
+
+    let options = Options {
+        controller_name: config.controller_name.clone(),
+        crd_bundle_version: crds.bundle_version,
+        ..Options::default()
+    };
+    let provider = KubeProvider::spawn(
+        client.clone(),
+        ProviderConfig {
+            namespace: config.namespace.clone(),
+            debounce: config.debounce,
+            options,
+        },
+        shutdown.clone(),
+    );
+    let mut tasks: JoinSet<()> = provider.tasks;
+    let (leader, lease_task) = lease::spawn(client.clone(), lease, shutdown.clone());
+
+    let status_writer = StatusWriter::new(
+        client.clone(),
+        FIELD_MANAGER.to_owned(),
+        config.controller_name.clone(),
+    );
+    tasks.spawn(writer::run(
+        status_writer,
+        provider.snapshots.clone(),
+        leader.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(service::reconcile::run(
+        client,
+        FIELD_MANAGER.to_owned(),
+        provider.snapshots,
+        leader,
+        shutdown.clone(),
+    ));
+
+    shutdown.cancelled().await;
+    info!("portico-operator stopping");
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+        let _ = lease_task.await;
+    })
+    .await;
+    if drained.is_err() {
+        warn!(grace = ?SHUTDOWN_GRACE, "portico-operator: tasks did not stop in time");
+        tasks.abort_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_flags() {
+        let config = Config::new("me");
+        assert!(config.validate().is_ok());
+        // Parsing with no flags gives the same defaults, except where the test process's
+        // environment sets the variables (it does not set these).
+        let parsed = Config::parse_from(["portico-operator", "--identity", "me"]);
+        assert_eq!(parsed.lease_duration, config.lease_duration);
+        assert_eq!(parsed.lease_retry_period, config.lease_retry_period);
+        assert_eq!(parsed.debounce, config.debounce);
+        assert_eq!(parsed.lease_name, config.lease_name);
+        assert_eq!(parsed.controller_name, config.controller_name);
+    }
+
+    #[test]
+    fn lease_timing_is_checked() {
+        let mut config = Config::new("me");
+        config.lease_retry_period = config.lease_duration;
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::LeaseTiming { .. })
+        ));
+        config.lease_retry_period = Duration::ZERO;
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn help_documents_every_flag_with_its_env_variable() {
+        use clap::CommandFactory;
+        let help = Config::command().render_long_help().to_string();
+        for (flag, env) in [
+            ("--kubeconfig", "PORTICO_KUBECONFIG"),
+            ("--namespace", "PORTICO_NAMESPACE"),
+            ("--controller-name", "PORTICO_CONTROLLER_NAME"),
+            ("--lease-name", "PORTICO_LEASE_NAME"),
+            ("--lease-namespace", "PORTICO_LEASE_NAMESPACE"),
+            ("--identity", "PORTICO_IDENTITY"),
+            ("--lease-duration", "PORTICO_LEASE_DURATION"),
+            ("--lease-retry-period", "PORTICO_LEASE_RETRY_PERIOD"),
+            ("--debounce", "PORTICO_DEBOUNCE"),
+            ("--log", "PORTICO_LOG"),
+        ] {
+            assert!(help.contains(flag), "{flag} missing from --help");
+            assert!(
+                help.contains(&format!("env: {env}")),
+                "{env} missing from --help"
+            );
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! The Service a Gateway should have, and the addresses Services give Gateways.
+//!
+//! ```text
+//!   Gateway ns/gw (class ours)              Service ns/portico-gateway-gw
+//!   ├─ metadata.uid ──────────────────────> ownerReferences: [Gateway gw, controller]
+//!   ├─ spec.infrastructure.labels ────────> labels (+ gateway.networking.k8s.io/gateway-name: gw)
+//!   ├─ spec.infrastructure.annotations ───> annotations
+//!   └─ spec.listeners[].port, protocol ───> ports: one per (port, TCP|UDP), targetPort = port
+//!                                           type: LoadBalancer
+//!                                           selector: app.kubernetes.io/name=portico-proxy
+//!   status.addresses <── translator <──── status.loadBalancer.ingress[].ip
+//! ```
+//!
+//! Gateway API, `spec.infrastructure`: "Labels that SHOULD be applied to any resources
+//! created in response to this Gateway" and "Annotations that SHOULD be applied to any
+//! resources created in response to this Gateway." Copying them is what lets users
+//! annotate the load balancer (for example for the AWS load balancer controller) without
+//! a mutation webhook.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use portico_api::gateway::{Gateway, GatewayClass};
+use portico_api::k8s::{IntOrString, ObjectMeta, Service, ServicePort};
+use portico_api::k8s_openapi::api::core::v1::ServiceSpec;
+use portico_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use portico_api::kube::Resource;
+use portico_api::names;
+use portico_translate::{Inputs, ObjectRef};
+
+use crate::service::name::{gateway_label_value, service_name};
+
+/// The label that selects the proxy pods, which serve every Gateway.
+pub const PROXY_SELECTOR_LABEL: &str = "app.kubernetes.io/name";
+/// Its value.
+pub const PROXY_SELECTOR_VALUE: &str = "portico-proxy";
+
+/// The Service type of a Gateway's Service.
+const LOAD_BALANCER: &str = "LoadBalancer";
+
+/// The listener protocol carried over UDP; every other one is carried over TCP.
+const UDP_LISTENER: &str = "UDP";
+
+/// The Gateways whose GatewayClass has `controller_name`, in the snapshot's order.
+pub fn our_gateways<'a>(
+    inputs: &'a Inputs,
+    controller_name: &'a str,
+) -> impl Iterator<Item = &'a Gateway> + 'a {
+    let ours: BTreeSet<&str> = inputs
+        .gateway_classes
+        .iter()
+        .filter(|c: &&GatewayClass| c.spec.controller_name == controller_name)
+        .filter_map(|c| c.metadata.name.as_deref())
+        .collect();
+    inputs
+        .gateways
+        .iter()
+        .filter(move |g| ours.contains(g.spec.gateway_class_name.as_str()))
+}
+
+/// The Service `gateway` should have; `None` for a Gateway without a namespace, name or
+/// uid (one that did not come from an API server: it cannot own anything).
+pub fn desired_service(gateway: &Gateway) -> Option<Service> {
+    let namespace = gateway.metadata.namespace.clone()?;
+    let name = gateway.metadata.name.clone()?;
+    let uid = gateway.metadata.uid.clone()?;
+    let infra = gateway.spec.infrastructure.as_ref();
+
+    let mut labels = infra.and_then(|i| i.labels.clone()).unwrap_or_default();
+    labels.insert(
+        names::GATEWAY_NAME_LABEL.to_owned(),
+        gateway_label_value(&name),
+    );
+    let annotations = infra.and_then(|i| i.annotations.clone());
+
+    let owner = OwnerReference {
+        api_version: Gateway::api_version(&()).into_owned(),
+        kind: Gateway::kind(&()).into_owned(),
+        name: name.clone(),
+        uid,
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+
+    Some(Service {
+        metadata: ObjectMeta {
+            name: Some(service_name(&name)),
+            namespace: Some(namespace),
+            labels: Some(labels),
+            annotations: annotations.filter(|a| !a.is_empty()),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some(LOAD_BALANCER.to_owned()),
+            selector: Some(BTreeMap::from([(
+                PROXY_SELECTOR_LABEL.to_owned(),
+                PROXY_SELECTOR_VALUE.to_owned(),
+            )])),
+            ports: Some(ports(gateway)),
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
+
+/// One port per distinct (port, transport) among the listeners, sorted. Listeners that
+/// share a port (several hostnames on 443) share the Service port.
+fn ports(gateway: &Gateway) -> Vec<ServicePort> {
+    let distinct: BTreeSet<(i32, &str)> = gateway
+        .spec
+        .listeners
+        .iter()
+        .map(|l| {
+            let transport = if l.protocol == UDP_LISTENER {
+                "UDP"
+            } else {
+                "TCP"
+            };
+            (l.port, transport)
+        })
+        .collect();
+    distinct
+        .into_iter()
+        .map(|(port, transport)| ServicePort {
+            name: Some(format!("{}-{port}", transport.to_ascii_lowercase())),
+            port,
+            protocol: Some(transport.to_owned()),
+            target_port: Some(IntOrString::Int(port)),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The address each of our Gateways got from its Service's load balancer (the first
+/// ingress IP), for the translator's `Options::assigned_addresses`. A Service counts only
+/// while it is owned by the Gateway of the same uid, so that a user's Service that
+/// happens to have the generated name is never taken for ours.
+pub fn assigned_addresses(inputs: &Inputs, controller_name: &str) -> BTreeMap<ObjectRef, IpAddr> {
+    let services: BTreeMap<(&str, &str), &Service> = inputs
+        .services
+        .iter()
+        .filter_map(|s| {
+            Some((
+                (
+                    s.metadata.namespace.as_deref()?,
+                    s.metadata.name.as_deref()?,
+                ),
+                s,
+            ))
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    for gateway in our_gateways(inputs, controller_name) {
+        let (Some(ns), Some(name)) = (
+            gateway.metadata.namespace.as_deref(),
+            gateway.metadata.name.as_deref(),
+        ) else {
+            continue;
+        };
+        let service_name = service_name(name);
+        let Some(service) = services.get(&(ns, service_name.as_str())) else {
+            continue;
+        };
+        if !owned_by(service, gateway) {
+            continue;
+        }
+        if let Some(ip) = ingress_ip(service) {
+            out.insert(ObjectRef::new(ns, name), ip);
+        }
+    }
+    out
+}
+
+/// Whether `service` names `gateway` (same uid) as its controller.
+pub fn owned_by(service: &Service, gateway: &Gateway) -> bool {
+    let Some(uid) = gateway.metadata.uid.as_deref() else {
+        return false;
+    };
+    service
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid && o.controller == Some(true))
+}
+
+/// The first IP among the Service's load balancer ingress points. Hostname-only ingress
+/// (some cloud load balancers) gives no address yet.
+fn ingress_ip(service: &Service) -> Option<IpAddr> {
+    service
+        .status
+        .as_ref()?
+        .load_balancer
+        .as_ref()?
+        .ingress
+        .iter()
+        .flatten()
+        .find_map(|i| i.ip.as_deref()?.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portico_api::gateway::gateways::{GatewayInfrastructure, GatewayListeners};
+    use portico_api::k8s_openapi::api::core::v1::{
+        LoadBalancerIngress, LoadBalancerStatus, ServiceStatus,
+    };
+
+    fn mk_class(name: &str, controller: &str) -> GatewayClass {
+        let mut c = GatewayClass::default();
+        c.metadata.name = Some(name.into());
+        c.spec.controller_name = controller.into();
+        c
+    }
+
+    fn mk_listener(name: &str, port: i32, protocol: &str) -> GatewayListeners {
+        GatewayListeners {
+            name: name.into(),
+            port,
+            protocol: protocol.into(),
+            ..Default::default()
+        }
+    }
+
+    fn mk_gateway(ns: &str, name: &str, class: &str, listeners: Vec<GatewayListeners>) -> Gateway {
+        let mut g = Gateway::default();
+        g.metadata.namespace = Some(ns.into());
+        g.metadata.name = Some(name.into());
+        g.metadata.uid = Some(format!("uid-{ns}-{name}"));
+        g.spec.gateway_class_name = class.into();
+        g.spec.listeners = listeners;
+        g
+    }
+
+    fn with_ingress(mut s: Service, ip: &str) -> Service {
+        s.status = Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: Some(vec![LoadBalancerIngress {
+                    ip: Some(ip.into()),
+                    ..Default::default()
+                }]),
+            }),
+            ..Default::default()
+        });
+        s
+    }
+
+    #[test]
+    fn service_follows_the_gateway() {
+        let mut gw = mk_gateway(
+            "apps",
+            "web",
+            "portico",
+            vec![
+                mk_listener("http", 80, "HTTP"),
+                mk_listener("https-a", 443, "HTTPS"),
+                mk_listener("https-b", 443, "HTTPS"),
+                mk_listener("dns", 53, "UDP"),
+            ],
+        );
+        gw.spec.infrastructure = Some(GatewayInfrastructure {
+            labels: Some(BTreeMap::from([("team".into(), "web".into())])),
+            annotations: Some(BTreeMap::from([(
+                "service.beta.kubernetes.io/aws-load-balancer-scheme".into(),
+                "internet-facing".into(),
+            )])),
+            parameters_ref: None,
+        });
+        let svc = desired_service(&gw).unwrap_or_default();
+        assert_eq!(svc.metadata.name.as_deref(), Some("portico-gateway-web"));
+        assert_eq!(svc.metadata.namespace.as_deref(), Some("apps"));
+        let labels = svc.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels.get("team").map(String::as_str), Some("web"));
+        assert_eq!(
+            labels.get(names::GATEWAY_NAME_LABEL).map(String::as_str),
+            Some("web")
+        );
+        let annotations = svc.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(
+            annotations
+                .get("service.beta.kubernetes.io/aws-load-balancer-scheme")
+                .map(String::as_str),
+            Some("internet-facing")
+        );
+        let owners = svc.metadata.owner_references.clone().unwrap_or_default();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].kind, "Gateway");
+        assert_eq!(owners[0].api_version, "gateway.networking.k8s.io/v1");
+        assert_eq!(owners[0].uid, "uid-apps-web");
+        assert_eq!(owners[0].controller, Some(true));
+
+        let spec = svc.spec.unwrap_or_default();
+        assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+        assert_eq!(
+            spec.selector
+                .unwrap_or_default()
+                .get(PROXY_SELECTOR_LABEL)
+                .map(String::as_str),
+            Some(PROXY_SELECTOR_VALUE)
+        );
+        let ports: Vec<(Option<String>, i32, Option<String>)> = spec
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.name, p.port, p.protocol))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                (Some("udp-53".into()), 53, Some("UDP".into())),
+                (Some("tcp-80".into()), 80, Some("TCP".into())),
+                (Some("tcp-443".into()), 443, Some("TCP".into())),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_user_label_cannot_override_the_gateway_name_label() {
+        let mut gw = mk_gateway("a", "real", "portico", vec![]);
+        gw.spec.infrastructure = Some(GatewayInfrastructure {
+            labels: Some(BTreeMap::from([(
+                names::GATEWAY_NAME_LABEL.into(),
+                "other".into(),
+            )])),
+            ..Default::default()
+        });
+        let labels = desired_service(&gw)
+            .and_then(|s| s.metadata.labels)
+            .unwrap_or_default();
+        assert_eq!(
+            labels.get(names::GATEWAY_NAME_LABEL).map(String::as_str),
+            Some("real")
+        );
+    }
+
+    #[test]
+    fn gateways_without_uid_get_no_service() {
+        let mut gw = mk_gateway("a", "g", "portico", vec![]);
+        gw.metadata.uid = None;
+        assert!(desired_service(&gw).is_none());
+    }
+
+    #[test]
+    fn addresses_come_from_owned_services_of_our_gateways() {
+        let ours = mk_gateway("a", "mine", "portico", vec![mk_listener("h", 80, "HTTP")]);
+        let theirs = mk_gateway("a", "theirs", "other", vec![mk_listener("h", 80, "HTTP")]);
+        let impostor_gw = mk_gateway("a", "impostor", "portico", vec![]);
+        let mine_svc = with_ingress(desired_service(&ours).unwrap_or_default(), "10.1.2.3");
+        let theirs_svc = with_ingress(desired_service(&theirs).unwrap_or_default(), "10.1.2.4");
+        // Same name as the Service the impostor Gateway would get, but not owned by it.
+        let mut impostor_svc = Service::default();
+        impostor_svc.metadata.namespace = Some("a".into());
+        impostor_svc.metadata.name = Some("portico-gateway-impostor".into());
+        let impostor_svc = with_ingress(impostor_svc, "10.1.2.5");
+        let inputs = Inputs {
+            gateway_classes: vec![
+                mk_class("portico", names::CONTROLLER_NAME),
+                mk_class("other", "example.com/other"),
+            ],
+            gateways: vec![ours, theirs, impostor_gw],
+            services: vec![mine_svc, theirs_svc, impostor_svc],
+            ..Default::default()
+        };
+        let got = assigned_addresses(&inputs, names::CONTROLLER_NAME);
+        let want = BTreeMap::from([(
+            ObjectRef::new("a", "mine"),
+            "10.1.2.3"
+                .parse::<IpAddr>()
+                .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        )]);
+        assert_eq!(got, want);
+    }
+}

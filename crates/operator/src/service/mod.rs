@@ -1,0 +1,17 @@
+//! One LoadBalancer Service per Gateway: `portico-gateway-<gateway>` in the Gateway's
+//! namespace, owned by it, selecting the proxy pods.
+//!
+//! - [`name`]: the Service's name (a DNS label, hashed when the Gateway's name does not
+//!   fit) and the gateway-name label value.
+//! - [`build`]: the desired Service of a Gateway, and the addresses Services give
+//!   Gateways (the translator's `assigned_addresses`).
+//! - [`reconcile`]: the leader's task applying desired Services by server-side apply.
+
+pub mod build;
+pub mod name;
+pub mod reconcile;
+
+pub use build::{
+    PROXY_SELECTOR_LABEL, PROXY_SELECTOR_VALUE, assigned_addresses, desired_service, our_gateways,
+};
+pub use name::{SERVICE_PREFIX, gateway_label_value, service_name};

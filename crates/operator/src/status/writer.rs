@@ -1,0 +1,362 @@
+//! The status writer: one task that makes the API server carry the statuses the
+//! translator computed, while this replica holds the leader Lease.
+//!
+//! ```text
+//!   Snapshot { inputs (current objects), output.statuses (desired) }
+//!      │ per GatewayClass, Gateway, HTTPRoute:
+//!      │   desired.to_kube(now, current.status)   (keeps transition times, other
+//!      │                                            controllers' route parents)
+//!      │   differs(current, desired)?  no ─> skip
+//!      ▼ yes
+//!   PATCH …/status  (JSON merge, metadata.resourceVersion = current one,
+//!                    fieldManager portico.dev/gateway-controller, timeout)
+//!      │ 409 Conflict (someone wrote in between) ─> GET, recompute, retry (bounded, backoff)
+//!      ▼
+//!   counters: patched / unchanged / conflicts / failed
+//! ```
+//!
+//! The resourceVersion precondition matters for routes: `status.parents` is one list
+//! shared by every controller whose Gateways a route attaches to, and a merge patch
+//! replaces it whole. Writing it only over the version we read means another
+//! controller's entry, added meanwhile, is never lost: we get a conflict and merge again.
+
+use std::collections::HashMap;
+use std::fmt::{self, Debug};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use portico_api::gateway::{
+    Gateway, GatewayClass, HttpRoute, gatewayclasses, gateways, httproutes,
+};
+use portico_api::k8s::Time;
+use portico_api::k8s_openapi::jiff::Timestamp;
+use portico_translate::{HttpRouteStatus, Statuses};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::kube::provider::{Snapshot, Snapshots};
+use crate::object::ObjectKey;
+use crate::status::diff::{differs, normalized};
+
+/// How long one status patch may take.
+const PATCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts per object and pass (the first try included).
+const MAX_ATTEMPTS: u32 = 4;
+/// The wait before the second attempt; doubled for each further one.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// When a pass left failures, the next one starts after this long even if nothing
+/// changes.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// What the writer did, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct StatusCounters {
+    pub patched: AtomicU64,
+    pub unchanged: AtomicU64,
+    pub conflicts: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+impl StatusCounters {
+    pub fn patched(&self) -> u64 {
+        self.patched.load(Ordering::Relaxed)
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A kind whose status the writer owns.
+trait WithStatus: kube::Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned {
+    type Status: Serialize + Debug;
+    fn status(&self) -> Option<&Self::Status>;
+}
+
+impl WithStatus for GatewayClass {
+    type Status = gatewayclasses::GatewayClassStatus;
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+}
+
+impl WithStatus for Gateway {
+    type Status = gateways::GatewayStatus;
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+}
+
+impl WithStatus for HttpRoute {
+    type Status = httproutes::HttpRouteStatus;
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+}
+
+/// How one object's write went.
+enum Outcome {
+    Patched,
+    Unchanged,
+    Failed,
+}
+
+/// The writer's state between passes.
+pub struct StatusWriter {
+    client: Client,
+    field_manager: String,
+    controller_name: String,
+    counters: Arc<StatusCounters>,
+    /// Per object, what we last wrote and the resourceVersion the API server answered
+    /// with: if the object is still at that version and we would write the same again,
+    /// there is nothing to do, even if the server normalized what it stored.
+    written: HashMap<(&'static str, ObjectKey), (Value, String)>,
+}
+
+impl fmt::Debug for StatusWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StatusWriter")
+            .field("field_manager", &self.field_manager)
+            .field("controller_name", &self.controller_name)
+            .field("counters", &self.counters)
+            .field("written", &self.written.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StatusWriter {
+    pub fn new(client: Client, field_manager: String, controller_name: String) -> Self {
+        Self {
+            client,
+            field_manager,
+            controller_name,
+            counters: Arc::default(),
+            written: HashMap::new(),
+        }
+    }
+
+    pub fn counters(&self) -> Arc<StatusCounters> {
+        self.counters.clone()
+    }
+
+    /// Writes every status of `snapshot` that differs from the object's; returns how many
+    /// writes failed. Stops early when `leader` turns false.
+    pub async fn write(&mut self, snapshot: &Snapshot, leader: &watch::Receiver<bool>) -> usize {
+        let statuses: &Statuses = &snapshot.output.statuses;
+        let inputs = &snapshot.inputs;
+        let now = Time(Timestamp::now());
+        let mut failed = 0;
+
+        for class in &inputs.gateway_classes {
+            let Some(name) = class.metadata.name.as_deref() else {
+                continue;
+            };
+            let Some(desired) = statuses.gateway_classes.get(name) else {
+                continue;
+            };
+            if !*leader.borrow() {
+                return failed;
+            }
+            let api: Api<GatewayClass> = Api::all(self.client.clone());
+            let outcome = self
+                .write_one(&api, class, |current| desired.to_kube(&now, current))
+                .await;
+            failed += usize::from(matches!(outcome, Outcome::Failed));
+        }
+
+        for gateway in &inputs.gateways {
+            let key = ObjectKey::of(gateway);
+            let Some(desired) = statuses.gateways.get(&object_ref(&key)) else {
+                continue;
+            };
+            if !*leader.borrow() {
+                return failed;
+            }
+            let api: Api<Gateway> = namespaced_api(&self.client, &key);
+            let outcome = self
+                .write_one(&api, gateway, |current| desired.to_kube(&now, current))
+                .await;
+            failed += usize::from(matches!(outcome, Outcome::Failed));
+        }
+
+        let none = HttpRouteStatus::default();
+        for route in &inputs.http_routes {
+            let key = ObjectKey::of(route);
+            // Routes no longer attached to our Gateways lose our parent entries (an
+            // empty desired status keeps only the other controllers' ones); routes we
+            // never wrote to are left alone.
+            let desired = match statuses.http_routes.get(&object_ref(&key)) {
+                Some(desired) => desired,
+                None if self.has_our_parents(route) => &none,
+                None => continue,
+            };
+            if !*leader.borrow() {
+                return failed;
+            }
+            let api: Api<HttpRoute> = namespaced_api(&self.client, &key);
+            let controller_name = self.controller_name.clone();
+            let outcome = self
+                .write_one(&api, route, |current| {
+                    desired.to_kube(&controller_name, &now, current)
+                })
+                .await;
+            failed += usize::from(matches!(outcome, Outcome::Failed));
+        }
+        failed
+    }
+
+    fn has_our_parents(&self, route: &HttpRoute) -> bool {
+        route.status.as_ref().is_some_and(|s| {
+            s.parents
+                .iter()
+                .any(|p| p.controller_name == self.controller_name)
+        })
+    }
+
+    /// Forgets what was written: after a leadership change another replica may have
+    /// written since.
+    pub fn forget(&mut self) {
+        self.written.clear();
+    }
+
+    /// Writes `to_status(current status)` on `obj` if it differs, re-reading the object
+    /// and recomputing on conflicts.
+    async fn write_one<K, F>(&mut self, api: &Api<K>, obj: &K, to_status: F) -> Outcome
+    where
+        K: WithStatus,
+        F: Fn(Option<&K::Status>) -> K::Status,
+    {
+        let kind = K::kind(&());
+        let key = ObjectKey::of(obj);
+        let id = (kind_id::<K>(), key.clone());
+        let mut current = obj.clone();
+        let mut backoff = FIRST_BACKOFF;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let desired = to_status(current.status());
+            let version = current.meta().resource_version.clone().unwrap_or_default();
+            let desired_json = normalized(&desired);
+            let already_written = self
+                .written
+                .get(&id)
+                .is_some_and(|(json, rv)| *json == desired_json && *rv == version);
+            if already_written || !differs(current.status(), &desired) {
+                StatusCounters::add(&self.counters.unchanged);
+                debug!(%kind, object = %key, "status: unchanged");
+                return Outcome::Unchanged;
+            }
+            let body = json!({
+                "metadata": { "resourceVersion": version },
+                "status": desired,
+            });
+            let params = PatchParams {
+                field_manager: Some(self.field_manager.clone()),
+                ..Default::default()
+            };
+            let result = tokio::time::timeout(
+                PATCH_TIMEOUT,
+                api.patch_status(&key.name, &params, &Patch::Merge(&body)),
+            )
+            .await;
+            match result {
+                Ok(Ok(updated)) => {
+                    let rv = updated.meta().resource_version.clone().unwrap_or_default();
+                    self.written.insert(id, (desired_json, rv));
+                    StatusCounters::add(&self.counters.patched);
+                    info!(%kind, object = %key, "status: patched");
+                    return Outcome::Patched;
+                }
+                Ok(Err(kube::Error::Api(e))) if e.code == 409 => {
+                    StatusCounters::add(&self.counters.conflicts);
+                    debug!(%kind, object = %key, attempt, "status: conflict, re-reading");
+                }
+                Ok(Err(kube::Error::Api(e))) if e.code == 404 => {
+                    debug!(%kind, object = %key, "status: object is gone");
+                    self.written.remove(&id);
+                    return Outcome::Unchanged;
+                }
+                Ok(Err(e)) => {
+                    warn!(%kind, object = %key, attempt, error = %e, "status: patch failed");
+                }
+                Err(_) => {
+                    warn!(%kind, object = %key, attempt, timeout = ?PATCH_TIMEOUT, "status: patch timed out");
+                }
+            }
+            if attempt == MAX_ATTEMPTS {
+                break;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+            // Whatever went wrong, the next attempt starts from the object as it is now.
+            match tokio::time::timeout(PATCH_TIMEOUT, api.get_status(&key.name)).await {
+                Ok(Ok(fresh)) => current = fresh,
+                Ok(Err(kube::Error::Api(e))) if e.code == 404 => return Outcome::Unchanged,
+                Ok(Err(e)) => warn!(%kind, object = %key, error = %e, "status: re-read failed"),
+                Err(_) => warn!(%kind, object = %key, "status: re-read timed out"),
+            }
+        }
+        StatusCounters::add(&self.counters.failed);
+        warn!(%kind, object = %key, attempts = MAX_ATTEMPTS, "status: giving up until the next pass");
+        Outcome::Failed
+    }
+}
+
+fn kind_id<K: kube::Resource<DynamicType = ()>>() -> &'static str {
+    // The three kinds' names are 'static in their kopium Resource impls; matching keeps
+    // the cache key free of allocations.
+    match K::kind(&()) {
+        std::borrow::Cow::Borrowed(k) => k,
+        std::borrow::Cow::Owned(_) => "?",
+    }
+}
+
+fn object_ref(key: &ObjectKey) -> portico_translate::ObjectRef {
+    portico_translate::ObjectRef::new(key.namespace.clone().unwrap_or_default(), &key.name)
+}
+
+fn namespaced_api<K>(client: &Client, key: &ObjectKey) -> Api<K>
+where
+    K: kube::Resource<Scope = portico_api::k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    Api::namespaced(client.clone(), key.namespace.as_deref().unwrap_or_default())
+}
+
+/// Writes the statuses of every snapshot while `leader` is true, until `shutdown`.
+pub async fn run(
+    mut writer: StatusWriter,
+    mut snapshots: Snapshots,
+    mut leader: watch::Receiver<bool>,
+    shutdown: CancellationToken,
+) {
+    let mut retry = false;
+    let mut was_leader = false;
+    loop {
+        let snapshot = snapshots.borrow_and_update().clone();
+        let is_leader = *leader.borrow_and_update();
+        if is_leader && !was_leader {
+            info!("status: leading, writing statuses");
+            writer.forget();
+        }
+        was_leader = is_leader;
+        if is_leader && let Some(snapshot) = snapshot {
+            retry = writer.write(&snapshot, &leader).await > 0;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            changed = snapshots.changed() => if changed.is_err() { break },
+            changed = leader.changed() => if changed.is_err() { break },
+            () = tokio::time::sleep(RETRY_AFTER), if retry => {}
+        }
+    }
+    debug!("status: writer ended");
+}
