@@ -48,3 +48,15 @@ golden:
 
 clean:
 	$(CARGO) clean
+
+## flux-check: `kubectl kustomize` every kustomization under flux/ and validate the output
+## offline (Kubernetes, Gateway API, Flux, cert-manager schemas; references). Needs
+## kubectl, python3, node/npm; installs pinned deps under target/flux-check/.
+## terraform-check: `terraform fmt -check` and a checkov scan of terraform/. Needs
+## terraform and python3; installs checkov under target/terraform-check/.
+.PHONY: flux-check terraform-check
+flux-check:
+	hack/check-flux.sh
+
+terraform-check:
+	hack/check-terraform.sh
