@@ -1,9 +1,8 @@
+# Tags are passed to every module and resource explicitly (local.tags) rather than as
+# provider default_tags, which some module resources (launch templates' instance tags)
+# would not receive anyway.
 provider "aws" {
   region = var.region
-
-  default_tags {
-    tags = local.tags
-  }
 }
 
 # The Kubernetes-facing providers authenticate with short-lived tokens from
