@@ -80,14 +80,14 @@ pub enum DatapathError {
     },
 }
 
-fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DatapathError {
+pub(crate) fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DatapathError {
     move |source| DatapathError::Map {
         name,
         source: Box::new(source),
     }
 }
 
-fn prog_err(name: &'static str) -> impl FnOnce(ProgramError) -> DatapathError {
+pub(crate) fn prog_err(name: &'static str) -> impl FnOnce(ProgramError) -> DatapathError {
     move |source| DatapathError::Program { name, source }
 }
 
@@ -118,22 +118,7 @@ impl Datapath {
     /// process in it and below is balanced), and adopts the maps pinned in `pin_dir` by a
     /// previous agent, or pins new ones there. `pin_dir` must be on a bpffs.
     pub fn load(pin_dir: &Path, cgroup: &Path) -> Result<Self, DatapathError> {
-        let links_dir = pin_dir.join("links");
-        fs::create_dir_all(&links_dir).map_err(|source| DatapathError::Io {
-            what: "creating",
-            path: links_dir.clone(),
-            source,
-        })?;
-        let on_bpffs = bpffs::is_bpffs(pin_dir).map_err(|source| DatapathError::Io {
-            what: "statfs",
-            path: pin_dir.to_path_buf(),
-            source,
-        })?;
-        if !on_bpffs {
-            return Err(DatapathError::NotBpffs {
-                path: pin_dir.to_path_buf(),
-            });
-        }
+        let links_dir = prepare_pin_dir(pin_dir)?;
         let cgroup_file = File::open(cgroup).map_err(|source| DatapathError::Io {
             what: "opening cgroup",
             path: cgroup.to_path_buf(),
@@ -356,9 +341,30 @@ impl Datapath {
     }
 }
 
+/// Makes sure `pin_dir` and its `links/` exist on a bpffs; returns `links/`.
+pub(crate) fn prepare_pin_dir(pin_dir: &Path) -> Result<PathBuf, DatapathError> {
+    let links_dir = pin_dir.join("links");
+    fs::create_dir_all(&links_dir).map_err(|source| DatapathError::Io {
+        what: "creating",
+        path: links_dir.clone(),
+        source,
+    })?;
+    let on_bpffs = bpffs::is_bpffs(pin_dir).map_err(|source| DatapathError::Io {
+        what: "statfs",
+        path: pin_dir.to_path_buf(),
+        source,
+    })?;
+    if !on_bpffs {
+        return Err(DatapathError::NotBpffs {
+            path: pin_dir.to_path_buf(),
+        });
+    }
+    Ok(links_dir)
+}
+
 /// Pins `link` at `path`, taking the place of a link a previous agent pinned there. The
 /// new link is attached before the old one is let go, so the hook is never empty.
-fn replace_pinned_link(
+pub(crate) fn replace_pinned_link(
     path: &Path,
     name: &'static str,
     link: FdLink,
@@ -389,7 +395,7 @@ fn replace_pinned_link(
     Ok(pinned)
 }
 
-fn take_map<V>(ebpf: &mut Ebpf, name: &'static str) -> Result<V, DatapathError>
+pub(crate) fn take_map<V>(ebpf: &mut Ebpf, name: &'static str) -> Result<V, DatapathError>
 where
     V: TryFrom<aya::maps::Map, Error = MapError>,
 {

@@ -13,6 +13,7 @@
 //! - [`service`]: the agent's model of a balanced service.
 //! - [`datapath`]: loading and attaching the programs, programming the maps, adoption of
 //!   pinned maps after a restart.
+//! - [`steering`]: Gateway Services steered to the node-local proxy (sk_lookup + SOCKMAP).
 //! - [`source`]: Kubernetes Services and EndpointSlices into service entries.
 //! - [`bpffs`]: the BPF filesystem the maps are pinned on.
 //! - [`run`]: the agent binary's configuration and main loop; [`probe`]: its diagnostic
@@ -27,7 +28,9 @@ pub mod run;
 pub mod service;
 mod slots;
 pub mod source;
+pub mod steering;
 
 pub use datapath::{Datapath, DatapathError, SyncStats, list_pinned, remove_pinned};
 pub use service::{BackendEntry, EntryError, Frontend, Protocol, ServiceEntry};
 pub use source::service_entries;
+pub use steering::{LocalRoutes, Steering, register_proxy_socket};

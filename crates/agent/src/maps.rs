@@ -1,4 +1,5 @@
-//! The BPF maps' keys and values, mirrored byte for byte from `bpf/sock_lb.c`.
+//! The BPF maps' keys and values, mirrored byte for byte from `bpf/lb.h` and
+//! `bpf/sock_lb.c`.
 //!
 //! ```text
 //!   portico_svc   SvcKey { addr, port, proto }        -> SvcValue { count, offset, total_weight, flags }
@@ -23,6 +24,21 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 pub const SERVICES_MAP: &str = "portico_svc";
 pub const BACKENDS_MAP: &str = "portico_be";
 pub const REVNAT_MAP: &str = "portico_rnat";
+/// The SOCKMAP holding the node-local proxy's sockets (`bpf/steer.c`).
+pub const PROXY_MAP: &str = "portico_proxy";
+/// Its slots: the proxy's TCP listener and its UDP socket.
+pub const PROXY_TCP_SLOT: u32 = 0;
+pub const PROXY_UDP_SLOT: u32 = 1;
+
+/// `svc_value.flags`, as `bpf/lb.h` defines them.
+pub mod flags {
+    /// A Gateway Service: steered to the node-local proxy, never balanced to a backend.
+    pub const GATEWAY: u32 = 1 << 0;
+    /// A NodePort or LoadBalancer frontend, for traffic from outside the node.
+    pub const EXTERNAL: u32 = 1 << 1;
+    /// `externalTrafficPolicy: Local`: the backends are this node's only.
+    pub const LOCAL: u32 = 1 << 2;
+}
 
 /// Capacities, as declared in the C source.
 pub const SERVICES_CAPACITY: u32 = 16384;

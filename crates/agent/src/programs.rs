@@ -1,6 +1,6 @@
-//! The BPF object built by `build.rs` from `bpf/sock_lb.c`, and its programs.
+//! The BPF objects built by `build.rs` from `bpf/*.c`, and their programs.
 
-/// The compiled object, aligned as aya's ELF parser needs it.
+/// The socket load balancer (`bpf/sock_lb.c`), aligned as aya's ELF parser needs it.
 pub(crate) static SOCK_LB: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sock_lb.o"));
 
@@ -11,3 +11,9 @@ pub(crate) const PROGRAMS: &[&str] = &[
     "portico_recvmsg4",
     "portico_getpeername4",
 ];
+
+/// Gateway steering (`bpf/steer.c`).
+pub(crate) static STEER: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/steer.o"));
+
+/// Its sk_lookup program.
+pub(crate) const STEER_PROGRAM: &str = "portico_steer";

@@ -166,6 +166,49 @@ impl Lab {
         })
     }
 
+    /// A "proxy" in the backend namespace (which plays the node): a TCP listener on `ip`
+    /// (a free port) that greets each connection with `local=<getsockname>`, the address
+    /// the connection was accepted on. Returns its address and a handle on the same
+    /// listening socket, to register for steering.
+    pub fn proxy_listener(&mut self, ip: &str) -> (SocketAddrV4, TcpListener) {
+        let ip = ip.to_string();
+        self.in_backend_ns(move |stop, tx| {
+            let listener = TcpListener::bind((ip.as_str(), 0)).unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let addr = match listener.local_addr().unwrap() {
+                std::net::SocketAddr::V4(a) => a,
+                other => panic!("not IPv4: {other}"),
+            };
+            tx.send((addr, listener.try_clone().unwrap())).unwrap();
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < SERVER_LIFETIME {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let local = conn.local_addr().unwrap();
+                        thread::spawn(move || serve_tcp(conn, &format!("local={local}")));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        })
+    }
+
+    /// Runs `ip -n <ns> <args>` in the client or backend namespace.
+    pub fn ip(&self, backend: bool, args: &[&str]) {
+        let ns = if backend {
+            &self.backend_ns
+        } else {
+            &self.client_ns
+        };
+        let mut all = vec!["ip", "-n", ns.as_str()];
+        all.extend_from_slice(args);
+        sh(&all).unwrap();
+    }
+
+    pub fn backend_netns_path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.backend_ns)
+    }
+
     /// A UDP server on `ip` answering every datagram with `name`.
     pub fn udp_backend(&mut self, ip: &str, name: &str) -> SocketAddrV4 {
         let ip = ip.to_string();
