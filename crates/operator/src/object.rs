@@ -5,6 +5,7 @@
 //!   Object ──┬─ GatewayClass   (cluster-scoped)   key: (None, name)
 //!            ├─ Namespace      (cluster-scoped)   key: (None, name)
 //!            ├─ Gateway        (namespaced)       key: (Some(namespace), name)
+//!            ├─ ListenerSet    (namespaced)
 //!            ├─ HttpRoute      (namespaced)
 //!            ├─ ReferenceGrant (namespaced)
 //!            ├─ Service        (namespaced)
@@ -17,7 +18,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
 use portico_api::k8s::{EndpointSlice, Namespace, ObjectMeta, Service};
 use portico_api::k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use portico_api::kube::Resource;
@@ -94,6 +95,7 @@ where
 pub enum Object {
     GatewayClass(GatewayClass),
     Gateway(Gateway),
+    ListenerSet(ListenerSet),
     HttpRoute(HttpRoute),
     ReferenceGrant(ReferenceGrant),
     Service(Service),
@@ -107,6 +109,7 @@ macro_rules! with_object {
         match $obj {
             Object::GatewayClass($o) => $body,
             Object::Gateway($o) => $body,
+            Object::ListenerSet($o) => $body,
             Object::HttpRoute($o) => $body,
             Object::ReferenceGrant($o) => $body,
             Object::Service($o) => $body,
@@ -164,6 +167,7 @@ macro_rules! from_kind {
 from_kind!(
     GatewayClass(GatewayClass),
     Gateway(Gateway),
+    ListenerSet(ListenerSet),
     HttpRoute(HttpRoute),
     ReferenceGrant(ReferenceGrant),
     Service(Service),
@@ -180,6 +184,7 @@ mod tests {
         assert!(!is_namespaced::<GatewayClass>());
         assert!(!is_namespaced::<Namespace>());
         assert!(is_namespaced::<Gateway>());
+        assert!(is_namespaced::<ListenerSet>());
         assert!(is_namespaced::<HttpRoute>());
         assert!(is_namespaced::<ReferenceGrant>());
         assert!(is_namespaced::<Service>());

@@ -6,6 +6,7 @@
 //!      ▼
 //!   Store ── gateway_classes: Index<GatewayClass>   BTreeMap<ObjectKey, GatewayClass>
 //!         ├─ gateways:        Index<Gateway>
+//!         ├─ listener_sets:   Index<ListenerSet>
 //!         ├─ http_routes:     Index<HttpRoute>
 //!         ├─ reference_grants:Index<ReferenceGrant>
 //!         ├─ services:        Index<Service>
@@ -22,7 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
 use portico_api::k8s::{EndpointSlice, Namespace, Service};
 use portico_api::kube::Resource;
 
@@ -103,6 +104,7 @@ impl<K: Resource + Clone + PartialEq> Index<K> {
 pub struct Store {
     pub gateway_classes: Index<GatewayClass>,
     pub gateways: Index<Gateway>,
+    pub listener_sets: Index<ListenerSet>,
     pub http_routes: Index<HttpRoute>,
     pub reference_grants: Index<ReferenceGrant>,
     pub services: Index<Service>,
@@ -116,6 +118,7 @@ impl Store {
         match obj {
             Object::GatewayClass(o) => self.gateway_classes.apply(o),
             Object::Gateway(o) => self.gateways.apply(o),
+            Object::ListenerSet(o) => self.listener_sets.apply(o),
             Object::HttpRoute(o) => self.http_routes.apply(o),
             Object::ReferenceGrant(o) => self.reference_grants.apply(o),
             Object::Service(o) => self.services.apply(o),
@@ -130,6 +133,7 @@ impl Store {
         match obj {
             Object::GatewayClass(_) => self.gateway_classes.contains_key(&key),
             Object::Gateway(_) => self.gateways.contains_key(&key),
+            Object::ListenerSet(_) => self.listener_sets.contains_key(&key),
             Object::HttpRoute(_) => self.http_routes.contains_key(&key),
             Object::ReferenceGrant(_) => self.reference_grants.contains_key(&key),
             Object::Service(_) => self.services.contains_key(&key),
@@ -145,6 +149,7 @@ impl Store {
         }
         let mut out = BTreeSet::new();
         add(&self.gateways, &mut out);
+        add(&self.listener_sets, &mut out);
         add(&self.http_routes, &mut out);
         add(&self.reference_grants, &mut out);
         add(&self.services, &mut out);
@@ -158,6 +163,7 @@ impl Store {
         Inputs {
             gateway_classes: self.gateway_classes.to_vec(),
             gateways: self.gateways.to_vec(),
+            listener_sets: self.listener_sets.to_vec(),
             http_routes: self.http_routes.to_vec(),
             services: self.services.to_vec(),
             endpoint_slices: self.endpoint_slices.to_vec(),
@@ -170,6 +176,7 @@ impl Store {
     pub fn len(&self) -> usize {
         self.gateway_classes.len()
             + self.gateways.len()
+            + self.listener_sets.len()
             + self.http_routes.len()
             + self.reference_grants.len()
             + self.services.len()
@@ -276,5 +283,25 @@ mod tests {
         assert!(store.contains(&mk_route("apps", "r", "other").into()));
         let in_use: Vec<String> = store.namespaces_in_use().into_iter().collect();
         assert_eq!(in_use, ["apps", "backends"]);
+    }
+
+    #[test]
+    fn listener_sets_reach_the_snapshot() {
+        let mut store = Store::default();
+        let mut ls = ListenerSet::default();
+        ls.metadata.namespace = Some("teams".into());
+        ls.metadata.name = Some("extra".into());
+        assert!(store.apply(ls.clone().into()));
+        assert!(!store.apply(ls.clone().into()));
+        assert!(store.contains(&ls.into()));
+        assert_eq!(store.len(), 1);
+        let in_use: Vec<String> = store.namespaces_in_use().into_iter().collect();
+        assert_eq!(in_use, ["teams"]);
+        let snapshot = store.snapshot();
+        assert_eq!(snapshot.listener_sets.len(), 1);
+        assert_eq!(
+            snapshot.listener_sets[0].metadata.name.as_deref(),
+            Some("extra")
+        );
     }
 }

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
 use portico_api::k8s::{EndpointSlice, ObjectMeta, Service};
-use portico_api::names;
+use portico_api::names::{self, kind};
 
 use crate::inputs::{Inputs, Options};
 use crate::status::ObjectRef;
@@ -33,6 +33,7 @@ pub(crate) struct Index<'a> {
     /// Every Gateway, ours or not: a parentRef to a Gateway of another controller must be
     /// told apart from one to ours.
     pub(crate) gateways: BTreeMap<ObjectRef, &'a Gateway>,
+    pub(crate) listener_sets: BTreeMap<ObjectRef, &'a ListenerSet>,
     pub(crate) http_routes: BTreeMap<ObjectRef, &'a HttpRoute>,
     pub(crate) services: BTreeMap<ObjectRef, &'a Service>,
     /// EndpointSlices by the Service they belong to (`kubernetes.io/service-name`), in
@@ -52,6 +53,7 @@ impl<'a> Index<'a> {
             .filter_map(|c| Some((c.metadata.name.clone()?, c)))
             .collect::<BTreeMap<_, _>>();
         let gateways = keyed(&inputs.gateways, |g| &g.metadata);
+        let listener_sets = keyed(&inputs.listener_sets, |l| &l.metadata);
         let http_routes = keyed(&inputs.http_routes, |r| &r.metadata);
         let services = keyed(&inputs.services, |s| &s.metadata);
 
@@ -101,6 +103,7 @@ impl<'a> Index<'a> {
             options,
             classes,
             gateways,
+            listener_sets,
             http_routes,
             services,
             slices,
@@ -112,6 +115,30 @@ impl<'a> Index<'a> {
     /// Whether the Gateway belongs to one of our GatewayClasses.
     pub(crate) fn is_ours(&self, gateway: &Gateway) -> bool {
         self.classes.contains_key(&gateway.spec.gateway_class_name)
+    }
+
+    /// The Gateway a ListenerSet names as its parent; `None` when its parentRef is not
+    /// a Gateway.
+    ///
+    /// Gateway API (ListenerSet parentRef): "Namespace is the namespace of the referent.
+    /// If not present, the namespace of the referent is assumed to be the same as the
+    /// namespace of the referring object."
+    pub(crate) fn listener_set_parent(&self, listener_set: &ListenerSet) -> Option<ObjectRef> {
+        let parent = &listener_set.spec.parent_ref;
+        let group = parent.group.as_deref().unwrap_or(names::GATEWAY_API_GROUP);
+        let parent_kind = parent.kind.as_deref().unwrap_or(kind::GATEWAY);
+        if group != names::GATEWAY_API_GROUP || parent_kind != kind::GATEWAY {
+            return None;
+        }
+        let own = object_ref(&listener_set.metadata);
+        Some(ObjectRef::new(
+            parent
+                .namespace
+                .clone()
+                .filter(|ns| !ns.is_empty())
+                .unwrap_or(own.namespace),
+            parent.name.clone(),
+        ))
     }
 
     /// A namespace's labels. The API server sets `kubernetes.io/metadata.name` on every

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
+use ipnet::IpNet;
 use portico_api::config::v1::Config;
-use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
 use portico_api::k8s::{EndpointSlice, Namespace, Service};
 use portico_api::names;
 
@@ -17,6 +18,9 @@ use crate::status::{ObjectRef, Statuses};
 pub struct Inputs {
     pub gateway_classes: Vec<GatewayClass>,
     pub gateways: Vec<Gateway>,
+    /// Listeners contributed to Gateways (possibly from other namespaces), see
+    /// [`crate::listener_set`].
+    pub listener_sets: Vec<ListenerSet>,
     pub http_routes: Vec<HttpRoute>,
     pub services: Vec<Service>,
     pub endpoint_slices: Vec<EndpointSlice>,
@@ -35,6 +39,16 @@ pub struct Options {
     /// LoadBalancer's ingress IP in a cluster, or a loopback address of its own in
     /// standalone mode (so that several Gateways can all listen on port 80).
     pub assigned_addresses: BTreeMap<ObjectRef, IpAddr>,
+    /// Which static addresses (`spec.addresses` with a value) a Gateway may ask for: the
+    /// addresses the proxies can bind, or an LB-IPAM pool hands out. Others make the
+    /// Gateway `Programmed=False` with reason AddressNotUsable.
+    pub usable_addresses: UsableAddresses,
+    /// The `gateway.networking.k8s.io/bundle-version` annotation of the installed
+    /// GatewayClass CRD, reported on by the GatewayClass `SupportedVersion` condition;
+    /// `None` when the CRD has no such annotation. Standalone mode has no CRDs: it runs
+    /// on the schema Portico is built for, [`names::GATEWAY_API_BUNDLE_VERSION`], the
+    /// default.
+    pub crd_bundle_version: Option<String>,
 }
 
 impl Default for Options {
@@ -43,6 +57,28 @@ impl Default for Options {
             controller_name: names::CONTROLLER_NAME.to_owned(),
             default_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             assigned_addresses: BTreeMap::new(),
+            usable_addresses: UsableAddresses::Any,
+            crd_bundle_version: Some(names::GATEWAY_API_BUNDLE_VERSION.to_owned()),
+        }
+    }
+}
+
+/// The static addresses Gateways may request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum UsableAddresses {
+    /// Any IP address: the environment does not say (the translator cannot know what a
+    /// host can bind).
+    #[default]
+    Any,
+    /// Only addresses inside one of these networks.
+    Within(Vec<IpNet>),
+}
+
+impl UsableAddresses {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Within(networks) => networks.iter().any(|n| n.contains(&ip)),
         }
     }
 }
@@ -52,4 +88,24 @@ impl Default for Options {
 pub struct Output {
     pub config: Config,
     pub statuses: Statuses,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn usable_addresses() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(UsableAddresses::Any.contains(ip("203.0.113.9")));
+        let loopback = UsableAddresses::Within(vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "::1/128".parse().unwrap(),
+        ]);
+        assert!(loopback.contains(ip("127.0.1.7")));
+        assert!(loopback.contains(ip("::1")));
+        assert!(!loopback.contains(ip("203.0.113.9")));
+        assert!(!UsableAddresses::Within(Vec::new()).contains(ip("127.0.0.1")));
+    }
 }

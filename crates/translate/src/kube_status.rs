@@ -5,10 +5,13 @@
 //! status changes: an unchanged condition keeps the time it already had, so rewriting the
 //! same status is a no-op patch.
 
-use portico_api::gateway::{gatewayclasses, gateways, httproutes};
+use portico_api::gateway::{gatewayclasses, gateways, httproutes, listenersets};
 use portico_api::k8s::{self, Time};
 
-use crate::status::{Condition, GatewayClassStatus, GatewayStatus, HttpRouteStatus};
+use crate::status::{
+    Condition, GatewayClassStatus, GatewayStatus, HttpRouteStatus, ListenerSetStatus,
+    ListenerStatus, RouteGroupKind,
+};
 
 impl Condition {
     /// This condition with a `lastTransitionTime`: the one of the same type in `previous`
@@ -38,8 +41,7 @@ fn conditions(
 }
 
 impl GatewayClassStatus {
-    /// The full status to write; fields the translator does not own (supportedFeatures)
-    /// are carried over from `previous`.
+    /// The full status to write.
     pub fn to_kube(
         &self,
         now: &Time,
@@ -50,13 +52,20 @@ impl GatewayClassStatus {
             .unwrap_or_default();
         gatewayclasses::GatewayClassStatus {
             conditions: Some(conditions(&self.conditions, now, old)),
-            supported_features: previous.and_then(|p| p.supported_features.clone()),
+            supported_features: Some(
+                self.supported_features
+                    .iter()
+                    .map(|name| gatewayclasses::GatewayClassStatusSupportedFeatures {
+                        name: name.clone(),
+                    })
+                    .collect(),
+            ),
         }
     }
 }
 
 impl GatewayStatus {
-    /// The full status to write; `attachedListenerSets` is carried over from `previous`.
+    /// The full status to write.
     pub fn to_kube(
         &self,
         now: &Time,
@@ -78,7 +87,7 @@ impl GatewayStatus {
                     })
                     .collect(),
             ),
-            attached_listener_sets: previous.and_then(|p| p.attached_listener_sets),
+            attached_listener_sets: self.attached_listener_sets,
             conditions: Some(conditions(&self.conditions, now, old)),
             listeners: Some(
                 self.listeners
@@ -89,16 +98,78 @@ impl GatewayStatus {
                             .find(|o| o.name == l.name)
                             .map(|o| o.conditions.as_slice())
                             .unwrap_or_default();
+                        let (conditions, supported_kinds) = listener_parts(l, now, old);
                         gateways::GatewayStatusListeners {
                             attached_routes: l.attached_routes,
-                            conditions: conditions(&l.conditions, now, old),
+                            conditions,
                             name: l.name.clone(),
                             supported_kinds: Some(
-                                l.supported_kinds
-                                    .iter()
+                                supported_kinds
                                     .map(|k| gateways::GatewayStatusListenersSupportedKinds {
                                         group: Some(k.group.clone()),
                                         kind: k.kind.clone(),
+                                    })
+                                    .collect(),
+                            ),
+                        }
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// A listener's conditions (with transition times) and its supported kinds.
+fn listener_parts<'l>(
+    listener: &'l ListenerStatus,
+    now: &Time,
+    previous: &[k8s::Condition],
+) -> (
+    Vec<k8s::Condition>,
+    impl Iterator<Item = &'l RouteGroupKind> + 'l,
+) {
+    (
+        conditions(&listener.conditions, now, previous),
+        listener.supported_kinds.iter(),
+    )
+}
+
+impl ListenerSetStatus {
+    /// The full status to write.
+    pub fn to_kube(
+        &self,
+        now: &Time,
+        previous: Option<&listenersets::ListenerSetStatus>,
+    ) -> listenersets::ListenerSetStatus {
+        let old = previous
+            .and_then(|p| p.conditions.as_deref())
+            .unwrap_or_default();
+        let old_listeners = previous
+            .and_then(|p| p.listeners.as_deref())
+            .unwrap_or_default();
+        listenersets::ListenerSetStatus {
+            conditions: Some(conditions(&self.conditions, now, old)),
+            listeners: Some(
+                self.listeners
+                    .iter()
+                    .map(|l| {
+                        let old = old_listeners
+                            .iter()
+                            .find(|o| o.name == l.name)
+                            .map(|o| o.conditions.as_slice())
+                            .unwrap_or_default();
+                        let (conditions, supported_kinds) = listener_parts(l, now, old);
+                        listenersets::ListenerSetStatusListeners {
+                            attached_routes: l.attached_routes,
+                            conditions,
+                            name: l.name.clone(),
+                            supported_kinds: Some(
+                                supported_kinds
+                                    .map(|k| {
+                                        listenersets::ListenerSetStatusListenersSupportedKinds {
+                                            group: Some(k.group.clone()),
+                                            kind: k.kind.clone(),
+                                        }
                                     })
                                     .collect(),
                             ),
@@ -220,5 +291,74 @@ mod tests {
             Some(&previous),
         );
         assert_eq!(cleared.parents, vec![foreign]);
+    }
+
+    #[test]
+    fn class_status_publishes_supported_features() {
+        let now = at("2024-02-01T00:00:00Z");
+        let desired = GatewayClassStatus {
+            conditions: vec![accepted(true)],
+            supported_features: vec!["Gateway".into(), "HTTPRoute".into()],
+        };
+        let previous = gatewayclasses::GatewayClassStatus {
+            conditions: None,
+            supported_features: Some(vec![gatewayclasses::GatewayClassStatusSupportedFeatures {
+                name: "Stale".into(),
+            }]),
+        };
+        let got = desired.to_kube(&now, Some(&previous));
+        let names: Vec<String> = got
+            .supported_features
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(names, ["Gateway", "HTTPRoute"]);
+    }
+
+    #[test]
+    fn listener_set_status_keeps_listener_transition_times() {
+        let then = at("2024-01-01T00:00:00Z");
+        let now = at("2024-02-01T00:00:00Z");
+        let desired = ListenerSetStatus {
+            conditions: vec![accepted(true)],
+            listeners: vec![ListenerStatus {
+                name: "l".into(),
+                supported_kinds: vec![RouteGroupKind {
+                    group: "gateway.networking.k8s.io".into(),
+                    kind: "HTTPRoute".into(),
+                }],
+                attached_routes: 2,
+                conditions: vec![accepted(true)],
+            }],
+        };
+        let first = desired.to_kube(&then, None);
+        let again = desired.to_kube(&now, Some(&first));
+        assert_eq!(again, first);
+        let listener = &again.listeners.as_deref().unwrap_or_default()[0];
+        assert_eq!(listener.attached_routes, 2);
+        assert_eq!(listener.conditions[0].last_transition_time, then);
+        assert_eq!(
+            listener.supported_kinds.as_deref().unwrap_or_default()[0].kind,
+            "HTTPRoute"
+        );
+    }
+
+    #[test]
+    fn gateway_status_reports_attached_listener_sets() {
+        let now = at("2024-02-01T00:00:00Z");
+        let desired = GatewayStatus {
+            attached_listener_sets: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(desired.to_kube(&now, None).attached_listener_sets, Some(2));
+        let none = GatewayStatus::default().to_kube(
+            &now,
+            Some(&gateways::GatewayStatus {
+                attached_listener_sets: Some(5),
+                ..Default::default()
+            }),
+        );
+        assert_eq!(none.attached_listener_sets, None);
     }
 }

@@ -8,10 +8,12 @@
 //! ```text
 //! Inputs ──> Index (lookups, sorted)
 //!             │
-//!             ├─ GatewayClasses ours? ─────────────────────────> GatewayClass status
-//!             ├─ Gateways of our classes ─> GatewayPlan ───────> Gateway status
-//!             │     (addresses, listeners, conflicts)      ▲ attachedRoutes
-//!             └─ HTTPRoutes ─> CompiledRoute ─> attach ────┴───> HTTPRoute status
+//!             ├─ GatewayClasses ours? ────────────────────────────> GatewayClass status
+//!             ├─ Gateways of our classes ─> GatewayPlan ──────────> Gateway status
+//!             │     (addresses, listeners, conflicts)         ▲
+//!             ├─ ListenerSets of those ──> merged into it ────┼───> ListenerSet status
+//!             │     (allowedListeners, precedence)            │ attachedRoutes
+//!             └─ HTTPRoutes ─> CompiledRoute ─> attach ───────┴───> HTTPRoute status
 //!                  (entries, backends)      (parentRefs × listeners)
 //!                                                 │
 //!                                                 └─> config::build ─> Config
@@ -22,7 +24,9 @@
 
 mod attach;
 mod backend;
+mod class;
 mod config;
+mod conflict;
 mod error;
 mod filters;
 mod gateway;
@@ -31,6 +35,9 @@ mod hostname;
 mod index;
 mod inputs;
 mod kube_status;
+mod listener;
+mod listener_set;
+mod listener_set_status;
 mod matches;
 mod precedence;
 mod route;
@@ -39,14 +46,13 @@ mod status;
 
 use std::collections::BTreeMap;
 
-use portico_api::names::{condition, reason};
-
 pub use hostname::hostname_matches;
-pub use inputs::{Inputs, Options, Output};
+pub use inputs::{Inputs, Options, Output, UsableAddresses};
+pub use ipnet::IpNet;
 pub use status::{
     Condition, ConditionStatus, GatewayClassStatus, GatewayStatus, GatewayStatusAddress,
-    HttpRouteStatus, ListenerStatus, ObjectRef, ParentReference, RouteGroupKind, RouteParentStatus,
-    Statuses,
+    HttpRouteStatus, ListenerSetStatus, ListenerStatus, ObjectRef, ParentReference, RouteGroupKind,
+    RouteParentStatus, Statuses,
 };
 
 use index::Index;
@@ -56,36 +62,16 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
     let index = Index::new(inputs, options);
     let mut statuses = Statuses::default();
 
-    // GatewayClass: "Accepted [...] True when the controller managing the GatewayClass
-    // is syntactically or semantically valid". Classes of other controllers are theirs.
     for (name, class) in &index.classes {
-        let generation = class.metadata.generation;
-        statuses.gateway_classes.insert(
-            name.clone(),
-            GatewayClassStatus {
-                conditions: vec![Condition::new(
-                    condition::ACCEPTED,
-                    true,
-                    reason::ACCEPTED,
-                    format!("handled by {}", options.controller_name),
-                    generation,
-                )],
-            },
-        );
+        statuses
+            .gateway_classes
+            .insert(name.clone(), class::status(class, options));
     }
 
-    let plans = gateway::plan_gateways(
-        index
-            .gateways
-            .values()
-            .copied()
-            .filter(|g| index.is_ours(g)),
-        options.default_address,
-        &options.assigned_addresses,
-    );
+    let plans = gateway::plan_gateways(&index);
 
     let mut routes = Vec::new();
-    // (gateway, listener) -> attachedRoutes
+    // (gateway, listener) -> attachedRoutes, listeners by `ListenerPlan::name`.
     let mut attached_counts: BTreeMap<ObjectRef, BTreeMap<String, i32>> = BTreeMap::new();
     for route in index.http_routes.values() {
         let compiled = route::compile(&index, route);
@@ -93,6 +79,8 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
         if let Some(status) = status {
             statuses.http_routes.insert(compiled.key.clone(), status);
         }
+        // Attachments are distinct: a route attached to a listener through several
+        // parentRefs counts once there.
         for a in &attachments {
             *attached_counts
                 .entry(a.gateway.clone())
@@ -107,6 +95,11 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
     for (key, plan) in &plans {
         let counts = attached_counts.get(key).unwrap_or(&empty);
         statuses.gateways.insert(key.clone(), plan.status(counts));
+        for child in &plan.listener_sets {
+            statuses
+                .listener_sets
+                .insert(child.key.clone(), plan.listener_set_status(child, counts));
+        }
     }
 
     let config = config::build(&index, &plans, &routes);

@@ -1,53 +1,113 @@
-//! Which namespaces may attach routes to a listener (`allowedRoutes.namespaces`).
+//! Which namespaces may attach routes to a listener (`allowedRoutes.namespaces`), and
+//! which may attach ListenerSets to a Gateway (`allowedListeners.namespaces`).
 //!
-//! Gateway API: "From indicates where Routes will be selected for this Gateway. [...]
-//! All: Routes in all namespaces may be used by this Gateway. Selector: Routes in
-//! namespaces selected by the selector may be used by this Gateway. Same: Only Routes in
-//! the same namespace may be used by this Gateway." `from` defaults to `Same`.
+//! Gateway API (allowedRoutes): "From indicates where Routes will be selected for this
+//! Gateway. [...] All: Routes in all namespaces may be used by this Gateway. Selector:
+//! Routes in namespaces selected by the selector may be used by this Gateway. Same: Only
+//! Routes in the same namespace may be used by this Gateway." `from` defaults to `Same`.
 //!
-//! The selector is a Kubernetes label selector evaluated against the route namespace's
-//! labels, with the usual semantics: requirements are ANDed, an empty selector selects
+//! Gateway API (allowedListeners): "From indicates where ListenerSets can attach to this
+//! Gateway. [...] None: Only listeners defined in the Gateway's spec are allowed. The
+//! default value None".
+//!
+//! The selector is a Kubernetes label selector evaluated against the namespace's labels,
+//! with the usual semantics: requirements are ANDed, an empty selector selects
 //! everything, a missing one (with `from: Selector`) selects nothing.
 
 use std::collections::BTreeMap;
 
 use portico_api::gateway::gateways::{
+    GatewayAllowedListeners, GatewayAllowedListenersNamespacesFrom,
     GatewayListenersAllowedRoutesNamespaces, GatewayListenersAllowedRoutesNamespacesFrom,
-    GatewayListenersAllowedRoutesNamespacesSelector,
+};
+use portico_api::gateway::listenersets::{
+    ListenerSetListenersAllowedRoutesNamespaces, ListenerSetListenersAllowedRoutesNamespacesFrom,
 };
 
-/// A listener's namespace policy, resolved from the spec with its defaults applied.
+/// A namespace policy, resolved from the spec with its defaults applied.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum AllowedNamespaces {
+    /// Nothing may attach (`allowedListeners` only).
+    None,
     Same,
     All,
     /// `None` when `from: Selector` came without a selector: nothing is selected.
     Selector(Option<LabelSelector>),
 }
 
+/// The kopium types of the three selectors (Gateway listener, ListenerSet listener,
+/// Gateway allowedListeners) are distinct structs of the same shape.
+macro_rules! label_selector_from {
+    ($selector:expr) => {
+        $selector.map(|s| LabelSelector {
+            match_labels: s.match_labels.clone().unwrap_or_default(),
+            expressions: s
+                .match_expressions
+                .iter()
+                .flatten()
+                .map(|e| Requirement {
+                    key: e.key.clone(),
+                    operator: e.operator.clone(),
+                    values: e.values.clone().unwrap_or_default(),
+                })
+                .collect(),
+        })
+    };
+}
+
 impl AllowedNamespaces {
+    /// A Gateway listener's `allowedRoutes.namespaces`.
     pub(crate) fn from_spec(spec: Option<&GatewayListenersAllowedRoutesNamespaces>) -> Self {
-        let from = spec.and_then(|n| n.from.as_ref());
-        match from {
-            None | Some(GatewayListenersAllowedRoutesNamespacesFrom::Same) => Self::Same,
-            Some(GatewayListenersAllowedRoutesNamespacesFrom::All) => Self::All,
-            Some(GatewayListenersAllowedRoutesNamespacesFrom::Selector) => Self::Selector(
-                spec.and_then(|n| n.selector.as_ref())
-                    .map(LabelSelector::from_spec),
-            ),
+        use GatewayListenersAllowedRoutesNamespacesFrom as From;
+        match spec.and_then(|n| n.from.as_ref()) {
+            None | Some(From::Same) => Self::Same,
+            Some(From::All) => Self::All,
+            Some(From::Selector) => {
+                Self::Selector(label_selector_from!(spec.and_then(|n| n.selector.as_ref())))
+            }
         }
     }
 
-    /// Whether a route in `route_ns` (whose labels are `labels`) may attach to a listener
-    /// of a Gateway in `gateway_ns`.
+    /// A ListenerSet listener's `allowedRoutes.namespaces`; `Same` is the ListenerSet's
+    /// namespace.
+    pub(crate) fn from_listener_set_spec(
+        spec: Option<&ListenerSetListenersAllowedRoutesNamespaces>,
+    ) -> Self {
+        use ListenerSetListenersAllowedRoutesNamespacesFrom as From;
+        match spec.and_then(|n| n.from.as_ref()) {
+            None | Some(From::Same) => Self::Same,
+            Some(From::All) => Self::All,
+            Some(From::Selector) => {
+                Self::Selector(label_selector_from!(spec.and_then(|n| n.selector.as_ref())))
+            }
+        }
+    }
+
+    /// A Gateway's `allowedListeners`: which ListenerSets may attach to it.
+    pub(crate) fn from_allowed_listeners(spec: Option<&GatewayAllowedListeners>) -> Self {
+        use GatewayAllowedListenersNamespacesFrom as From;
+        let namespaces = spec.and_then(|a| a.namespaces.as_ref());
+        match namespaces.and_then(|n| n.from.as_ref()) {
+            None | Some(From::None) => Self::None,
+            Some(From::Same) => Self::Same,
+            Some(From::All) => Self::All,
+            Some(From::Selector) => Self::Selector(label_selector_from!(
+                namespaces.and_then(|n| n.selector.as_ref())
+            )),
+        }
+    }
+
+    /// Whether an object in `namespace` (whose labels are `labels`) may attach to one in
+    /// `owner_ns` (the Gateway, or the ListenerSet that declares the listener).
     pub(crate) fn allows(
         &self,
-        gateway_ns: &str,
-        route_ns: &str,
+        owner_ns: &str,
+        namespace: &str,
         labels: &BTreeMap<String, String>,
     ) -> bool {
         match self {
-            Self::Same => gateway_ns == route_ns,
+            Self::None => false,
+            Self::Same => owner_ns == namespace,
             Self::All => true,
             Self::Selector(None) => false,
             Self::Selector(Some(selector)) => selector.matches(labels),
@@ -70,22 +130,6 @@ pub(crate) struct Requirement {
 }
 
 impl LabelSelector {
-    fn from_spec(spec: &GatewayListenersAllowedRoutesNamespacesSelector) -> Self {
-        Self {
-            match_labels: spec.match_labels.clone().unwrap_or_default(),
-            expressions: spec
-                .match_expressions
-                .iter()
-                .flatten()
-                .map(|e| Requirement {
-                    key: e.key.clone(),
-                    operator: e.operator.clone(),
-                    values: e.values.clone().unwrap_or_default(),
-                })
-                .collect(),
-        }
-    }
-
     pub(crate) fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.match_labels
             .iter()
@@ -112,6 +156,7 @@ impl Requirement {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use portico_api::gateway::gateways::GatewayListenersAllowedRoutesNamespacesSelector;
     use portico_api::gateway::gateways::GatewayListenersAllowedRoutesNamespacesSelectorMatchExpressions as Expr;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -272,5 +317,60 @@ mod tests {
         for (what, policy, route_ns, ns_labels, want) in cases {
             assert_eq!(policy.allows("echo", route_ns, &ns_labels), want, "{what}");
         }
+    }
+
+    #[test]
+    fn allowed_listeners_default_to_none() {
+        use portico_api::gateway::gateways::{
+            GatewayAllowedListenersNamespaces, GatewayAllowedListenersNamespacesSelector,
+        };
+        let none = AllowedNamespaces::from_allowed_listeners(None);
+        assert_eq!(none, AllowedNamespaces::None);
+        assert!(!none.allows("infra", "infra", &labels(&[])));
+
+        let spec = |from, selector| GatewayAllowedListeners {
+            namespaces: Some(GatewayAllowedListenersNamespaces { from, selector }),
+        };
+        let same = AllowedNamespaces::from_allowed_listeners(Some(&spec(
+            Some(GatewayAllowedListenersNamespacesFrom::Same),
+            None,
+        )));
+        assert!(same.allows("infra", "infra", &labels(&[])));
+        assert!(!same.allows("infra", "other", &labels(&[])));
+
+        let selected = AllowedNamespaces::from_allowed_listeners(Some(&spec(
+            Some(GatewayAllowedListenersNamespacesFrom::Selector),
+            Some(GatewayAllowedListenersNamespacesSelector {
+                match_labels: Some(labels(&[("allowed", "ns")])),
+                match_expressions: None,
+            }),
+        )));
+        assert!(selected.allows("infra", "a", &labels(&[("allowed", "ns")])));
+        assert!(!selected.allows("infra", "b", &labels(&[])));
+        // An empty `allowedListeners` (no namespaces) is still None.
+        assert_eq!(
+            AllowedNamespaces::from_allowed_listeners(Some(&GatewayAllowedListeners::default())),
+            AllowedNamespaces::None
+        );
+    }
+
+    #[test]
+    fn listener_set_allowed_routes() {
+        use portico_api::gateway::listenersets::ListenerSetListenersAllowedRoutesNamespacesSelector;
+        assert_eq!(
+            AllowedNamespaces::from_listener_set_spec(None),
+            AllowedNamespaces::Same
+        );
+        let selected = AllowedNamespaces::from_listener_set_spec(Some(
+            &ListenerSetListenersAllowedRoutesNamespaces {
+                from: Some(ListenerSetListenersAllowedRoutesNamespacesFrom::Selector),
+                selector: Some(ListenerSetListenersAllowedRoutesNamespacesSelector {
+                    match_labels: Some(labels(&[("allowed", "ns")])),
+                    match_expressions: None,
+                }),
+            },
+        ));
+        assert!(selected.allows("ls-ns", "routes", &labels(&[("allowed", "ns")])));
+        assert!(!selected.allows("ls-ns", "ls-ns", &labels(&[])));
     }
 }

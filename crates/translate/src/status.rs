@@ -7,10 +7,13 @@
 //!
 //! ```text
 //! Statuses
-//! ├── gateway_classes   name -> conditions                 (only classes with our controllerName)
-//! ├── gateways          ns/name -> addresses, conditions, listeners[] (only Gateways of our classes)
+//! ├── gateway_classes   name -> conditions, supportedFeatures (only classes with our controllerName)
+//! ├── gateways          ns/name -> addresses, attachedListenerSets, conditions, listeners[]
+//! │                         │                              (only Gateways of our classes)
 //! │                         └── name, supportedKinds, attachedRoutes, conditions
-//! └── http_routes       ns/name -> parents[]               (only routes with a parentRef to one of our Gateways)
+//! ├── listener_sets     ns/name -> conditions, listeners[] (only those whose parent is one of our Gateways)
+//! └── http_routes       ns/name -> parents[]               (only routes with a parentRef to one of our
+//!                           │                               Gateways or to a ListenerSet of one)
 //!                           └── parentRef, controllerName, conditions
 //! ```
 
@@ -55,6 +58,8 @@ pub struct Statuses {
     /// Keyed by GatewayClass name (cluster-scoped).
     pub gateway_classes: BTreeMap<String, GatewayClassStatus>,
     pub gateways: BTreeMap<ObjectRef, GatewayStatus>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub listener_sets: BTreeMap<ObjectRef, ListenerSetStatus>,
     /// Routes with no parentRef to one of our Gateways are absent: a writer should drop the
     /// parent entries that carry our controllerName from them (see
     /// [`HttpRouteStatus::to_kube`]).
@@ -120,6 +125,8 @@ impl Condition {
 #[serde(rename_all = "camelCase")]
 pub struct GatewayClassStatus {
     pub conditions: Vec<Condition>,
+    /// Sorted, as the Gateway API requires (see `portico_api::features`).
+    pub supported_features: Vec<String>,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq, Default)]
@@ -127,8 +134,22 @@ pub struct GatewayClassStatus {
 pub struct GatewayStatus {
     /// The addresses the Gateway's listeners are bound to (empty when not programmed).
     pub addresses: Vec<GatewayStatusAddress>,
+    /// How many ListenerSets are attached; only for Gateways that allow ListenerSets
+    /// (`spec.allowedListeners`), the others leave the field unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attached_listener_sets: Option<i32>,
     pub conditions: Vec<Condition>,
     /// In `spec.listeners` order.
+    pub listeners: Vec<ListenerStatus>,
+}
+
+/// The status of a ListenerSet whose parent is one of our Gateways.
+#[derive(Serialize, Debug, Clone, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSetStatus {
+    /// Accepted, Programmed.
+    pub conditions: Vec<Condition>,
+    /// In `spec.listeners` order; empty when the ListenerSet is not attached.
     pub listeners: Vec<ListenerStatus>,
 }
 

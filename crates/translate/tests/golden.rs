@@ -103,6 +103,9 @@ fn parse_inputs(text: &str) -> Result<Inputs, String> {
             ("gateway.networking.k8s.io", "Gateway") => inputs
                 .gateways
                 .push(serde_yaml_ng::from_value(value).map_err(err)?),
+            ("gateway.networking.k8s.io", "ListenerSet") => inputs
+                .listener_sets
+                .push(serde_yaml_ng::from_value(value).map_err(err)?),
             ("gateway.networking.k8s.io", "HTTPRoute") => inputs
                 .http_routes
                 .push(serde_yaml_ng::from_value(value).map_err(err)?),
@@ -131,6 +134,7 @@ fn reverse(inputs: &Inputs) -> Inputs {
     Inputs {
         gateway_classes: rev(&inputs.gateway_classes),
         gateways: rev(&inputs.gateways),
+        listener_sets: rev(&inputs.listener_sets),
         http_routes: rev(&inputs.http_routes),
         services: rev(&inputs.services),
         endpoint_slices: rev(&inputs.endpoint_slices),

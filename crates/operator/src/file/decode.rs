@@ -3,11 +3,13 @@
 //! | apiVersion                                   | kind                                  |
 //! |----------------------------------------------|---------------------------------------|
 //! | `gateway.networking.k8s.io/v1` or `/v1beta1` | GatewayClass, Gateway, HTTPRoute, ReferenceGrant |
+//! | `gateway.networking.k8s.io/v1`               | ListenerSet                           |
 //! | `v1`                                         | Service, Namespace, `List` (its `items`) |
 //! | `discovery.k8s.io/v1`                        | EndpointSlice                         |
 //!
 //! `v1beta1` manifests have the same schema as `v1` for every field we read, so they decode
-//! into the same types. Other kinds (a Deployment next to its Service) are skipped with a
+//! into the same types. ListenerSet is `v1` only: it became standard in v1.6 (before, the
+//! experimental XListenerSet was another kind in another group). Other kinds (a Deployment next to its Service) are skipped with a
 //! debug log; a known kind at a version we do not read is an error, so that a typo does not
 //! silently drop a route.
 //!
@@ -23,7 +25,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
 use portico_api::k8s::{EndpointSlice, Namespace, Service};
 use portico_api::kube::{Resource, ResourceExt};
 use portico_api::names::NAMESPACE_NAME_LABEL;
@@ -166,6 +168,7 @@ fn decode_object(
     let decoded = None
         .or_else(|| want.decode::<GatewayClass>(gw, source))
         .or_else(|| want.decode::<Gateway>(gw, source))
+        .or_else(|| want.decode::<ListenerSet>(&[], source))
         .or_else(|| want.decode::<HttpRoute>(gw, source))
         .or_else(|| want.decode::<ReferenceGrant>(gw, source))
         .or_else(|| want.decode::<Service>(&[], source))
@@ -330,5 +333,42 @@ mod tests {
         assert_eq!(Gateway::group(&()), GATEWAY_API_GROUP);
         assert_eq!(GatewayClass::group(&()), GATEWAY_API_GROUP);
         assert_eq!(ReferenceGrant::group(&()), GATEWAY_API_GROUP);
+        assert_eq!(ListenerSet::group(&()), GATEWAY_API_GROUP);
+    }
+
+    #[test]
+    fn listener_sets_are_read_at_v1_only() {
+        let text = "apiVersion: gateway.networking.k8s.io/v1\n\
+                    kind: ListenerSet\n\
+                    metadata: {name: extra}\n\
+                    spec:\n  \
+                      parentRef: {name: gw, namespace: infra}\n  \
+                      listeners:\n  \
+                      - {name: http, port: 80, protocol: HTTP, hostname: extra.example.com}\n\
+                    ---\n\
+                    apiVersion: gateway.networking.k8s.io/v1beta1\n\
+                    kind: ListenerSet\n\
+                    metadata: {name: old}\n\
+                    spec: {parentRef: {name: gw}, listeners: []}\n";
+        let contents = super::super::parse_file(Path::new("ls.yaml"), text).unwrap_or_default();
+        let [loaded] = contents.objects.as_slice() else {
+            panic!("one object expected: {contents:?}");
+        };
+        let Object::ListenerSet(ls) = &loaded.object else {
+            panic!("a ListenerSet expected: {loaded:?}");
+        };
+        // Namespaced objects without a namespace land in `default`, as with kubectl.
+        assert_eq!(ls.metadata.namespace.as_deref(), Some(DEFAULT_NAMESPACE));
+        assert_eq!(ls.spec.parent_ref.namespace.as_deref(), Some("infra"));
+        assert_eq!(
+            ls.spec.listeners[0].hostname.as_deref(),
+            Some("extra.example.com")
+        );
+        let errors: Vec<String> = contents.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("apiVersion gateway.networking.k8s.io/v1beta1 is not read"),
+            "{errors:?}"
+        );
     }
 }
