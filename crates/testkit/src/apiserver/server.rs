@@ -332,6 +332,11 @@ async fn serve(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         (Method::PATCH, Some(n)) => {
             let ptype = PatchType::from_content_type(&content_type)
                 .ok_or_else(|| ApiError::unsupported_media_type(&content_type))?;
+            let mut opts = opts;
+            if ptype == PatchType::Apply && q.get("fieldManager").is_none_or(String::is_empty) {
+                // Apply has no default manager: "fieldManager is required for apply patch".
+                opts.manager.clear();
+            }
             let (v, created) = write::patch(&mut shared.write(), &scope, &n, ptype, &body, &opts)?;
             (
                 if created {
