@@ -36,6 +36,9 @@
 #include <linux/udp.h>
 #include <stddef.h>
 
+// Programs are in section "classifier", the name aya 0.14 knows tc programs by; whether
+// they attach with tcx or netlink is decided when attaching.
+
 #define CT_FORWARD 0
 #define CT_REVERSE 1
 
@@ -145,7 +148,7 @@ static __always_inline struct svc_value *external_service(const struct flow *f)
 	return svc;
 }
 
-SEC("tc")
+SEC("classifier")
 int portico_nodeport_in(struct __sk_buff *skb)
 {
 	struct flow f = {};
@@ -186,7 +189,7 @@ int portico_nodeport_in(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
-SEC("tc")
+SEC("classifier")
 int portico_nodeport_out(struct __sk_buff *skb)
 {
 	struct flow f = {};

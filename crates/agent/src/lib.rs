@@ -13,6 +13,7 @@
 //! - [`service`]: the agent's model of a balanced service.
 //! - [`datapath`]: loading and attaching the programs, programming the maps, adoption of
 //!   pinned maps after a restart.
+//! - [`nodeport`]: NodePort and LoadBalancer traffic from outside the node (tc/tcx).
 //! - [`steering`]: Gateway Services steered to the node-local proxy (sk_lookup + SOCKMAP).
 //! - [`source`]: Kubernetes Services and EndpointSlices into service entries.
 //! - [`bpffs`]: the BPF filesystem the maps are pinned on.
@@ -22,6 +23,7 @@
 pub mod bpffs;
 pub mod datapath;
 pub mod maps;
+pub mod nodeport;
 pub mod probe;
 mod programs;
 pub mod run;
@@ -31,6 +33,7 @@ pub mod source;
 pub mod steering;
 
 pub use datapath::{Datapath, DatapathError, SyncStats, list_pinned, remove_pinned};
+pub use nodeport::NodePort;
 pub use service::{BackendEntry, EntryError, Frontend, Protocol, ServiceEntry};
 pub use source::service_entries;
 pub use steering::{LocalRoutes, Steering, register_proxy_socket};

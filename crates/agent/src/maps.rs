@@ -5,6 +5,8 @@
 //!   portico_svc   SvcKey { addr, port, proto }        -> SvcValue { count, offset, total_weight, flags }
 //!   portico_be    u32 slot                            -> Backend { addr, port, weight, cum }
 //!   portico_rnat  RnatKey { cookie, addr, port }      -> RnatValue { addr, port }   (kernel-written)
+//!   portico_ct    CtKey { saddr, daddr, sport, dport, proto, dir } -> CtValue { addr, port }   (kernel-written)
+//!   portico_proxy u32 slot                            -> socket   (SOCKMAP, steering)
 //! ```
 //!
 //! Addresses and ports are stored in network byte order, as the socket context holds them:
@@ -26,6 +28,8 @@ pub const BACKENDS_MAP: &str = "portico_be";
 pub const REVNAT_MAP: &str = "portico_rnat";
 /// The SOCKMAP holding the node-local proxy's sockets (`bpf/steer.c`).
 pub const PROXY_MAP: &str = "portico_proxy";
+/// The NodePort datapath's connection tracking (`bpf/nodeport.c`).
+pub const CT_MAP: &str = "portico_ct";
 /// Its slots: the proxy's TCP listener and its UDP socket.
 pub const PROXY_TCP_SLOT: u32 = 0;
 pub const PROXY_UDP_SLOT: u32 = 1;
@@ -102,6 +106,32 @@ pub struct RnatValue {
     pub pad: u16,
 }
 
+/// `struct ct_key` (`bpf/nodeport.c`): a flow as the packet carries it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CtKey {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    /// 0: client -> frontend, the value is the backend; 1: backend -> client, the value
+    /// is the frontend.
+    pub dir: u8,
+    pub pad: u16,
+}
+
+/// `struct ct_value`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CtValue {
+    pub addr: u32,
+    pub port: u16,
+    pub pad: u16,
+}
+
+unsafe impl aya::Pod for CtKey {}
+unsafe impl aya::Pod for CtValue {}
 unsafe impl aya::Pod for SvcKey {}
 unsafe impl aya::Pod for SvcValue {}
 unsafe impl aya::Pod for Backend {}
@@ -174,6 +204,8 @@ mod tests {
         assert_eq!(size_of::<RnatKey>(), 16);
         assert_eq!(align_of::<RnatKey>(), 8);
         assert_eq!(size_of::<RnatValue>(), 8);
+        assert_eq!(size_of::<CtKey>(), 16);
+        assert_eq!(size_of::<CtValue>(), 8);
     }
 
     #[test]

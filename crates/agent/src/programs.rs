@@ -17,3 +17,11 @@ pub(crate) static STEER: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_D
 
 /// Its sk_lookup program.
 pub(crate) const STEER_PROGRAM: &str = "portico_steer";
+
+/// NodePort and LoadBalancer translation (`bpf/nodeport.c`).
+pub(crate) static NODEPORT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nodeport.o"));
+
+/// Its tc programs: DNAT on ingress, reverse NAT on egress.
+pub(crate) const NODEPORT_INGRESS: &str = "portico_nodeport_in";
+pub(crate) const NODEPORT_EGRESS: &str = "portico_nodeport_out";

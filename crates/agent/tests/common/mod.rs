@@ -71,6 +71,9 @@ pub struct Lab {
     pub backend_ns: String,
     pub cgroup: PathBuf,
     pub pin_dir: PathBuf,
+    /// The node namespace of [`Lab::add_node`], if made.
+    pub node_ns: Option<String>,
+    id: String,
     stop: Arc<AtomicBool>,
     servers: Vec<thread::JoinHandle<()>>,
 }
@@ -92,6 +95,8 @@ impl Lab {
             backend_ns: format!("pa{id}b"),
             cgroup: Path::new(CGROUP_ROOT).join(format!("portico-test-{id}")),
             pin_dir: Path::new(BPFFS).join(format!("portico-test-{id}")),
+            node_ns: None,
+            id: id.clone(),
             stop: Arc::new(AtomicBool::new(false)),
             servers: Vec::new(),
         };
@@ -118,6 +123,120 @@ impl Lab {
             sh(&args).unwrap();
         }
         Some(lab)
+    }
+
+    /// Adds a node namespace between the client and the backends, for traffic from
+    /// outside the node (the backends play the node's pods: their default route is the
+    /// node). Returns the name of the node's client-facing interface.
+    ///
+    /// ```text
+    ///   client 10.124.1.1 ──veth── 10.124.1.2 [nc<id>] node [nb<id>] 10.124.2.1 ──veth── 10.124.2.2-.3 backend
+    ///   client: 10.124.0.0/16 via the node          backend: default via the node
+    /// ```
+    pub fn add_node(&mut self) -> String {
+        let id = self.id.clone();
+        let node = format!("pa{id}n");
+        self.node_ns = Some(node.clone());
+        let (c, b, n) = (
+            self.client_ns.as_str(),
+            self.backend_ns.as_str(),
+            node.as_str(),
+        );
+        let (cn, nc, nb, bn) = (
+            format!("c{id}"),
+            format!("nc{id}"),
+            format!("nb{id}"),
+            format!("b{id}"),
+        );
+        for args in [
+            vec!["ip", "netns", "add", n],
+            vec![
+                "ip", "link", "add", &cn, "netns", c, "type", "veth", "peer", "name", &nc, "netns",
+                n,
+            ],
+            vec![
+                "ip", "link", "add", &nb, "netns", n, "type", "veth", "peer", "name", &bn, "netns",
+                b,
+            ],
+            vec!["ip", "-n", c, "addr", "add", "10.124.1.1/24", "dev", &cn],
+            vec!["ip", "-n", n, "addr", "add", "10.124.1.2/24", "dev", &nc],
+            vec!["ip", "-n", n, "addr", "add", "10.124.2.1/24", "dev", &nb],
+            vec!["ip", "-n", b, "addr", "add", "10.124.2.2/24", "dev", &bn],
+            vec!["ip", "-n", b, "addr", "add", "10.124.2.3/24", "dev", &bn],
+            vec!["ip", "-n", c, "link", "set", &cn, "up"],
+            vec!["ip", "-n", n, "link", "set", &nc, "up"],
+            vec!["ip", "-n", n, "link", "set", &nb, "up"],
+            vec!["ip", "-n", b, "link", "set", &bn, "up"],
+            vec!["ip", "-n", n, "link", "set", "lo", "up"],
+            vec![
+                "ip",
+                "-n",
+                c,
+                "route",
+                "add",
+                "10.124.0.0/16",
+                "via",
+                "10.124.1.2",
+            ],
+            vec![
+                "ip",
+                "-n",
+                b,
+                "route",
+                "add",
+                "default",
+                "via",
+                "10.124.2.1",
+            ],
+            vec![
+                "ip",
+                "netns",
+                "exec",
+                n,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ],
+        ] {
+            sh(&args).unwrap();
+        }
+        nc
+    }
+
+    /// Runs `f` on a thread inside the node namespace and returns what it returns (for
+    /// attaching programs to the node's interfaces).
+    pub fn in_node_ns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let node = self.node_ns.as_ref().expect("add_node first");
+        let ns = File::open(Path::new("/run/netns").join(node)).unwrap();
+        thread::scope(|s| {
+            s.spawn(move || {
+                setns(&ns, CloneFlags::CLONE_NEWNET).unwrap();
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    /// Runs a probe from the client namespace as a host outside the node would: not in
+    /// the lab's cgroup, so the socket load balancer leaves it alone.
+    pub fn probe_from_outside(&self, args: &[&str]) -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.client_ns, AGENT, "probe"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "probe {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     pub fn datapath(&self) -> Datapath {
@@ -272,25 +391,36 @@ impl Lab {
     /// Opens a TCP connection through a probe that keeps it; returns the probe and the
     /// line reporting the connection.
     pub fn hold(&self, addr: &str) -> (Held, String) {
-        let mut child = self
-            .probe_command(&["tcp", addr, "--hold", "--timeout-ms", "5000"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        stdout.read_line(&mut first).unwrap();
-        (
-            Held {
-                child,
-                stdin,
-                stdout,
-            },
-            first.trim_end().to_owned(),
-        )
+        hold(self.probe_command(&["tcp", addr, "--hold", "--timeout-ms", "5000"]))
     }
+
+    /// [`Lab::hold`] from outside the node: not in the lab's cgroup.
+    pub fn hold_from_outside(&self, addr: &str) -> (Held, String) {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.client_ns, AGENT, "probe"])
+            .args(["tcp", addr, "--hold", "--timeout-ms", "5000"]);
+        hold(cmd)
+    }
+}
+
+fn hold(mut cmd: Command) -> (Held, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    (
+        Held {
+            child,
+            stdin,
+            stdout,
+        },
+        first.trim_end().to_owned(),
+    )
 }
 
 impl Drop for Lab {
@@ -300,7 +430,10 @@ impl Drop for Lab {
             let _ = server.join();
         }
         let _ = portico_agent::remove_pinned(&self.pin_dir);
-        for ns in [&self.client_ns, &self.backend_ns] {
+        for ns in [&self.client_ns, &self.backend_ns]
+            .into_iter()
+            .chain(self.node_ns.as_ref())
+        {
             let _ = sh(&["ip", "netns", "del", ns]);
         }
         // The probes have exited; the cgroup is empty once the kernel has reaped them.
