@@ -58,11 +58,13 @@ pub struct Statuses {
     /// Keyed by GatewayClass name (cluster-scoped).
     pub gateway_classes: BTreeMap<String, GatewayClassStatus>,
     pub gateways: BTreeMap<ObjectRef, GatewayStatus>,
+    /// ListenerSets whose parentRef names one of our Gateways, attached or not; left out
+    /// of the YAML when there are none.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub listener_sets: BTreeMap<ObjectRef, ListenerSetStatus>,
-    /// Routes with no parentRef to one of our Gateways are absent: a writer should drop the
-    /// parent entries that carry our controllerName from them (see
-    /// [`HttpRouteStatus::to_kube`]).
+    /// Routes with no parentRef to one of our Gateways (or to a ListenerSet of one) are
+    /// absent: a writer should drop the parent entries that carry our controllerName from
+    /// them (see [`HttpRouteStatus::to_kube`]).
     pub http_routes: BTreeMap<ObjectRef, HttpRouteStatus>,
 }
 
