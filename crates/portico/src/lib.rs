@@ -3,4 +3,5 @@
 //! Each subcommand is a module with a config struct and a `run`/`start` function;
 //! `main.rs` only parses flags and calls them.
 
+pub mod conformance;
 pub mod standalone;

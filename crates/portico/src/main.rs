@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use portico::standalone::{Standalone, StandaloneConfig};
+use clap::{Parser, Subcommand, ValueEnum};
+use portico::conformance::{self, EchoMode, RunConfig};
+use portico::standalone::{AddressPool, Standalone, StandaloneConfig};
 use portico_proxy::ProxyOptions;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,14 +19,10 @@ use portico_proxy::ProxyOptions;
     about = "Portico: a Kubernetes Gateway API implementation"
 )]
 struct Cli {
-    /// Log filter, in tracing-subscriber's EnvFilter syntax.
-    #[arg(
-        long,
-        env = "PORTICO_LOG",
-        default_value = "warn,portico=info",
-        global = true
-    )]
-    log: String,
+    /// Log filter, in tracing-subscriber's EnvFilter syntax [default: warn,portico=info;
+    /// warn for `conformance`, whose output is its report].
+    #[arg(long, env = "PORTICO_LOG", global = true)]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,14 +41,90 @@ enum Command {
         /// How long the folder must be quiet before a change is applied.
         #[arg(long, env = "PORTICO_DEBOUNCE", default_value = "200ms", value_parser = humantime::parse_duration)]
         debounce: Duration,
+        /// Give each Gateway without spec.addresses a loopback address of its own from
+        /// this block (e.g. 127.0.10.0/24), so that several can listen on port 80.
+        #[arg(long, env = "PORTICO_ADDRESS_POOL")]
+        address_pool: Option<AddressPool>,
     },
+    /// Gateway API conformance.
+    Conformance {
+        #[command(subcommand)]
+        command: ConformanceCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConformanceCommand {
+    /// Run conformance cases (the format of ../shared/CASES.md) against a target. Prints
+    /// one line per case, then `N passed, N failed, N skipped`; exits 1 on any failure.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TargetKind {
+    /// `portico standalone` in this process, backends as local processes.
+    Standalone,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EchoKind {
+    /// One `portico-echo` process per pod (the binary next to `portico`).
+    Process,
+    /// Echo servers inside the runner (no binary needed).
+    InProcess,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    #[arg(long, value_enum)]
+    target: TargetKind,
+    /// Folder of case files (*.yaml).
+    #[arg(long)]
+    cases: PathBuf,
+    /// Write a ConformanceReport (YAML) here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// The Gateway API data folder: manifests and conformance/setup.yaml.
+    #[arg(long, default_value = "../shared/gateway-api")]
+    data: PathBuf,
+    /// CRDs whose defaults the API server applies [default: <data>/crds/standard].
+    #[arg(long)]
+    crds: Option<PathBuf>,
+    /// Claimed features, comma-separated [default: what Portico claims].
+    #[arg(long, value_delimiter = ',')]
+    supported_features: Option<Vec<String>>,
+    /// Cases to skip (known failures), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    skip_tests: Vec<String>,
+    /// Run only this case.
+    #[arg(long)]
+    run_test: Option<String>,
+    /// Keep each case's objects, and the folder standalone serves.
+    #[arg(long)]
+    keep: bool,
+    /// The GatewayClass under test ({GATEWAY_CLASS_NAME} in manifests).
+    #[arg(long, default_value = "portico")]
+    gateway_class: String,
+    /// Addresses for the Gateways (each needs its own: they all listen on port 80).
+    #[arg(long, default_value = "127.0.10.0/24")]
+    address_pool: AddressPool,
+    /// How backend pods run.
+    #[arg(long, value_enum, default_value = "process")]
+    echo: EchoKind,
+    /// How long standalone waits for the folder to be quiet before reloading.
+    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    debounce: Duration,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let log = cli.log.as_deref().unwrap_or(match cli.command {
+        Command::Conformance { .. } => "warn",
+        _ => "warn,portico=info",
+    });
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("--log")?)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(log).context("--log")?)
         .with_writer(std::io::stderr)
         .init();
 
@@ -59,11 +133,13 @@ async fn main() -> anyhow::Result<()> {
             dir,
             default_address,
             debounce,
+            address_pool,
         } => {
             let config = StandaloneConfig {
                 dir,
                 default_address,
                 debounce,
+                address_pool,
                 proxy: ProxyOptions::default(),
             };
             let out: portico::standalone::Output = Arc::new(|text: &str| println!("{text}"));
@@ -71,6 +147,44 @@ async fn main() -> anyhow::Result<()> {
             shutdown_signal().await?;
             println!("shutting down");
             standalone.shutdown().await;
+        }
+        Command::Conformance {
+            command: ConformanceCommand::Run(args),
+        } => {
+            let TargetKind::Standalone = args.target;
+            let echo = match args.echo {
+                EchoKind::Process => {
+                    EchoMode::process_next_to_current_exe().map_err(|e| anyhow::anyhow!(e))?
+                }
+                EchoKind::InProcess => EchoMode::InProcess,
+            };
+            let config = RunConfig {
+                cases: args.cases,
+                data: args.data,
+                crds: args.crds,
+                report: args.report,
+                supported_features: args.supported_features,
+                skip_tests: args.skip_tests,
+                run_test: args.run_test,
+                keep: args.keep,
+                class_name: args.gateway_class,
+                address_pool: args.address_pool,
+                echo,
+                debounce: args.debounce,
+            };
+            let out: conformance::Output = Arc::new(|text: &str| println!("{text}"));
+            let cancel = CancellationToken::new();
+            let stop = cancel.clone();
+            tokio::spawn(async move {
+                if shutdown_signal().await.is_ok() {
+                    eprintln!("interrupted: stopping backends and standalone");
+                    stop.cancel();
+                }
+            });
+            let summary = conformance::run(config, out, cancel).await?;
+            if !summary.success() {
+                std::process::exit(1);
+            }
         }
     }
     Ok(())

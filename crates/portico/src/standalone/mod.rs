@@ -13,8 +13,16 @@
 //! written to an API server. A change to the folder is translated and swapped into the
 //! running proxy; a file that does not parse keeps its last good objects, so a typo never
 //! takes a working route away.
+//!
+//! Two additions serve programs that drive standalone mode (the conformance runner):
+//! - an address pool ([`pool`]): Gateways without `spec.addresses` each get a loopback
+//!   address of their own, as a LoadBalancer would give them an IP;
+//! - [`Standalone::observe`]: every state that went live ([`Observed`]: the snapshot, the
+//!   translator's output with the statuses, what failed), so a caller can wait for a
+//!   status instead of reading stdout.
 
 mod curl;
+pub mod pool;
 mod report;
 mod statuses;
 
@@ -24,14 +32,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portico_operator::{FileProvider, ProviderEvent, WatchError};
+use portico_operator::{FileProvider, Inputs, LoadError, ProviderEvent, WatchError};
 use portico_proxy::{ProxyHandle, ProxyOptions};
 use portico_translate::{Options, translate};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use pool::AddressPool;
 pub use report::Report;
+
+use pool::Assigner;
 
 /// How standalone mode runs.
 #[derive(Clone, Debug)]
@@ -42,7 +53,32 @@ pub struct StandaloneConfig {
     pub default_address: IpAddr,
     /// How long the folder must be quiet before a change is applied.
     pub debounce: Duration,
+    /// Gives each Gateway without `spec.addresses` an address of its own from this
+    /// block; `None`: they all bind `default_address`.
+    pub address_pool: Option<AddressPool>,
     pub proxy: ProxyOptions,
+}
+
+/// One state of standalone mode that went live: the folder's snapshot, what the
+/// translator made of it, and what could not be applied.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// The generation of the provider event this comes from (1 for the initial load).
+    pub generation: u64,
+    /// The objects the translator ran on.
+    pub inputs: Inputs,
+    /// Files and objects that did not load (their last good objects, if any, are in
+    /// `inputs`).
+    pub load_errors: Vec<LoadError>,
+    /// The translator's config and statuses.
+    pub output: portico_translate::Output,
+    /// Why the proxy refused this config, if it did (it then still serves the previous
+    /// one).
+    pub rejected: Option<String>,
+    /// Listeners the proxy could not bind.
+    pub listener_errors: Vec<String>,
+    /// The address of each bound listener, by listener name.
+    pub bound: BTreeMap<String, SocketAddr>,
 }
 
 /// Where standalone mode writes what a user should read (stdout in the binary, a buffer in
@@ -67,6 +103,7 @@ pub struct Standalone {
     cancel: CancellationToken,
     task: JoinHandle<()>,
     bound: BTreeMap<String, SocketAddr>,
+    observed: watch::Receiver<Arc<Observed>>,
 }
 
 impl Standalone {
@@ -81,30 +118,42 @@ impl Standalone {
                 source,
             })?;
         let initial = watching.initial;
-        let options = Options {
-            default_address: config.default_address,
-            ..Options::default()
+        let mut translator = Translator {
+            options: Options {
+                default_address: config.default_address,
+                ..Options::default()
+            },
+            pool: config.address_pool.map(Assigner::new),
         };
 
-        let output = translate(&initial.inputs, &options);
+        let output = translator.translate(&initial);
         let proxy = portico_proxy::start(config.proxy.clone(), output.config.clone()).await?;
         let bound = proxy.bound_addrs();
         let report = Report::new(&output, &problems(&initial, &proxy), &bound, None);
         out(&report.to_string());
+        let (observed_tx, observed) =
+            watch::channel(Arc::new(observe(&initial, output, None, &proxy)));
 
         let task = tokio::spawn(follow(
             proxy,
             watching.updates,
-            options,
+            translator,
             report,
             out,
+            observed_tx,
             cancel.clone(),
         ));
         Ok(Self {
             cancel,
             task,
             bound,
+            observed,
         })
+    }
+
+    /// Every state that goes live from now on, starting with the current one.
+    pub fn observe(&self) -> watch::Receiver<Arc<Observed>> {
+        self.observed.clone()
     }
 
     /// The address of each listener, by listener name, as bound at start-up.
@@ -121,13 +170,57 @@ impl Standalone {
     }
 }
 
+/// The translator with what standalone mode adds to its options.
+#[derive(Debug)]
+struct Translator {
+    options: Options,
+    pool: Option<Assigner>,
+}
+
+impl Translator {
+    fn translate(&mut self, event: &ProviderEvent) -> portico_translate::Output {
+        if let Some(pool) = &mut self.pool {
+            self.options.assigned_addresses = pool
+                .update(
+                    &event.inputs.gateway_classes,
+                    &event.inputs.gateways,
+                    &self.options.controller_name,
+                )
+                .clone();
+        }
+        translate(&event.inputs, &self.options)
+    }
+}
+
+fn observe(
+    event: &ProviderEvent,
+    output: portico_translate::Output,
+    rejected: Option<String>,
+    proxy: &ProxyHandle,
+) -> Observed {
+    Observed {
+        generation: event.generation,
+        inputs: event.inputs.clone(),
+        load_errors: event.errors.clone(),
+        output,
+        rejected,
+        listener_errors: proxy
+            .listener_errors()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect(),
+        bound: proxy.bound_addrs(),
+    }
+}
+
 /// Applies every change of the folder to the proxy until cancelled.
 async fn follow(
     proxy: ProxyHandle,
     mut updates: watch::Receiver<ProviderEvent>,
-    options: Options,
+    mut translator: Translator,
     mut last: Report,
     out: Output,
+    observed: watch::Sender<Arc<Observed>>,
     cancel: CancellationToken,
 ) {
     loop {
@@ -136,15 +229,17 @@ async fn follow(
             changed = updates.changed() => if changed.is_err() { break },
         }
         let event = updates.borrow_and_update().clone();
-        let output = translate(&event.inputs, &options);
+        let output = translator.translate(&event);
         if output.config.version != proxy.version()
             && let Err(error) = proxy.update(output.config.clone()).await
         {
-            out(&format!(
+            let message = format!(
                 "config {} rejected, still serving {}: {error}",
                 output.config.version,
                 proxy.version()
-            ));
+            );
+            out(&message);
+            observed.send_replace(Arc::new(observe(&event, output, Some(message), &proxy)));
             continue;
         }
         let report = Report::new(
@@ -158,6 +253,7 @@ async fn follow(
             out(&text);
         }
         last = report;
+        observed.send_replace(Arc::new(observe(&event, output, None, &proxy)));
     }
     proxy.shutdown().await;
 }

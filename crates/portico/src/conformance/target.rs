@@ -1,0 +1,203 @@
+//! The standalone target: `portico standalone` in this process, serving a temporary
+//! folder that the runner's API server writes, with the kubelet stand-in running the
+//! backends.
+//!
+//! ```text
+//!   runner ──apply/patch/delete──> Cluster (API server) ──files──> <tmp>/ ──watch──> Standalone
+//!      │                              ▲    │                                           │
+//!      │                              │    └──Deployments, Services──> Kubelet         │
+//!      │                              └───────────EndpointSlices───────┘  (echo pods)  │
+//!      └──── wait: synced (standalone runs on the API server's objects), statuses <────┘
+//! ```
+//!
+//! Every change goes through [`Target::settle`]: the kubelet reconciles (pods, slices),
+//! then the runner waits until standalone has loaded exactly what the API server holds.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portico_api::names;
+use portico_proxy::ProxyOptions;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::backend::EchoMode;
+use super::certs::Authorities;
+use super::cluster::{Cluster, Key, Owner};
+use super::defaults::Defaulter;
+use super::kubelet::Kubelet;
+use super::observe::View;
+use crate::standalone::{AddressPool, Observed, Standalone, StandaloneConfig};
+
+/// How the standalone target runs.
+#[derive(Debug, Clone)]
+pub(crate) struct TargetConfig {
+    pub(crate) class_name: String,
+    pub(crate) address_pool: AddressPool,
+    pub(crate) debounce: Duration,
+    pub(crate) echo: EchoMode,
+    /// CRDs whose defaults the API server applies (none when `None`).
+    pub(crate) crds: Option<PathBuf>,
+    /// Keep the folder after the run (`--keep`).
+    pub(crate) keep: bool,
+}
+
+/// The longest wait between two looks at a status that is not there yet; changes
+/// wake the waiter earlier.
+const POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub(crate) cluster: Cluster,
+    pub(crate) kubelet: Kubelet,
+    pub(crate) authorities: Authorities,
+    pub(crate) class_name: String,
+    observed: watch::Receiver<Arc<Observed>>,
+    standalone: Option<Standalone>,
+    dir: PathBuf,
+    keep: bool,
+}
+
+impl Target {
+    pub(crate) async fn start(config: TargetConfig) -> Result<Self, String> {
+        let defaulter = match &config.crds {
+            Some(dir) => Defaulter::load(dir)?,
+            None => Defaulter::default(),
+        };
+        if defaulter.is_empty() {
+            tracing::warn!("no CRDs: objects are stored without their CRD defaults");
+        } else {
+            tracing::debug!(schemas = defaulter.len(), "CRD defaults loaded");
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "portico-conformance-{}-{}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let mut cluster = Cluster::new(dir.clone(), defaulter);
+        // The GatewayClass under test, as an installation would create it; manifests
+        // that declare it too just re-apply it.
+        cluster
+            .apply(
+                json!({
+                    "apiVersion": "gateway.networking.k8s.io/v1",
+                    "kind": "GatewayClass",
+                    "metadata": {"name": config.class_name},
+                    "spec": {"controllerName": names::CONTROLLER_NAME},
+                }),
+                Owner::System,
+            )
+            .map_err(|e| e.to_string())?;
+
+        let quiet: crate::standalone::Output = Arc::new(|text: &str| {
+            tracing::debug!(target: "portico::conformance::standalone", "{text}");
+        });
+        let standalone = Standalone::start(
+            StandaloneConfig {
+                dir: dir.clone(),
+                default_address: IpAddr::from([127, 0, 0, 1]),
+                debounce: config.debounce,
+                address_pool: Some(config.address_pool),
+                proxy: ProxyOptions::default(),
+            },
+            quiet,
+        )
+        .await
+        .map_err(|e| format!("starting standalone on {}: {e}", dir.display()))?;
+        Ok(Self {
+            cluster,
+            kubelet: Kubelet::new(config.echo),
+            authorities: Authorities::default(),
+            class_name: config.class_name,
+            observed: standalone.observe(),
+            standalone: Some(standalone),
+            dir,
+            keep: config.keep,
+        })
+    }
+
+    /// The latest state standalone went live with.
+    pub(crate) fn view(&self) -> View {
+        View::new(self.observed.borrow().clone())
+    }
+
+    /// Waits until standalone goes live with a new state, or `POLL` passes, or the
+    /// deadline: whichever comes first.
+    pub(crate) async fn next_change(&mut self, deadline: Instant) {
+        // What is there now has been looked at: wait for something newer.
+        drop(self.observed.borrow_and_update());
+        let until = deadline.min(Instant::now() + POLL);
+        let _ = tokio::time::timeout_at(until, self.observed.changed()).await;
+    }
+
+    /// Polls `check` on each new state until it holds or the deadline passes; the error
+    /// is the last one seen.
+    pub(crate) async fn poll<T>(
+        &mut self,
+        deadline: Instant,
+        mut check: impl FnMut(&View, &Cluster, &mut Kubelet) -> Result<T, String>,
+    ) -> Result<T, String> {
+        loop {
+            let view = self.view();
+            match check(&view, &self.cluster, &mut self.kubelet) {
+                Ok(value) => return Ok(value),
+                Err(e) if Instant::now() >= deadline => {
+                    let problems = view.problems();
+                    return Err(if problems.is_empty() {
+                        e
+                    } else {
+                        format!("{e} [standalone: {}]", problems.join("; "))
+                    });
+                }
+                Err(_) => self.next_change(deadline).await,
+            }
+        }
+    }
+
+    /// After changes to the API server: the kubelet catches up, then standalone.
+    pub(crate) async fn settle(&mut self, deadline: Instant) -> Result<(), String> {
+        self.kubelet.reconcile(&mut self.cluster).await?;
+        self.poll(deadline, |view, cluster, _| view.synced(cluster))
+            .await
+    }
+
+    /// Applies objects as the case's own (rolled back after it) or the environment's.
+    pub(crate) fn apply_all(
+        &mut self,
+        objects: Vec<Value>,
+        owner: Owner,
+    ) -> Result<Vec<Key>, String> {
+        let mut keys = Vec::new();
+        for object in objects {
+            keys.push(
+                self.cluster
+                    .apply(object, owner)
+                    .map_err(|e| e.to_string())?
+                    .0,
+            );
+        }
+        Ok(keys)
+    }
+
+    /// The folder standalone serves.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Stops standalone and every backend; removes the folder unless asked to keep it.
+    pub(crate) async fn shutdown(mut self) {
+        self.kubelet.shutdown().await;
+        if let Some(standalone) = self.standalone.take() {
+            standalone.shutdown().await;
+        }
+        if self.keep {
+            tracing::info!(dir = %self.dir.display(), "kept the standalone folder");
+        } else if let Err(error) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), %error, "cannot remove the standalone folder");
+        }
+    }
+}
