@@ -158,15 +158,9 @@ pub(crate) fn default(
             }
         }
         ("", "Service") => default_service(obj, old, store),
-        ("", "Secret") => {
-            if obj["type"].is_null() {
-                obj["type"] = json!("Opaque");
-            }
-        }
-        ("", "Pod") => {
-            if obj["status"]["phase"].is_null() {
-                obj["status"]["phase"] = json!("Pending");
-            }
+        ("", "Secret") if obj["type"].is_null() => obj["type"] = json!("Opaque"),
+        ("", "Pod") if obj["status"]["phase"].is_null() => {
+            obj["status"]["phase"] = json!("Pending")
         }
         ("discovery.k8s.io", "EndpointSlice") => {
             for p in obj["ports"].as_array_mut().into_iter().flatten() {
@@ -260,12 +254,10 @@ pub(crate) fn validate(rt: &ResourceType, version: &str, obj: &Value) -> Vec<Fie
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("discovery.k8s.io", "EndpointSlice") => validate_endpoint_slice(obj, &mut errors),
         ("", "Service") => validate_service(obj, &mut errors),
-        ("", "Secret") => {
-            if obj["type"] == "kubernetes.io/tls" {
-                for k in ["tls.crt", "tls.key"] {
-                    if obj["data"].get(k).is_none() {
-                        errors.push(FieldError::required(format!("data[{k}]"), ""));
-                    }
+        ("", "Secret") if obj["type"] == "kubernetes.io/tls" => {
+            for k in ["tls.crt", "tls.key"] {
+                if obj["data"].get(k).is_none() {
+                    errors.push(FieldError::required(format!("data[{k}]"), ""));
                 }
             }
         }
@@ -319,10 +311,10 @@ fn validate_endpoint_slice(obj: &Value, errors: &mut Vec<FieldError>) {
                 continue;
             }
             let ip: Option<IpAddr> = text.parse().ok();
-            let family_ok = match (ty, ip) {
-                ("IPv4", Some(IpAddr::V4(_))) | ("IPv6", Some(IpAddr::V6(_))) => true,
-                _ => false,
-            };
+            let family_ok = matches!(
+                (ty, ip),
+                ("IPv4", Some(IpAddr::V4(_))) | ("IPv6", Some(IpAddr::V6(_)))
+            );
             if !family_ok {
                 errors.push(FieldError::invalid(
                     field,

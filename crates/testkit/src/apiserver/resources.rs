@@ -23,8 +23,10 @@ use super::error::{ApiError, FieldError};
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ResourceType {
     pub(crate) group: String,
-    /// Served versions, the storage (preferred) version first.
+    /// Served versions, by Kubernetes version priority (the preferred one first).
     pub(crate) versions: Vec<String>,
+    /// The version objects are stored in.
+    pub(crate) storage: String,
     pub(crate) kind: String,
     pub(crate) plural: String,
     pub(crate) singular: String,
@@ -49,7 +51,7 @@ impl ResourceType {
     }
 
     pub(crate) fn storage_version(&self) -> &str {
-        self.versions.first().map(String::as_str).unwrap_or("v1")
+        &self.storage
     }
 
     pub(crate) fn serves(&self, version: &str) -> bool {
@@ -69,7 +71,16 @@ impl ResourceType {
 /// Built-in kinds: (group, version, kind, plural, namespaced, status subresource, short
 /// names). Only the kinds Portico and its tests touch; no controller runs for any of
 /// them (no Deployment makes Pods, no kubelet runs them).
-const BUILTINS: &[(&str, &str, &str, &str, bool, bool, &[&str])] = &[
+type Builtin = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    bool,
+    bool,
+    &'static [&'static str],
+);
+const BUILTINS: &[Builtin] = &[
     ("", "v1", "Namespace", "namespaces", false, true, &["ns"]),
     ("", "v1", "Service", "services", true, true, &["svc"]),
     ("", "v1", "Secret", "secrets", true, false, &[]),
@@ -171,6 +182,7 @@ impl Registry {
             let rt = ResourceType {
                 group: (*group).to_string(),
                 versions: vec![(*version).to_string()],
+                storage: (*version).to_string(),
                 kind: (*kind).to_string(),
                 plural: (*plural).to_string(),
                 singular: kind.to_lowercase(),
@@ -227,6 +239,9 @@ impl Registry {
                     versions.push(v.clone());
                 }
             }
+        }
+        for versions in groups.values_mut() {
+            versions.sort_by_key(|v| version_priority(v));
         }
         groups
     }
@@ -328,23 +343,17 @@ pub(crate) fn from_crd(crd: &Value) -> Result<ResourceType, Vec<FieldError>> {
         schemas.insert(vname.clone(), schema);
         versions.push(vname);
     }
-    match &storage {
-        None => errors.push(FieldError::invalid(
+    if storage.is_none() {
+        errors.push(FieldError::invalid(
             "spec.versions",
             &spec["versions"],
             "must have exactly one version marked as storage version",
-        )),
-        // The storage version leads the list: it is what objects are stored as.
-        Some(s) => {
-            if let Some(pos) = versions.iter().position(|v| v == s) {
-                let sv = versions.remove(pos);
-                versions.insert(0, sv);
-            }
-        }
+        ));
     }
     if !errors.is_empty() {
         return Err(errors);
     }
+    versions.sort_by_key(|v| version_priority(v));
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
             .into_iter()
@@ -361,12 +370,44 @@ pub(crate) fn from_crd(crd: &Value) -> Result<ResourceType, Vec<FieldError>> {
         categories: strings(&names["categories"]),
         group,
         versions,
+        storage: storage.unwrap_or_default(),
         kind,
         plural,
         namespaced,
         status_subresource,
         schemas: Some(schemas),
     })
+}
+
+/// Sort key of a version, as discovery orders them: GA before beta before alpha, higher
+/// numbers first (`v2`, `v1`, `v1beta2`, `v1beta1`, `v1alpha1`), others last by name.
+fn version_priority(v: &str) -> (u8, std::cmp::Reverse<u32>, std::cmp::Reverse<u32>, String) {
+    let parsed = v.strip_prefix('v').and_then(|rest| {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let major: u32 = rest[..digits].parse().ok()?;
+        let tail = &rest[digits..];
+        let (rank, minor) = if tail.is_empty() {
+            (0, "0")
+        } else if let Some(m) = tail.strip_prefix("beta") {
+            (1, m)
+        } else if let Some(m) = tail.strip_prefix("alpha") {
+            (2, m)
+        } else {
+            return None;
+        };
+        Some((rank, major, minor.parse::<u32>().ok()?))
+    });
+    match parsed {
+        Some((rank, major, minor)) => (
+            rank,
+            std::cmp::Reverse(major),
+            std::cmp::Reverse(minor),
+            String::new(),
+        ),
+        None => (3, std::cmp::Reverse(0), std::cmp::Reverse(0), v.to_string()),
+    }
 }
 
 /// An error for a CRD that collides with a resource already served.
@@ -389,7 +430,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn crd_puts_storage_version_first() {
+    fn crd_versions_by_priority_with_storage_apart() {
         let crd = json!({
             "metadata": {"name": "widgets.example.com"},
             "spec": {
@@ -403,6 +444,10 @@ mod tests {
         });
         let rt = from_crd(&crd).unwrap();
         assert_eq!(rt.versions, vec!["v1", "v1beta1"]);
+        assert_eq!(rt.storage_version(), "v1");
+        let mut vs = vec!["v1alpha1", "v1beta1", "v2", "foo", "v1", "v1beta2"];
+        vs.sort_by_key(|v| version_priority(v));
+        assert_eq!(vs, ["v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]);
         assert!(rt.status_subresource && rt.namespaced);
         assert_eq!(rt.singular, "widget");
         assert_eq!(rt.short_names, vec!["wd"]);
