@@ -36,6 +36,6 @@ pub use portico_translate::Inputs;
 pub use file::{LoadError, LoadResult, load_dir};
 pub use object::{Object, ObjectKey};
 pub use provider::{FileProvider, ProviderEvent};
-pub use run::{Config, ConfigError, client, run};
+pub use run::{Config, ConfigError, Operator, client, run, start};
 pub use store::{Index, Store};
 pub use watch::{DEFAULT_DEBOUNCE, WatchError, Watching};

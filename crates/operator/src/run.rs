@@ -1,7 +1,7 @@
 //! The operator as one call: [`run`] with a [`Config`] and a `kube::Client`.
 //!
 //! ```text
-//!   run(client, config, shutdown)
+//!   run(client, config, shutdown) = start(..) then wait for shutdown
 //!     ├─ validate config
 //!     ├─ wait_for_crds (names the missing ones, retries with backoff)
 //!     ├─ KubeProvider::spawn ──snapshots──┬─> status writer   ─┐ gated on
@@ -13,6 +13,7 @@
 //! client, and calls [`run`]; tests call [`run`] with a client of the test API server.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -20,15 +21,16 @@ use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use portico_api::names;
 use portico_translate::Options;
-use tokio::task::JoinSet;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::kube::lease::{self, DEFAULT_LEASE_DURATION, DEFAULT_RETRY_PERIOD, LeaseConfig};
-use crate::kube::provider::{self, KubeProvider, ProviderConfig};
+use crate::kube::provider::{self, KubeProvider, ProviderConfig, Snapshots};
 use crate::kube::wait_for_crds;
 use crate::service;
-use crate::status::{FIELD_MANAGER, StatusWriter, writer};
+use crate::status::{FIELD_MANAGER, StatusCounters, StatusWriter, writer};
 
 /// How long the tasks get to finish after shutdown (releasing the Lease included).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -199,12 +201,51 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, Conf
     Client::try_from(config).map_err(ConfigError::Client)
 }
 
-/// Runs the operator against `client` until `shutdown` is cancelled.
-pub async fn run(
+/// A running operator: its tasks, and handles to watch it (tests, metrics).
+#[derive(Debug)]
+pub struct Operator {
+    /// Whether this replica holds the Lease.
+    pub leader: watch::Receiver<bool>,
+    /// The translator's output, as the writers see it.
+    pub snapshots: Snapshots,
+    /// What the status writer did.
+    pub status_counters: Arc<StatusCounters>,
+    tasks: JoinSet<()>,
+    lease_task: JoinHandle<()>,
+}
+
+impl Operator {
+    /// Waits for every task after `shutdown` was cancelled (the Lease is released on the
+    /// way), aborting those still running after a grace period.
+    pub async fn wait(mut self) {
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while self.tasks.join_next().await.is_some() {}
+            let _ = (&mut self.lease_task).await;
+        })
+        .await;
+        if drained.is_err() {
+            warn!(grace = ?SHUTDOWN_GRACE, "portico-operator: tasks did not stop in time");
+            self.abort();
+        }
+    }
+
+    /// Stops every task at once, without releasing the Lease: what a crash looks like to
+    /// the other replicas.
+    pub fn abort(&mut self) {
+        self.tasks.abort_all();
+        self.lease_task.abort();
+    }
+}
+
+/// Starts the operator against `client`: checks the configuration, waits for the
+/// Gateway API CRDs (logging which are missing), then starts the watches, the Lease, the
+/// status writer and the Service reconciler. `Ok(None)` when `shutdown` came before the
+/// CRDs did.
+pub async fn start(
     client: Client,
     config: Config,
     shutdown: CancellationToken,
-) -> Result<(), ConfigError> {
+) -> Result<Option<Operator>, ConfigError> {
     config.validate()?;
     let lease = config.lease();
     info!(
@@ -214,7 +255,7 @@ pub async fn run(
         "portico-operator starting"
     );
     let Some(crds) = wait_for_crds(&client, &shutdown).await else {
-        return Ok(());
+        return Ok(None);
     };
 
     let options = Options {
@@ -231,7 +272,7 @@ pub async fn run(
         },
         shutdown.clone(),
     );
-    let mut tasks: JoinSet<()> = provider.tasks;
+    let mut tasks = provider.tasks;
     let (leader, lease_task) = lease::spawn(client.clone(), lease, shutdown.clone());
 
     let status_writer = StatusWriter::new(
@@ -239,6 +280,7 @@ pub async fn run(
         FIELD_MANAGER.to_owned(),
         config.controller_name.clone(),
     );
+    let status_counters = status_writer.counters();
     tasks.spawn(writer::run(
         status_writer,
         provider.snapshots.clone(),
@@ -248,22 +290,31 @@ pub async fn run(
     tasks.spawn(service::reconcile::run(
         client,
         FIELD_MANAGER.to_owned(),
-        provider.snapshots,
-        leader,
-        shutdown.clone(),
+        provider.snapshots.clone(),
+        leader.clone(),
+        shutdown,
     ));
+    Ok(Some(Operator {
+        leader,
+        snapshots: provider.snapshots,
+        status_counters,
+        tasks,
+        lease_task,
+    }))
+}
 
+/// Runs the operator against `client` until `shutdown` is cancelled.
+pub async fn run(
+    client: Client,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), ConfigError> {
+    let Some(operator) = start(client, config, shutdown.clone()).await? else {
+        return Ok(());
+    };
     shutdown.cancelled().await;
     info!("portico-operator stopping");
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
-        let _ = lease_task.await;
-    })
-    .await;
-    if drained.is_err() {
-        warn!(grace = ?SHUTDOWN_GRACE, "portico-operator: tasks did not stop in time");
-        tasks.abort_all();
-    }
+    operator.wait().await;
     Ok(())
 }
 

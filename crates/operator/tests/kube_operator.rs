@@ -1,0 +1,206 @@
+//! The operator against the test API server: statuses with the right conditions, the
+//! Gateway's Service, addresses from the load balancer, other controllers' route
+//! parents left alone.
+
+#![allow(clippy::unwrap_used)]
+
+mod kube_common;
+
+use std::time::Duration;
+
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use kube_common::*;
+use portico_api::gateway::{Gateway, HttpRoute};
+use portico_api::k8s::Service;
+use portico_api::names::{self, condition, reason};
+use portico_operator::start;
+use portico_testkit::eventually;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn true_with(reason: &str, generation: i64) -> Option<(String, String, Option<i64>)> {
+    Some(("True".into(), reason.into(), Some(generation)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_services_and_addresses_are_written() {
+    let server = server_with_crds().await;
+    apply(&server, SCENARIO);
+    let client = server.client().unwrap();
+
+    // Another controller already reports on the route (a parent of its own).
+    let routes: Api<HttpRoute> = Api::namespaced(client.clone(), "apps");
+    let foreign = json!({
+        "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "theirs"},
+        "controllerName": "example.com/other-controller",
+        "conditions": [{
+            "type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+            "lastTransitionTime": "2024-01-01T00:00:00Z", "observedGeneration": 1
+        }]
+    });
+    routes
+        .patch_status(
+            "echo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"parents": [foreign]}})),
+        )
+        .await
+        .unwrap();
+
+    let shutdown = CancellationToken::new();
+    let operator = start(client.clone(), config("solo"), shutdown.clone())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // GatewayClass: ours is Accepted, the other controller's is left alone.
+    let class = eventually(WAIT, || async {
+        let c = class_conditions(&client, "portico").await?;
+        accepted(&c).then_some(c)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        condition(&class, condition::ACCEPTED),
+        true_with(reason::ACCEPTED, 1)
+    );
+
+    // Gateway: Accepted, with observedGeneration on every condition.
+    let gateway = eventually(WAIT, || async {
+        let c = gateway_conditions(&client, "apps", "web").await?;
+        accepted(&c).then_some(c)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        condition(&gateway, condition::ACCEPTED),
+        true_with(reason::ACCEPTED, 1)
+    );
+    assert!(gateway.iter().all(|c| c.observed_generation == Some(1)));
+
+    // HTTPRoute: our parent entry next to the other controller's.
+    let route = eventually(WAIT, || async {
+        let r = route(&client, "apps", "echo").await?;
+        let parents = r.status?.parents;
+        (parents.len() == 2).then_some(parents)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        parents_of(&route, "example.com/other-controller"),
+        ["theirs"]
+    );
+    assert_eq!(parents_of(&route, names::CONTROLLER_NAME), ["web"]);
+    let ours = route
+        .iter()
+        .find(|p| p.controller_name == names::CONTROLLER_NAME)
+        .unwrap();
+    assert_eq!(
+        condition(&ours.conditions, condition::ACCEPTED),
+        true_with(reason::ACCEPTED, 1)
+    );
+    assert_eq!(
+        condition(&ours.conditions, condition::RESOLVED_REFS),
+        true_with(reason::RESOLVED_REFS, 1)
+    );
+
+    // The Gateway's Service: owned, labelled, annotated, selecting the proxies.
+    let services: Api<Service> = Api::namespaced(client.clone(), "apps");
+    let svc = eventually(WAIT, || async {
+        services.get_opt("portico-gateway-web").await.ok().flatten()
+    })
+    .await
+    .unwrap();
+    let labels = svc.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get("team").map(String::as_str), Some("web"));
+    assert_eq!(
+        labels.get(names::GATEWAY_NAME_LABEL).map(String::as_str),
+        Some("web")
+    );
+    let annotations = svc.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get("service.beta.kubernetes.io/aws-load-balancer-scheme")
+            .map(String::as_str),
+        Some("internet-facing")
+    );
+    let gateways: Api<Gateway> = Api::namespaced(client.clone(), "apps");
+    let gw = gateways.get("web").await.unwrap();
+    let owners = svc.metadata.owner_references.clone().unwrap_or_default();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(owners[0].kind, "Gateway");
+    assert_eq!(Some(&owners[0].uid), gw.metadata.uid.as_ref());
+    assert_eq!(owners[0].controller, Some(true));
+    let spec = svc.spec.clone().unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+    let ports: Vec<i32> = spec.ports.unwrap().iter().map(|p| p.port).collect();
+    assert_eq!(ports, [80]);
+
+    // A load balancer gives the Service an address: it becomes the Gateway's.
+    services
+        .patch_status(
+            "portico-gateway-web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "10.9.8.7"}]}}})),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, || async {
+        let status = gateways.get_status("web").await.ok()?.status?;
+        let values: Vec<String> = status.addresses?.into_iter().map(|a| a.value).collect();
+        (values == ["10.9.8.7"]).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // A spec change moves observedGeneration; the Service follows the listeners.
+    apply(
+        &server,
+        &scenario_doc("Gateway").replace(
+            "  - name: http\n    port: 80\n",
+            "  - name: http\n    port: 80\n    protocol: HTTP\n  - name: alt\n    port: 8080\n",
+        ),
+    );
+    eventually(WAIT, || async {
+        let conditions = gateway_conditions(&client, "apps", "web").await?;
+        conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(2))
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    eventually(WAIT, || async {
+        let svc = services.get("portico-gateway-web").await.ok()?;
+        let ports: Vec<i32> = svc.spec?.ports?.iter().map(|p| p.port).collect();
+        (ports == [80, 8080]).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // Once converged, passes write nothing new.
+    let patched = operator.status_counters.patched();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(operator.status_counters.patched(), patched);
+
+    shutdown.cancel();
+    operator.wait().await;
+}
+
+fn accepted(conditions: &[portico_api::k8s::Condition]) -> bool {
+    condition(conditions, condition::ACCEPTED).is_some_and(|(status, _, _)| status == "True")
+}
+
+fn parents_of(
+    parents: &[portico_api::gateway::httproutes::HttpRouteStatusParents],
+    controller: &str,
+) -> Vec<String> {
+    parents
+        .iter()
+        .filter(|p| p.controller_name == controller)
+        .map(|p| p.parent_ref.name.clone())
+        .collect()
+}
