@@ -49,6 +49,21 @@ enum Command {
         /// A folder of Service and EndpointSlice manifests.
         #[arg(long, env = "PORTICO_AGENT_FROM_DIR")]
         from_dir: PathBuf,
+        /// This node's name (the downward API's spec.nodeName), for
+        /// externalTrafficPolicy: Local.
+        #[arg(long, env = "PORTICO_AGENT_NODE_NAME")]
+        node_name: Option<String>,
+        /// An interface where NodePort and LoadBalancer traffic arrives (repeatable).
+        #[arg(
+            long = "nodeport-interface",
+            env = "PORTICO_AGENT_NODEPORT_INTERFACES",
+            value_delimiter = ','
+        )]
+        nodeport_interfaces: Vec<String>,
+        /// Steer Gateway Services to the node-local proxy (sk_lookup in this network
+        /// namespace, local routes for the Gateway addresses).
+        #[arg(long, env = "PORTICO_AGENT_GATEWAY_STEERING")]
+        gateway_steering: bool,
     },
     /// Print the services programmed in the pinned maps.
     List {
@@ -99,12 +114,18 @@ fn main() -> anyhow::Result<()> {
             bpffs,
             no_mount_bpffs,
             from_dir,
+            node_name,
+            nodeport_interfaces,
+            gateway_steering,
         } => {
             let cfg = RunConfig {
                 pin_dir,
                 cgroup,
                 bpffs_root: (!no_mount_bpffs).then_some(bpffs),
                 from_dir,
+                node_name,
+                nodeport_interfaces,
+                gateway_steering,
             };
             run::run(&cfg, &mut out).context("portico-agent run")?;
         }

@@ -2,7 +2,10 @@
 //!
 //! ```text
 //!   --from-dir DIR ──portico_operator::load_dir──> Services, EndpointSlices
-//!       ──source::service_entries──> [ServiceEntry] ──Datapath::sync──> pinned maps
+//!       ──source::service_entries_with(node)──> [ServiceEntry] ──Datapath::sync──> pinned maps
+//!   --nodeport-interface IF...   NodePort programs on each (tcx)
+//!   --gateway-steering           sk_lookup in the agent's netns + `local` routes for the
+//!                                Gateway addresses
 //! ```
 //!
 //! The programs and maps are pinned, so the datapath keeps balancing after the command
@@ -15,8 +18,11 @@ use portico_operator::{Object, load_dir};
 use tracing::warn;
 
 use crate::datapath::{Datapath, DatapathError, SyncStats};
+use crate::maps::flags;
+use crate::nodeport::NodePort;
 use crate::service::ServiceEntry;
-use crate::source::service_entries;
+use crate::source::{SourceOptions, service_entries_with};
+use crate::steering::{LocalRoutes, RouteError, Steering, own_netns};
 use crate::{bpffs, datapath};
 
 /// What `run` needs.
@@ -30,6 +36,13 @@ pub struct RunConfig {
     pub bpffs_root: Option<PathBuf>,
     /// A folder of Service and EndpointSlice manifests.
     pub from_dir: PathBuf,
+    /// This node's name, for `externalTrafficPolicy: Local`.
+    pub node_name: Option<String>,
+    /// Interfaces on which NodePort and LoadBalancer traffic arrives.
+    pub nodeport_interfaces: Vec<String>,
+    /// Attach Gateway steering to the agent's network namespace and route Gateway
+    /// addresses to this node.
+    pub gateway_steering: bool,
 }
 
 /// Why `run` failed.
@@ -41,11 +54,18 @@ pub enum RunError {
     Datapath(#[from] DatapathError),
     #[error("writing the report: {0}")]
     Report(#[from] io::Error),
+    #[error(transparent)]
+    Route(#[from] RouteError),
 }
 
 /// The service entries the manifests in `dir` describe; problems with files are logged
 /// and the rest is used.
 pub fn entries_from_dir(dir: &Path) -> Vec<ServiceEntry> {
+    entries_from_dir_with(&SourceOptions::default(), dir)
+}
+
+/// [`entries_from_dir`] on the node `opts` describes.
+pub fn entries_from_dir_with(opts: &SourceOptions, dir: &Path) -> Vec<ServiceEntry> {
     let loaded = load_dir(dir);
     for e in &loaded.errors {
         warn!(error = %e, "skipping a manifest");
@@ -59,7 +79,18 @@ pub fn entries_from_dir(dir: &Path) -> Vec<ServiceEntry> {
             _ => {}
         }
     }
-    service_entries(&services, &slices)
+    service_entries_with(opts, &services, &slices)
+}
+
+/// The addresses of Gateway frontends, which must be delivered on this node.
+pub fn gateway_addresses(
+    entries: &[ServiceEntry],
+) -> std::collections::BTreeSet<std::net::Ipv4Addr> {
+    entries
+        .iter()
+        .filter(|e| e.flags & flags::GATEWAY != 0 && !e.frontend.addr.ip().is_unspecified())
+        .map(|e| *e.frontend.addr.ip())
+        .collect()
 }
 
 /// Loads and attaches the datapath, programs the services of `from_dir`, and prints what
@@ -72,7 +103,27 @@ pub fn run(cfg: &RunConfig, out: &mut impl Write) -> Result<SyncStats, RunError>
         })?;
     }
     let mut dp = Datapath::load(&cfg.pin_dir, &cfg.cgroup)?;
-    let stats = dp.sync(&entries_from_dir(&cfg.from_dir))?;
+    let _steering = if cfg.gateway_steering {
+        Some(Steering::load(&cfg.pin_dir, &own_netns())?)
+    } else {
+        None
+    };
+    let _nodeports = cfg
+        .nodeport_interfaces
+        .iter()
+        .map(|iface| NodePort::load(&cfg.pin_dir, iface))
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = SourceOptions {
+        node_name: cfg.node_name.clone(),
+    };
+    let entries = entries_from_dir_with(&opts, &cfg.from_dir);
+    let stats = dp.sync(&entries)?;
+    if cfg.gateway_steering {
+        let routes = LocalRoutes::default();
+        for ip in gateway_addresses(&entries) {
+            routes.add(ip)?;
+        }
+    }
     writeln!(
         out,
         "programmed: {} added, {} updated, {} removed, {} unchanged",
@@ -109,7 +160,7 @@ pub fn print_entries(entries: &[ServiceEntry], out: &mut impl Write) -> io::Resu
         }
         for (i, b) in e.backends.iter().enumerate() {
             let (f, flags) = if i == 0 {
-                (frontend.as_str(), format!("{:#x}", e.flags))
+                (frontend.as_str(), flag_names(e.flags))
             } else {
                 ("", String::new())
             };
@@ -122,6 +173,24 @@ pub fn print_entries(entries: &[ServiceEntry], out: &mut impl Write) -> io::Resu
         }
     }
     Ok(())
+}
+
+/// `0x0`, or the flags in hex and by name: `0x6 external,local`.
+pub fn flag_names(bits: u32) -> String {
+    let names: Vec<&str> = [
+        (flags::GATEWAY, "gateway"),
+        (flags::EXTERNAL, "external"),
+        (flags::LOCAL, "local"),
+    ]
+    .iter()
+    .filter(|(bit, _)| bits & bit != 0)
+    .map(|(_, name)| *name)
+    .collect();
+    if names.is_empty() {
+        format!("{bits:#x}")
+    } else {
+        format!("{bits:#x} {}", names.join(","))
+    }
 }
 
 #[cfg(test)]
@@ -170,6 +239,16 @@ mod tests {
             lines[3],
             "10.96.0.11:53/UDP       (none: refuses connections)"
         );
+    }
+
+    #[test]
+    fn flags_are_printed_by_name() {
+        assert_eq!(flag_names(0), "0x0");
+        assert_eq!(
+            flag_names(flags::EXTERNAL | flags::LOCAL),
+            "0x6 external,local"
+        );
+        assert_eq!(flag_names(flags::GATEWAY), "0x1 gateway");
     }
 
     #[test]

@@ -8,9 +8,19 @@
 //!   ──> one ServiceEntry per (IPv4 cluster IP, service port), backends weight 1
 //! ```
 //!
-//! ClusterIP only for now: the cluster IPs of every Service that has them (NodePort and
-//! LoadBalancer Services have one too); node ports and load-balancer IPs come with the tc
-//! datapath.
+//! Besides the cluster IPs (flags 0), NodePort and LoadBalancer Services get frontends for
+//! traffic from outside the node (flag `EXTERNAL`, served by the tc programs):
+//! `0.0.0.0:<nodePort>` (any node address) and `<status.loadBalancer.ingress[].ip>:<port>`.
+//! With `externalTrafficPolicy: Local` those frontends get only the endpoints whose
+//! `nodeName` is this node (flag `LOCAL`): "Local preserves the client source IP and
+//! avoids a second hop for LoadBalancer and NodePort type services, but risks potentially
+//! imbalanced traffic spreading"; a node without local endpoints drops the traffic.
+//!
+//! A Service annotated `portico.dev/gateway-steering: "true"` (the operator puts it on the
+//! Services it makes for Gateways) has its cluster IPs and load-balancer IPs flagged
+//! `GATEWAY`: the socket LB and the tc programs leave them alone and the node delivers
+//! them to the local proxy (see `steering`). Its node ports stay ordinary external
+//! frontends, balanced to the Service's endpoints (the proxy pods).
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -18,26 +28,89 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use portico_api::k8s::{Endpoint, EndpointSlice, Service, ServicePort};
 use portico_api::names::ENDPOINT_SLICE_SERVICE_LABEL;
 
+use crate::maps::flags;
 use crate::service::{BackendEntry, Frontend, Protocol, ServiceEntry};
 
-/// The service entries for `services`, backed by the matching `slices`, sorted by frontend.
+/// The annotation that makes a Service a Gateway Service, steered to the node's proxy.
+/// (Spelled here until `portico_api::names` carries it.)
+pub const GATEWAY_STEERING_ANNOTATION: &str = "portico.dev/gateway-steering";
+
+/// What the source needs to know about the node it runs on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceOptions {
+    /// This node's name, to tell its endpoints for `externalTrafficPolicy: Local`. Without
+    /// it no endpoint is local, and Local frontends drop.
+    pub node_name: Option<String>,
+}
+
+/// The service entries for `services`, backed by the matching `slices`, sorted by frontend,
+/// for a node whose name is not known (see [`SourceOptions::node_name`]).
 pub fn service_entries(services: &[Service], slices: &[EndpointSlice]) -> Vec<ServiceEntry> {
+    service_entries_with(&SourceOptions::default(), services, slices)
+}
+
+/// The service entries for `services` on the node `opts` describes, sorted by frontend.
+pub fn service_entries_with(
+    opts: &SourceOptions,
+    services: &[Service],
+    slices: &[EndpointSlice],
+) -> Vec<ServiceEntry> {
     let mut entries: Vec<ServiceEntry> = services
         .iter()
-        .flat_map(|svc| entries_of(svc, slices))
+        .flat_map(|svc| entries_of(opts, svc, slices))
         .collect();
     entries.sort();
     entries.dedup_by(|a, b| a.frontend == b.frontend);
     entries
 }
 
-fn entries_of(svc: &Service, slices: &[EndpointSlice]) -> Vec<ServiceEntry> {
+/// Which endpoints a frontend may use.
+#[derive(Debug, Clone, Copy)]
+enum Scope<'a> {
+    Cluster,
+    /// Those on this node (`None`: the node is not known, so none).
+    Node(Option<&'a str>),
+}
+
+fn entries_of(opts: &SourceOptions, svc: &Service, slices: &[EndpointSlice]) -> Vec<ServiceEntry> {
     let Some(spec) = &svc.spec else {
         return Vec::new();
     };
-    if spec.type_.as_deref() == Some("ExternalName") {
+    let kind = spec.type_.as_deref().unwrap_or("ClusterIP");
+    if kind == "ExternalName" {
         return Vec::new();
     }
+    let gateway = svc
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(GATEWAY_STEERING_ANNOTATION))
+        .is_some_and(|v| v == "true");
+    let gateway_flag = if gateway { flags::GATEWAY } else { 0 };
+    let external = kind == "NodePort" || kind == "LoadBalancer";
+    // "externalTrafficPolicy ... Cluster" is the default; it applies to node ports and
+    // load-balancer IPs only.
+    let local = spec.external_traffic_policy.as_deref() == Some("Local");
+    let (external_flags, external_scope) = if local {
+        (
+            flags::EXTERNAL | flags::LOCAL,
+            Scope::Node(opts.node_name.as_deref()),
+        )
+    } else {
+        (flags::EXTERNAL, Scope::Cluster)
+    };
+    let lb_ips: BTreeSet<Ipv4Addr> = if kind == "LoadBalancer" {
+        svc.status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.ip.as_deref()?.parse().ok())
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
     // "clusterIPs ... If this field is specified, clusterIP must match clusterIPs[0]";
     // older objects only carry clusterIP. "None" (headless) does not parse and is skipped.
     let ips: BTreeSet<Ipv4Addr> = spec
@@ -56,13 +129,39 @@ fn entries_of(svc: &Service, slices: &[EndpointSlice]) -> Vec<ServiceEntry> {
         let Ok(number) = u16::try_from(port.port) else {
             continue;
         };
-        let backends = backends_for(port, protocol, &mine);
-        for ip in &ips {
+        let backends = backends_for(port, protocol, &mine, Scope::Cluster);
+        let mut push = |ip: Ipv4Addr, port: u16, flags: u32, backends: &Vec<BackendEntry>| {
             out.push(ServiceEntry {
-                frontend: Frontend::new(SocketAddrV4::new(*ip, number), protocol),
-                flags: 0,
+                frontend: Frontend::new(SocketAddrV4::new(ip, port), protocol),
+                flags,
                 backends: backends.clone(),
             });
+        };
+        for ip in &ips {
+            push(*ip, number, gateway_flag, &backends);
+        }
+        if !external {
+            continue;
+        }
+        let external_backends = match external_scope {
+            Scope::Cluster => backends.clone(),
+            scope => backends_for(port, protocol, &mine, scope),
+        };
+        if let Some(node_port) = port.node_port.and_then(|p| u16::try_from(p).ok()) {
+            push(
+                Ipv4Addr::UNSPECIFIED,
+                node_port,
+                external_flags,
+                &external_backends,
+            );
+        }
+        for ip in &lb_ips {
+            push(
+                *ip,
+                number,
+                external_flags | gateway_flag,
+                &external_backends,
+            );
         }
     }
     out
@@ -97,11 +196,14 @@ fn belongs_to(slice: &EndpointSlice, svc: &Service) -> bool {
 ///   as ready"; ready endpoints are used, and only when there is none, the serving ones
 ///   that are terminating (KEP-1669: traffic drains to terminating pods rather than fail);
 /// - only the first address is used ("consumers ... may use only the first");
-/// - an endpoint listed by two slices counts once.
+/// - an endpoint listed by two slices counts once;
+/// - for a `Scope::Node`, only endpoints whose `nodeName` is the node count, and the
+///   ready/terminating choice is made among them.
 fn backends_for(
     port: &ServicePort,
     protocol: Protocol,
     mine: &[&EndpointSlice],
+    scope: Scope<'_>,
 ) -> Vec<BackendEntry> {
     let name = port.name.as_deref().unwrap_or_default();
     let mut ready = BTreeSet::new();
@@ -118,6 +220,11 @@ fn backends_for(
             continue;
         };
         for ep in slice.endpoints.iter().flatten() {
+            if let Scope::Node(node) = scope
+                && (node.is_none() || ep.node_name.as_deref() != node)
+            {
+                continue;
+            }
             let Some(addr) = first_ipv4(ep) else {
                 continue;
             };
@@ -155,7 +262,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     use portico_api::k8s::{EndpointPort, ObjectMeta};
-    use portico_api::k8s_openapi::api::core::v1::ServiceSpec;
+    use portico_api::k8s_openapi::api::core::v1::{
+        LoadBalancerIngress, LoadBalancerStatus, ServiceSpec, ServiceStatus,
+    };
     use portico_api::k8s_openapi::api::discovery::v1::EndpointConditions;
 
     use super::*;
@@ -332,5 +441,122 @@ mod tests {
         b.metadata.name = Some("web-def".into());
         let entries = service_entries(&[svc], &[a, b]);
         assert_eq!(backends(&entries[0]), ["10.0.0.1:8080*1"]);
+    }
+
+    fn external_service(kind: &str, policy: &str) -> Service {
+        let mut svc = mk_service("web", "10.96.0.10", &[(Some("http"), "TCP", 80)]);
+        let spec = svc.spec.as_mut().unwrap();
+        spec.type_ = Some(kind.into());
+        spec.external_traffic_policy = Some(policy.into());
+        spec.ports.as_mut().unwrap()[0].node_port = Some(30080);
+        svc.status = Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: Some(vec![LoadBalancerIngress {
+                    ip: Some("172.18.0.200".into()),
+                    ..Default::default()
+                }]),
+            }),
+            ..Default::default()
+        });
+        svc
+    }
+
+    /// A slice with one endpoint on node-a and one on node-b.
+    fn two_node_slice() -> EndpointSlice {
+        let mut slice = mk_slice(
+            "web",
+            &[(Some("http"), "TCP", 8080)],
+            &[
+                ("10.0.0.1", None, None, None),
+                ("10.0.0.2", None, None, None),
+            ],
+        );
+        let eps = slice.endpoints.as_mut().unwrap();
+        eps[0].node_name = Some("node-a".into());
+        eps[1].node_name = Some("node-b".into());
+        slice
+    }
+
+    fn summary(entries: &[ServiceEntry]) -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| format!("{} {:#x} {}", e.frontend, e.flags, backends(e).join(",")))
+            .collect()
+    }
+
+    #[test]
+    fn load_balancer_services_get_node_port_and_ingress_ip_frontends() {
+        let entries = service_entries(
+            &[external_service("LoadBalancer", "Cluster")],
+            &[two_node_slice()],
+        );
+        assert_eq!(
+            summary(&entries),
+            [
+                "0.0.0.0:30080/TCP 0x2 10.0.0.1:8080*1,10.0.0.2:8080*1",
+                "10.96.0.10:80/TCP 0x0 10.0.0.1:8080*1,10.0.0.2:8080*1",
+                "172.18.0.200:80/TCP 0x2 10.0.0.1:8080*1,10.0.0.2:8080*1",
+            ]
+        );
+        // A NodePort Service has no load-balancer frontend, whatever its status says.
+        let entries = service_entries(
+            &[external_service("NodePort", "Cluster")],
+            &[two_node_slice()],
+        );
+        assert_eq!(entries.len(), 2);
+    }
+
+    #[test]
+    fn external_traffic_policy_local_keeps_this_nodes_endpoints_for_external_frontends_only() {
+        let opts = SourceOptions {
+            node_name: Some("node-b".into()),
+        };
+        let svc = external_service("LoadBalancer", "Local");
+        let entries = service_entries_with(&opts, std::slice::from_ref(&svc), &[two_node_slice()]);
+        assert_eq!(
+            summary(&entries),
+            [
+                "0.0.0.0:30080/TCP 0x6 10.0.0.2:8080*1",
+                "10.96.0.10:80/TCP 0x0 10.0.0.1:8080*1,10.0.0.2:8080*1",
+                "172.18.0.200:80/TCP 0x6 10.0.0.2:8080*1",
+            ]
+        );
+        // A node with no endpoint of the Service, or an unknown node: nothing (drop).
+        for opts in [
+            SourceOptions {
+                node_name: Some("node-c".into()),
+            },
+            SourceOptions::default(),
+        ] {
+            let entries =
+                service_entries_with(&opts, std::slice::from_ref(&svc), &[two_node_slice()]);
+            assert!(entries[0].backends.is_empty(), "{opts:?}");
+            assert!(entries[2].backends.is_empty(), "{opts:?}");
+        }
+    }
+
+    #[test]
+    fn gateway_services_are_flagged_on_cluster_and_load_balancer_ips() {
+        let mut svc = external_service("LoadBalancer", "Cluster");
+        svc.metadata.annotations = Some(BTreeMap::from([(
+            GATEWAY_STEERING_ANNOTATION.to_string(),
+            "true".to_string(),
+        )]));
+        let entries = service_entries(&[svc], &[two_node_slice()]);
+        let flags: Vec<(String, u32)> = entries
+            .iter()
+            .map(|e| (e.frontend.to_string(), e.flags))
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                ("0.0.0.0:30080/TCP".to_string(), flags::EXTERNAL),
+                ("10.96.0.10:80/TCP".to_string(), flags::GATEWAY),
+                (
+                    "172.18.0.200:80/TCP".to_string(),
+                    flags::EXTERNAL | flags::GATEWAY
+                ),
+            ]
+        );
     }
 }
