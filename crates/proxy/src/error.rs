@@ -7,10 +7,10 @@
 //! - [`ListenerError`]: a listener could not bind. Not fatal: the other listeners serve,
 //!   and the next config update tries to bind it again.
 //! - [`RequestError`]: one request could not be forwarded. It becomes a local reply
-//!   (404, 500, 502, 503) and says, as pingora's errors do, which side failed and
-//!   whether a retry would be safe, so that a retry layer and metrics can use it.
+//!   (400, 404, 500, 502, 503, 504) and says, as pingora's errors do, which side failed
+//!   and whether a retry would be safe, so that the retry layer and metrics can use it.
 
-use std::{error::Error as StdError, fmt, io, net::SocketAddr, sync::Arc};
+use std::{error::Error as StdError, fmt, io, net::SocketAddr, sync::Arc, time::Duration};
 
 use http::StatusCode;
 
@@ -67,6 +67,10 @@ pub enum ConfigError {
     UnspecifiedKind(&'static str),
     #[error("filter of unknown kind")]
     UnknownFilter,
+    #[error("filter {0} cannot run on a backend")]
+    BackendFilter(&'static str),
+    #[error("invalid {what}: {value:?}")]
+    InvalidFilterValue { what: &'static str, value: String },
     #[error("backend refers to unknown cluster {0:?}")]
     UnknownCluster(String),
 }
@@ -108,41 +112,67 @@ pub enum RequestError {
     InvalidBackend { route: String, reason: String },
     #[error("cluster {cluster} has no ready endpoint")]
     NoReadyEndpoint { cluster: String },
-    #[error("connect to {endpoint} ({cluster}) failed: {}", Chain(.error))]
+    #[error("connect to {endpoint} ({cluster}) failed: {}", Chain(&**.error))]
     Connect {
         cluster: String,
         endpoint: SocketAddr,
-        error: hyper_util::client::legacy::Error,
+        error: BoxError,
     },
-    #[error("request to {endpoint} ({cluster}) failed: {}", Chain(.error))]
+    #[error("request to {endpoint} ({cluster}) failed: {}", Chain(&**.error))]
     Upstream {
         cluster: String,
         endpoint: SocketAddr,
-        error: hyper_util::client::legacy::Error,
+        error: BoxError,
     },
+    #[error("no response from {endpoint} ({cluster}) within {after:?}")]
+    BackendTimeout {
+        cluster: String,
+        endpoint: SocketAddr,
+        after: Duration,
+    },
+    #[error("no response within the route's request timeout of {after:?}")]
+    RequestTimeout { after: Duration },
+    #[error("route {route}: a filter could not be resolved: {reason}")]
+    UnresolvedFilter { route: String, reason: String },
+    #[error("reading the request body failed: {}", Chain(.0))]
+    ClientBody(hyper::Error),
     #[error("cannot build the upstream request: {0}")]
     BadRequest(String),
 }
+
+/// The errors of the HTTP clients and bodies, boxed: the HTTP/1.1 pool and the h2c
+/// connections fail with different types.
+pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
 impl RequestError {
     /// Which side failed.
     pub fn side(&self) -> ErrorSide {
         match self {
-            Self::NoRoute { .. } | Self::BadRequest(_) => ErrorSide::Downstream,
-            Self::NoReadyEndpoint { .. } | Self::Connect { .. } | Self::Upstream { .. } => {
-                ErrorSide::Upstream
+            Self::NoRoute { .. } | Self::BadRequest(_) | Self::ClientBody(_) => {
+                ErrorSide::Downstream
             }
-            Self::ListenerGone(_) | Self::NoBackend { .. } | Self::InvalidBackend { .. } => {
-                ErrorSide::Internal
-            }
+            Self::NoReadyEndpoint { .. }
+            | Self::Connect { .. }
+            | Self::Upstream { .. }
+            | Self::BackendTimeout { .. }
+            | Self::RequestTimeout { .. } => ErrorSide::Upstream,
+            Self::ListenerGone(_)
+            | Self::NoBackend { .. }
+            | Self::InvalidBackend { .. }
+            | Self::UnresolvedFilter { .. } => ErrorSide::Internal,
         }
     }
 
-    /// Whether sending the request again (to another endpoint) is safe and may help.
-    /// Only failures that happened before any byte of the request left the proxy
-    /// qualify: a failed connect, or a cluster that had no endpoint at that instant.
+    /// Whether sending the request again (to another endpoint) is safe and may help:
+    /// a failed connect or a cluster that had no endpoint at that instant (nothing
+    /// left the proxy), or an attempt that timed out (Gateway API, HTTPRouteRetry
+    /// backoff: a request is retried "after timing out or receiving a response code
+    /// configured to be retriable"). A route retries only when it has a retry policy.
     pub fn retryable(&self) -> bool {
-        matches!(self, Self::Connect { .. } | Self::NoReadyEndpoint { .. })
+        matches!(
+            self,
+            Self::Connect { .. } | Self::NoReadyEndpoint { .. } | Self::BackendTimeout { .. }
+        )
     }
 
     /// The status of the local reply.
@@ -151,17 +181,26 @@ impl RequestError {
     /// have been sent to that backend MUST receive a 500 status code." A valid backend
     /// that cannot be reached is a 503 (no endpoint, connect failed), a broken exchange a
     /// 502.
+    ///
+    /// Gateway API (HTTPRouteTimeouts request): "If the gateway has not been able to
+    /// respond before this deadline is met, the gateway MUST return a timeout error":
+    /// 504, as for a backend attempt that timed out. A filter that cannot be resolved:
+    /// "requests that would have been processed by that filter MUST receive a HTTP error
+    /// response", 500 as GEP-1364 says.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::NoBackend { .. } | Self::InvalidBackend { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::BadRequest(_) | Self::ClientBody(_) => StatusCode::BAD_REQUEST,
+            Self::NoBackend { .. }
+            | Self::InvalidBackend { .. }
+            | Self::UnresolvedFilter { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ListenerGone(_) | Self::NoReadyEndpoint { .. } | Self::Connect { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::BackendTimeout { .. } | Self::RequestTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
         }
     }
 }

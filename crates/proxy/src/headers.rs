@@ -24,7 +24,8 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
-/// `upgrade` goes too: protocol upgrades (WebSocket) are not proxied yet.
+/// `upgrade` goes too: an upgrade is per hop, and `upgrade.rs` offers it to the next
+/// hop itself.
 ///
 /// `te: trailers` survives on requests: it is how a gRPC client says it understands
 /// trailers, and HTTP/2 allows exactly that value end to end.

@@ -6,20 +6,27 @@
 //!
 //! ```text
 //!  client ──TCP──> listener (accept loop, one per Config listener)      listener.rs
-//!                    │ hyper auto: HTTP/1.1 or h2c by the preface,
+//!                    │ hyper auto: HTTP/1.1 or h2c by the preface, upgrades allowed,
 //!                    │ 4xx for malformed requests before we see them
 //!                    v
 //!  ① load the routing table (once per request)                         service.rs
 //!  ② route: virtual host (most specific hostname) -> host groups
 //!     in order -> first matching route                    ── none ──> 404
-//!  ③ backend: weighted share -> cluster -> ready endpoint ── invalid/none ──> 500
-//!                                                          ── no endpoint ──> 503
-//!  ④ request headers: hop-by-hop out, x-forwarded-*, x-request-id,
-//!     then the route's RequestHeaderModifier filters       filters/, headers.rs
-//!  ⑤ upstream: pooled client, HTTP/1.1 or h2c per cluster  upstream.rs
-//!                                                          ── connect failed ──> 503
-//!                                                          ── exchange failed ──> 502
-//!  ⑥ response headers: hop-by-hop out, ResponseHeaderModifier filters
+//!  ③ the route's request timeout starts                   ── exceeded ──> 504
+//!  ④ upgrade (WebSocket) taken aside                                   upgrade.rs
+//!  ⑤ request headers: hop-by-hop out, x-forwarded-*, x-request-id      headers.rs
+//!  ⑥ route filters in order: header modifier, URL rewrite,             filters/
+//!     mirror (copy taken), CORS                  ── redirect, preflight ──> 3xx, 200
+//!                                                ── unresolved filter ──> 500
+//!  ⑦ backend: weighted share -> its own filters  ── invalid/none ──> 500
+//!  ⑧ body: buffered for retries, tapped for mirrors; mirrors sent      body.rs
+//!  ⑨ attempts: endpoint, backendRequest timeout, retries  exchange.rs, upstream.rs
+//!                                                ── no endpoint ──> 503
+//!                                                ── connect failed ──> 503
+//!                                                ── exchange failed ──> 502
+//!                                                ── attempt timed out ──> 504
+//!  ⑩ response headers: hop-by-hop out (101: upgrade headers back, tunnel starts),
+//!     backend then route response filters (CORS headers, ResponseHeaderModifier)
 //!  client <── response (body streamed, never buffered)
 //! ```
 //!
@@ -28,17 +35,22 @@
 //!   atomically; a request that loaded the old one finishes on it, so no request is
 //!   dropped or routed by a mix of two configs.
 //! - ② before any rewrite: matches are written against what the client sent.
-//! - ③ before the header work: error replies need none of it.
-//! - ④ the proxy's headers before the route's filters: the route author has the last
-//!   word on what the backend sees.
-//! - ⑥ filters after hop-by-hop removal, for the same reason on the way back.
+//! - ⑤ before the route's filters: the route author has the last word on what the
+//!   backend sees.
+//! - ⑥ before ⑦: a redirect or a CORS preflight needs no backend (a redirect rule has
+//!   none), and filters run in the order the route lists them.
+//! - ⑧ after ⑦: only a request that goes to a backend is mirrored, and mirrors run in
+//!   tasks of their own so that they never hold up the request they copy.
+//! - ⑩ filters after hop-by-hop removal, for the same reason as ⑤ on the way back.
 //!
 //! Errors on the request path are [`RequestError`]s: they say which side failed
 //! ([`ErrorSide`]) and whether a retry would be safe, and become local replies.
 
 #![forbid(unsafe_code)]
 
+mod body;
 mod error;
+mod exchange;
 mod filters;
 mod handle;
 mod headers;
@@ -46,6 +58,7 @@ mod listener;
 mod options;
 mod service;
 mod table;
+mod upgrade;
 mod upstream;
 
 pub use error::{ConfigError, ErrorSide, ListenerError, ProxyError, RequestError};

@@ -182,7 +182,10 @@ impl AcceptLoop {
                     let conn = conn.clone();
                     async move { Ok::<_, Infallible>(service::handle(shared, conn, req).await) }
                 });
-                let served = watcher.watch(builder.serve_connection(TokioIo::new(stream), svc));
+                // With upgrades: a WebSocket handshake hands the connection over to the
+                // tunnel (see upgrade.rs) instead of closing it.
+                let served = watcher
+                    .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc));
                 tokio::select! {
                     result = served => {
                         // Client resets and malformed requests end up here; hyper has

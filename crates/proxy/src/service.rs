@@ -5,15 +5,19 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, header, request::Parts};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use crate::{
-    error::RequestError,
+    body::{self, RequestHead},
+    error::{BoxError, RequestError},
+    exchange::exchange,
+    filters::Verdict,
     headers,
-    table::{RoutingTable, Target, request_host},
-    upstream::{BoxError, ProxyBody, Upstream},
+    table::{ListenerRoutes, Route, RoutingTable, Target, request_host},
+    upgrade::Upgrade,
+    upstream::{ProxyBody, Upstream},
 };
 
 /// What every connection of every listener shares.
@@ -72,7 +76,8 @@ pub(crate) async fn handle(
     response
 }
 
-/// Routes and forwards. Returns the route's name (when one matched) for the log line.
+/// Routes, then serves within the route's request timeout. Returns the route's name
+/// (when one matched) for the log line.
 async fn forward<'t>(
     upstream: &Upstream,
     table: &'t RoutingTable,
@@ -89,7 +94,7 @@ async fn forward<'t>(
             None,
         );
     };
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let Some(route) = listener.route(host, &parts) else {
         let error = RequestError::NoRoute {
             host: host.to_owned(),
@@ -99,55 +104,119 @@ async fn forward<'t>(
     };
     let name = Some(route.name.as_str());
 
-    // 3. Choose the backend before touching the request: a 500 or 503 needs no
-    //    header work, and the choice does not depend on the rewritten headers.
-    let cluster = match route.backends.pick() {
-        None => {
-            let error = RequestError::NoBackend {
-                route: route.name.clone(),
-            };
-            return (Err(error), name);
-        }
-        Some(Target::Invalid(reason)) => {
-            let error = RequestError::InvalidBackend {
-                route: route.name.clone(),
-                reason: reason.clone(),
-            };
-            return (Err(error), name);
-        }
-        Some(Target::Cluster(cluster)) => cluster,
+    // 3. The route's request timeout covers everything from here to the response head,
+    //    every attempt and backoff included.
+    let served = serve(upstream, listener, route, conn, parts, body);
+    let result = match route.timeouts.request {
+        None => served.await,
+        Some(after) => tokio::time::timeout(after, served)
+            .await
+            .unwrap_or(Err(RequestError::RequestTimeout { after })),
     };
-    let Some(endpoint) = cluster.pick() else {
-        let error = RequestError::NoReadyEndpoint {
-            cluster: cluster.name.clone(),
-        };
-        return (Err(error), name);
-    };
+    (result, name)
+}
 
-    // 4. The proxy's own headers first (hop-by-hop out, forwarding headers in), then
-    //    the route's request filters, so that a RequestHeaderModifier has the last word
-    //    on what the backend sees, as the route author expects.
+async fn serve(
+    upstream: &Upstream,
+    listener: &ListenerRoutes,
+    route: &Route,
+    conn: &Conn,
+    mut parts: Parts,
+    body: Incoming,
+) -> Result<Response<ProxyBody>, RequestError> {
+    // 4. An upgrade (WebSocket) is taken out before the hop-by-hop headers that carry it
+    //    go; it is offered to the backend again in `exchange`.
+    let upgrade = Upgrade::take(&mut parts);
+
+    // 5. The proxy's own headers first (hop-by-hop out, forwarding headers in), then
+    //    the route's filters, so that a RequestHeaderModifier has the last word on what
+    //    the backend sees, as the route author expects.
     headers::strip_hop_by_hop(&mut parts.headers, true);
     let request_id = headers::add_forwarding(&mut parts.headers, conn.client.ip(), "http");
-    route.filters.on_request(&mut parts.headers);
 
-    // 5. Forward.
-    tracing::trace!(%request_id, cluster = %cluster.name, %endpoint, "forwarding");
-    let response = match upstream
-        .send(cluster, endpoint, Request::from_parts(parts, body))
-        .await
+    // 6. The route's filters, in order. A redirect or a CORS preflight answers here,
+    //    before a backend is chosen: such rules often have none.
+    let forward = match route
+        .filters
+        .on_request(&mut parts, &listener.downstream, &route.name)
     {
-        Ok(response) => response,
-        Err(error) => return (Err(error), name),
+        Verdict::Forward(forward) => forward,
+        Verdict::Respond(mut response) => {
+            route.filters.on_response(response.headers_mut(), None);
+            return Ok(response);
+        }
+        Verdict::Fail(error) => return Err(error),
     };
 
-    // 6. The response: hop-by-hop out, then the route's response filters, for the same
-    //    reason as on the request side.
+    // 7. The backend: a weighted share, then that backendRef's own filters ("executed
+    //    if and only if the request is being forwarded to the backend defined here").
+    let backend = match route.backends.pick() {
+        None => {
+            return Err(RequestError::NoBackend {
+                route: route.name.clone(),
+            });
+        }
+        Some(Target::Invalid(reason)) => {
+            return Err(RequestError::InvalidBackend {
+                route: route.name.clone(),
+                reason: reason.clone(),
+            });
+        }
+        Some(Target::Cluster(backend)) => backend,
+    };
+    let backend_forward =
+        match backend
+            .filters
+            .on_request(&mut parts, &listener.downstream, &route.name)
+        {
+            Verdict::Forward(forward) => forward,
+            Verdict::Respond(response) => return Ok(response),
+            Verdict::Fail(error) => return Err(error),
+        };
+
+    // 8. The body: kept for retries when small, tapped for mirrors; then the mirrors go,
+    //    each in a task of its own, so that they never hold up this request.
+    let (mut outgoing, mirror_bodies) = body::prepare(
+        body,
+        route.retry.is_some() && upgrade.is_none(),
+        forward.mirrors.len(),
+    )
+    .await?;
+    for ((mirror, head), body) in forward.mirrors.into_iter().zip(mirror_bodies) {
+        mirror.fire(upstream, head, body);
+    }
+
+    // 9. Forward, with the route's backendRequest timeout and retries.
+    tracing::trace!(%request_id, cluster = %backend.cluster.name, "forwarding");
+    let retry = route.retry.as_ref().filter(|_| upgrade.is_none());
+    let mut response = exchange(
+        upstream,
+        &backend.cluster,
+        &RequestHead::of(&parts),
+        &mut outgoing,
+        route.timeouts,
+        retry,
+        upgrade.as_ref(),
+    )
+    .await?;
+
+    // 10. The response: hop-by-hop out (an accepted upgrade puts its own back), then the
+    //     backend's and the route's response filters, for the same reason as on the
+    //     request side.
+    let upstream_upgrade = response.headers().get(header::UPGRADE).cloned();
+    headers::strip_hop_by_hop(response.headers_mut(), false);
+    if let Some(upgrade) = upgrade {
+        upgrade.finish(&mut response, upstream_upgrade);
+    }
     let (mut parts, body) = response.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, false);
-    route.filters.on_response(&mut parts.headers);
+    backend
+        .filters
+        .on_response(&mut parts.headers, backend_forward.cors.as_ref());
+    route
+        .filters
+        .on_response(&mut parts.headers, forward.cors.as_ref());
     let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
-    (Ok(Response::from_parts(parts, body)), name)
+    Ok(Response::from_parts(parts, body))
 }
 
 /// A response the proxy makes itself: the status and its reason as plain text. The

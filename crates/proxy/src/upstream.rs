@@ -1,37 +1,59 @@
-//! The upstream side: pooled clients to cluster endpoints.
+//! The upstream side: connections to cluster endpoints.
 //!
-//! Two hyper-util legacy clients, both keep-alive pools keyed by endpoint
-//! (`http://<ip>:<port>`): one speaking HTTP/1.1 and one speaking HTTP/2 with prior
-//! knowledge (h2c). They live as long as the proxy, not a config: a config swap must not
-//! drop warm connections to endpoints that are still there.
+//! ```text
+//! Upstream
+//! ├── http1: hyper-util legacy client, a keep-alive pool keyed by endpoint
+//! │          (`http://<ip>:<port>`); the request keeps its Host header
+//! └── h2c:   one multiplexed HTTP/2 connection per endpoint, made by us so that
+//!            `:authority` carries the request's host, not the endpoint
+//! ```
+//!
+//! Both live as long as the proxy, not a config: a config swap must not drop warm
+//! connections to endpoints that are still there.
+//!
+//! Why h2c has its own pool: hyper-util's client builds the HTTP/2 `:authority` from
+//! the URI it connects to, and the URI must name the endpoint for the pool to be keyed
+//! by it. RFC 9113 section 8.3.1 wants the opposite: "An intermediary that forwards a
+//! request over HTTP/2 MUST construct an ":authority" pseudo-header field using the
+//! authority information from the control data of the original request", and HTTP/2
+//! servers (Go's among them) take the request's host from `:authority`. With our own
+//! connections the URI can carry the host while the socket goes to the endpoint.
 
-use std::net::SocketAddr;
-
-use bytes::Bytes;
-use http::{Request, Response, Uri, Version, header, uri::PathAndQuery};
-use http_body_util::combinators::UnsyncBoxBody;
-use hyper::body::Incoming;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioTimer},
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, Uri, Version, header, uri::PathAndQuery};
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::{body::Incoming, client::conn::http2};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+};
+use tokio::net::TcpStream;
+
 use crate::{
-    error::RequestError,
+    error::{BoxError, RequestError},
     options::ProxyOptions,
     table::{ClusterState, UpstreamProtocol},
 };
-
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body of every response the proxy returns: an upstream body or a local reply.
 /// `Unsync` because hyper's `Incoming` is not `Sync` and the server does not need it.
 pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
+/// The body of every request the proxy sends upstream: the client's body, a buffered
+/// copy of it (retries, mirrors) or a tap on it (mirrors).
+pub(crate) type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
+
 #[derive(Clone, Debug)]
 pub(crate) struct Upstream {
-    http1: Client<HttpConnector, Incoming>,
-    h2c: Client<HttpConnector, Incoming>,
+    http1: Client<HttpConnector, RequestBody>,
+    h2c: H2cPool,
 }
 
 impl Upstream {
@@ -39,16 +61,17 @@ impl Upstream {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(options.connect_timeout));
         connector.set_nodelay(true);
-        let builder = || {
-            let mut b = Client::builder(TokioExecutor::new());
-            b.pool_timer(TokioTimer::new())
-                .pool_idle_timeout(options.upstream_idle_timeout)
-                .pool_max_idle_per_host(options.max_idle_upstream_per_host);
-            b
-        };
+        let http1 = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(options.upstream_idle_timeout)
+            .pool_max_idle_per_host(options.max_idle_upstream_per_host)
+            .build(connector);
         Self {
-            http1: builder().build(connector.clone()),
-            h2c: builder().http2_only(true).build(connector),
+            http1,
+            h2c: H2cPool {
+                connect_timeout: options.connect_timeout,
+                senders: Arc::default(),
+            },
         }
     }
 
@@ -58,54 +81,144 @@ impl Upstream {
         &self,
         cluster: &ClusterState,
         endpoint: SocketAddr,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, RequestError> {
-        // Forward the original host. A request in absolute form (or any HTTP/2 request)
-        // carries it in the URI; RFC 9112 section 3.2.2 says the URI authority wins over
-        // a Host header then. The URI is about to name the endpoint instead.
-        if let Some(authority) = req.uri().authority()
-            && let Ok(v) = http::HeaderValue::from_str(authority.as_str())
-        {
-            req.headers_mut().insert(header::HOST, v);
-        }
+        // The host the client asked for: the URI authority of an HTTP/2 request (or an
+        // absolute-form HTTP/1 one), else its Host header.
+        let authority = match req.uri().authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => req.headers().get(header::HOST).cloned(),
+        };
         let path = req
             .uri()
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        *req.uri_mut() = Uri::builder()
-            .scheme("http")
-            .authority(endpoint.to_string())
-            .path_and_query(path)
-            .build()
-            .map_err(|e| RequestError::BadRequest(e.to_string()))?;
-        let client = match cluster.protocol {
+        match cluster.protocol {
             UpstreamProtocol::Http1 => {
+                // HTTP/1.1 carries the host in the Host header; the URI names the
+                // endpoint so that the pool is keyed by it (hyper-util sends the
+                // request line in origin form).
+                if let Some(authority) = authority {
+                    req.headers_mut().insert(header::HOST, authority);
+                }
+                *req.uri_mut() = uri(endpoint.to_string().as_str(), path)?;
                 *req.version_mut() = Version::HTTP_11;
-                &self.http1
+                self.http1.request(req).await.map_err(|error| {
+                    let connect = error.is_connect();
+                    failed(cluster, endpoint, connect, Box::new(error))
+                })
             }
-            // The Host header stays as a regular field: hyper's client builds
-            // `:authority` from the URI, which names the endpoint so that the pool is
-            // keyed by it.
             UpstreamProtocol::H2c => {
+                // The host goes in `:authority`, so the Host header is dropped (RFC 9113
+                // section 8.3.1: "Clients MUST NOT generate a request with a Host header
+                // field that differs from the ":authority" pseudo-header field").
+                req.headers_mut().remove(header::HOST);
+                let authority = authority
+                    .as_ref()
+                    .and_then(|a| a.to_str().ok())
+                    .map_or_else(|| endpoint.to_string(), str::to_owned);
+                *req.uri_mut() = uri(&authority, path)?;
                 *req.version_mut() = Version::HTTP_2;
-                &self.h2c
+                self.h2c.send(cluster, endpoint, req).await
             }
+        }
+    }
+}
+
+fn uri(authority: &str, path: PathAndQuery) -> Result<Uri, RequestError> {
+    Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|e| RequestError::BadRequest(e.to_string()))
+}
+
+fn failed(
+    cluster: &ClusterState,
+    endpoint: SocketAddr,
+    connect: bool,
+    error: BoxError,
+) -> RequestError {
+    if connect {
+        RequestError::Connect {
+            cluster: cluster.name.clone(),
+            endpoint,
+            error,
+        }
+    } else {
+        RequestError::Upstream {
+            cluster: cluster.name.clone(),
+            endpoint,
+            error,
+        }
+    }
+}
+
+/// One HTTP/2 connection per endpoint, shared by every request to it (HTTP/2
+/// multiplexes), replaced when it closes.
+#[derive(Clone, Debug)]
+struct H2cPool {
+    connect_timeout: Duration,
+    senders: Arc<Mutex<HashMap<SocketAddr, http2::SendRequest<RequestBody>>>>,
+}
+
+impl H2cPool {
+    async fn send(
+        &self,
+        cluster: &ClusterState,
+        endpoint: SocketAddr,
+        req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, RequestError> {
+        let mut sender = match self.open(endpoint) {
+            Some(sender) => sender,
+            None => self
+                .connect(endpoint)
+                .await
+                .map_err(|e| failed(cluster, endpoint, true, e))?,
         };
-        client.request(req).await.map_err(|error| {
-            if error.is_connect() {
-                RequestError::Connect {
-                    cluster: cluster.name.clone(),
-                    endpoint,
-                    error,
-                }
-            } else {
-                RequestError::Upstream {
-                    cluster: cluster.name.clone(),
-                    endpoint,
-                    error,
-                }
+        sender
+            .ready()
+            .await
+            .map_err(|e| failed(cluster, endpoint, false, Box::new(e)))?;
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| failed(cluster, endpoint, false, Box::new(e)))
+    }
+
+    /// The endpoint's connection, if it has one that is still open.
+    fn open(&self, endpoint: SocketAddr) -> Option<http2::SendRequest<RequestBody>> {
+        // A poisoned lock only means another request panicked mid-insert; the map is
+        // still a valid map.
+        let senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
+        senders.get(&endpoint).filter(|s| !s.is_closed()).cloned()
+    }
+
+    async fn connect(
+        &self,
+        endpoint: SocketAddr,
+    ) -> Result<http2::SendRequest<RequestBody>, BoxError> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(endpoint))
+            .await
+            .map_err(|_| format!("connect timed out after {:?}", self.connect_timeout))??;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(stream))
+            .await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%endpoint, %error, "h2c connection ended with an error");
             }
-        })
+        });
+        let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
+        // Two requests may have connected at once: the last one is kept, the other
+        // connection closes when its request is done. Closed connections of endpoints
+        // that are gone are dropped here, so the map does not grow with churn.
+        senders.retain(|_, s| !s.is_closed());
+        senders.insert(endpoint, sender.clone());
+        Ok(sender)
     }
 }

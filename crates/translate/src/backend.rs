@@ -1,10 +1,13 @@
 //! backendRefs -> weighted backends, and Service ports -> clusters.
 //!
 //! ```text
-//! backendRef ──resolve──> WeightedBackend { weight, cluster: "<ns>/<svc>:<port>" }
+//! backendRef ──resolve──> WeightedBackend { weight, cluster: "<ns>/<svc>:<port>", filters }
 //!                     └─> WeightedBackend { weight, invalid: "<Reason>: <message>" }
 //! ClusterRef (ns, svc, port) ──build_cluster──> Cluster { endpoints from EndpointSlices }
 //! ```
+//!
+//! A RequestMirror's backendRef goes through the same [`resolve`] checks; what differs
+//! is what happens when it fails (the mirror is dropped, see [`crate::filters`]).
 //!
 //! Gateway API (HTTPRoute backendRefs): "When a HTTPBackendRef is invalid, 500 status
 //! codes MUST be returned for requests that would have otherwise been routed to an invalid
@@ -16,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use portico_api::config::v1::{
-    Cluster, ClusterProtocol, Endpoint, WeightedBackend, weighted_backend,
+    Cluster, ClusterProtocol, Endpoint, Filter, WeightedBackend, weighted_backend,
 };
 use portico_api::gateway::httproutes::HttpRouteRulesBackendRefs;
 use portico_api::k8s::{EndpointSlice, Service, ServicePort};
@@ -28,6 +31,28 @@ use crate::status::ObjectRef;
 
 /// The appProtocol that asks for cleartext HTTP/2 to the backend (KEP-3726).
 const APP_PROTOCOL_H2C: &str = "kubernetes.io/h2c";
+
+/// A reference to a backend, as backendRefs and RequestMirror backendRefs both spell it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BackendRef<'a> {
+    pub(crate) group: Option<&'a str>,
+    pub(crate) kind: Option<&'a str>,
+    pub(crate) name: &'a str,
+    pub(crate) namespace: Option<&'a str>,
+    pub(crate) port: Option<i32>,
+}
+
+impl<'a> From<&'a HttpRouteRulesBackendRefs> for BackendRef<'a> {
+    fn from(r: &'a HttpRouteRulesBackendRefs) -> Self {
+        Self {
+            group: r.group.as_deref(),
+            kind: r.kind.as_deref(),
+            name: &r.name,
+            namespace: r.namespace.as_deref(),
+            port: r.port,
+        }
+    }
+}
 
 /// A Service port some route sends traffic to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -53,17 +78,21 @@ pub(crate) struct ResolvedBackends {
     pub(crate) errors: Vec<BackendError>,
 }
 
+/// Resolves a rule's backendRefs; `filters[i]` are the converted filters of `refs[i]`
+/// (see [`crate::filters::convert_backend`]).
 pub(crate) fn resolve_all(
     index: &Index<'_>,
     route_namespace: &str,
     refs: &[HttpRouteRulesBackendRefs],
+    mut filters: Vec<Vec<Filter>>,
 ) -> ResolvedBackends {
     let mut out = ResolvedBackends::default();
-    for r in refs {
+    filters.resize(refs.len(), Vec::new());
+    for (r, filters) in refs.iter().zip(filters) {
         // Gateway API: "Weight [...] If unspecified, weight defaults to 1." The CRD bounds
         // it to 0..=1000000; a negative weight from unvalidated YAML counts as 0.
         let weight = u32::try_from(r.weight.unwrap_or(1)).unwrap_or(0);
-        let target = match resolve(index, route_namespace, r) {
+        let target = match resolve(index, route_namespace, r.into()) {
             Ok(cluster) => {
                 let target = weighted_backend::Target::Cluster(cluster.name());
                 if weight > 0 && !out.clusters.contains(&cluster) {
@@ -82,6 +111,7 @@ pub(crate) fn resolve_all(
             out.backends.push(WeightedBackend {
                 weight,
                 target: Some(target),
+                filters,
             });
         }
     }
@@ -91,23 +121,22 @@ pub(crate) fn resolve_all(
 /// Checks one backendRef, in the order that leaks the least: the kind first, then
 /// whether a cross-namespace reference is granted (before revealing whether the Service
 /// exists), then the Service and its port.
-fn resolve(
+pub(crate) fn resolve(
     index: &Index<'_>,
     route_namespace: &str,
-    r: &HttpRouteRulesBackendRefs,
+    r: BackendRef<'_>,
 ) -> Result<ClusterRef, BackendError> {
-    let group = r.group.as_deref().unwrap_or("");
-    let kind = r.kind.as_deref().unwrap_or(kind::SERVICE);
+    let group = r.group.unwrap_or("");
+    let kind = r.kind.unwrap_or(kind::SERVICE);
     if !group.is_empty() || kind != kind::SERVICE {
         return Err(BackendError::InvalidKind {
             group: group.to_owned(),
             kind: kind.to_owned(),
-            name: r.name.clone(),
+            name: r.name.to_owned(),
         });
     }
     let namespace = r
         .namespace
-        .as_deref()
         .filter(|ns| !ns.is_empty())
         .unwrap_or(route_namespace);
     // Gateway API (BackendObjectReference namespace): "Note that when a namespace
@@ -116,20 +145,20 @@ fn resolve(
     if namespace != route_namespace
         && !index.reference_granted(
             (names::GATEWAY_API_GROUP, kind::HTTP_ROUTE, route_namespace),
-            ("", kind::SERVICE, namespace, &r.name),
+            ("", kind::SERVICE, namespace, r.name),
         )
     {
         return Err(BackendError::NotPermitted {
             from: route_namespace.to_owned(),
             namespace: namespace.to_owned(),
-            name: r.name.clone(),
+            name: r.name.to_owned(),
         });
     }
-    let service = ObjectRef::new(namespace, r.name.clone());
+    let service = ObjectRef::new(namespace, r.name.to_owned());
     let Some(port) = r.port else {
         return Err(BackendError::MissingPort {
             namespace: namespace.to_owned(),
-            name: r.name.clone(),
+            name: r.name.to_owned(),
         });
     };
     let svc = index
@@ -137,12 +166,12 @@ fn resolve(
         .get(&service)
         .ok_or_else(|| BackendError::ServiceNotFound {
             namespace: namespace.to_owned(),
-            name: r.name.clone(),
+            name: r.name.to_owned(),
         })?;
     if service_port(svc, port).is_none() {
         return Err(BackendError::PortNotFound {
             namespace: namespace.to_owned(),
-            name: r.name.clone(),
+            name: r.name.to_owned(),
             port,
         });
     }
@@ -166,6 +195,9 @@ pub(crate) fn build_cluster(index: &Index<'_>, cluster: &ClusterRef) -> Cluster 
         .services
         .get(&cluster.service)
         .and_then(|svc| service_port(svc, cluster.port));
+    // Anything but h2c is spoken as HTTP/1.1, which includes `kubernetes.io/ws`:
+    // WebSocket is an HTTP/1.1 Upgrade, which the proxy passes through to HTTP/1.1
+    // clusters.
     let protocol = match port.and_then(|p| p.app_protocol.as_deref()) {
         Some(APP_PROTOCOL_H2C) => ClusterProtocol::H2c,
         _ => ClusterProtocol::Http1,

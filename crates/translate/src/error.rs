@@ -17,8 +17,22 @@ pub(crate) enum RouteError {
         filter: &'static str,
         field: &'static str,
     },
-    #[error("rule {rule}: filters on backendRefs are not supported yet")]
-    BackendRefFilters { rule: usize },
+    #[error("rule {rule}: filter {filter} is not supported on a backendRef")]
+    UnsupportedBackendFilter { rule: usize, filter: String },
+    #[error("rule {rule}: filter {filter}: {why}")]
+    InvalidFilter {
+        rule: usize,
+        filter: &'static str,
+        why: String,
+    },
+    #[error("rule {rule}: {field}: {why}")]
+    InvalidField {
+        rule: usize,
+        field: &'static str,
+        why: String,
+    },
+    #[error("rule {rule}: {field} is not supported")]
+    UnsupportedField { rule: usize, field: &'static str },
     #[error("rule {rule}, match {matcher}: invalid path {value:?}: {why}")]
     InvalidPath {
         rule: usize,
@@ -51,7 +65,8 @@ impl RouteError {
     }
 }
 
-/// A backendRef that cannot be resolved.
+/// A reference that cannot be resolved: a backendRef, a RequestMirror's backendRef, or
+/// an ExtensionRef filter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum BackendError {
     #[error(
@@ -81,6 +96,15 @@ pub(crate) enum BackendError {
         name: String,
         port: i32,
     },
+    #[error(
+        "ExtensionRef filter {name:?} refers to {}, a kind Portico does not implement",
+        kind_group(kind, group)
+    )]
+    UnknownFilterKind {
+        group: String,
+        kind: String,
+        name: String,
+    },
 }
 
 /// `Kind` for the core group, `Kind.group` otherwise (as kubectl spells resources).
@@ -96,7 +120,7 @@ impl BackendError {
     /// The reason of the `ResolvedRefs=False` condition it causes.
     pub(crate) fn reason(&self) -> &'static str {
         match self {
-            Self::InvalidKind { .. } => reason::INVALID_KIND,
+            Self::InvalidKind { .. } | Self::UnknownFilterKind { .. } => reason::INVALID_KIND,
             Self::NotPermitted { .. } => reason::REF_NOT_PERMITTED,
             Self::MissingPort { .. } | Self::ServiceNotFound { .. } | Self::PortNotFound { .. } => {
                 reason::BACKEND_NOT_FOUND

@@ -22,8 +22,12 @@
 //! If ties still exist within an HTTPRoute, matching precedence MUST be granted to the
 //! FIRST matching rule (in list order) with a match meeting the above criteria."
 //!
-//! Portico puts regular-expression paths after every prefix (longest pattern first), and
-//! ends with the rule index and then the match index so the order is total.
+//! Where regular expressions go is Portico's choice, made so that a regex can be reached
+//! at all: after the exact paths and before every prefix, longest pattern first (as
+//! Envoy Gateway orders them). A regex is a deliberate, usually narrow match; put after
+//! the prefixes, it would never answer on a host that also has a `/` catch-all (every
+//! HTTPRoute without matches is one). The order ends with the rule index and then the
+//! match index, so it is total.
 
 use std::cmp::Ordering;
 
@@ -33,8 +37,8 @@ use portico_api::k8s::Time;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum PathKind {
     Exact,
-    Prefix,
     Regex,
+    Prefix,
 }
 
 /// Everything that orders one (route, rule, match) entry against another.
@@ -110,8 +114,10 @@ mod tests {
         let rows: Vec<(&str, Precedence)> = vec![
             ("exact, long", p(PathKind::Exact, 10)),
             ("exact, short", p(PathKind::Exact, 2)),
+            ("regex after exact", p(PathKind::Regex, 12)),
+            ("shorter regex", p(PathKind::Regex, 3)),
             (
-                "exact beats any prefix even a longer one",
+                "exact and regex beat any prefix even a longer one",
                 p(PathKind::Prefix, 30),
             ),
             ("longer prefix first", p(PathKind::Prefix, 6)),
@@ -199,8 +205,6 @@ mod tests {
                     ..p(PathKind::Prefix, 1)
                 },
             ),
-            ("regex after every prefix", p(PathKind::Regex, 12)),
-            ("shorter regex", p(PathKind::Regex, 3)),
         ];
         let mut shuffled: Vec<&(&str, Precedence)> = rows.iter().rev().collect();
         shuffled.sort_by(|a, b| a.1.cmp(&b.1));

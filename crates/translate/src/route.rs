@@ -4,7 +4,9 @@
 //! HttpRoute ──compile──> CompiledRoute
 //!                        ├── hostnames            spec.hostnames (lowercased)
 //!                        ├── entries[]            one per (rule, match): config Route + Precedence
-//!                        ├── clusters[]           Service ports its backends send to
+//!                        │                        (match, filters, backends with their
+//!                        │                        filters, timeouts, retry)
+//!                        ├── clusters[]           Service ports its backends and mirrors send to
 //!                        ├── errors[]             RouteError: Accepted=False (UnsupportedValue)
 //!                        └── backend_errors[]     BackendError: ResolvedRefs=False
 //! ```
@@ -14,14 +16,17 @@
 
 use portico_api::config::v1::Route;
 use portico_api::gateway::HttpRoute;
-use portico_api::gateway::httproutes::HttpRouteRules;
+use portico_api::gateway::httproutes::{
+    HttpRouteRules, HttpRouteRulesFiltersType, HttpRouteRulesMatchesPathType,
+};
 use portico_api::k8s::Time;
 
 use crate::backend::{self, ClusterRef};
 use crate::error::{BackendError, RouteError};
-use crate::filters;
+use crate::filters::{self, Context};
 use crate::index::{Index, object_ref};
 use crate::matches;
+use crate::policy;
 use crate::precedence::Precedence;
 use crate::status::ObjectRef;
 
@@ -44,7 +49,6 @@ pub(crate) struct RouteEntry {
 
 pub(crate) fn compile<'a>(index: &Index<'_>, route: &'a HttpRoute) -> CompiledRoute<'a> {
     let key = object_ref(&route.metadata);
-    let created: Option<&Time> = route.metadata.creation_timestamp.as_ref();
     let mut compiled = CompiledRoute {
         key: key.clone(),
         route,
@@ -66,60 +70,121 @@ pub(crate) fn compile<'a>(index: &Index<'_>, route: &'a HttpRoute) -> CompiledRo
     let default_rules = [HttpRouteRules::default()];
     let rules = route.spec.rules.as_deref().unwrap_or(&default_rules);
     for (i, rule) in rules.iter().enumerate() {
-        let refs = rule.backend_refs.as_deref().unwrap_or_default();
-        if refs
-            .iter()
-            .any(|r| r.filters.as_ref().is_some_and(|f| !f.is_empty()))
-        {
-            compiled
-                .errors
-                .push(RouteError::BackendRefFilters { rule: i });
-        }
-        let resolved = backend::resolve_all(index, &key.namespace, refs);
-        compiled.backend_errors.extend(resolved.errors);
-        for cluster in resolved.clusters {
-            if !compiled.clusters.contains(&cluster) {
-                compiled.clusters.push(cluster);
-            }
-        }
-
-        let rule_filters =
-            match filters::convert_all(i, rule.filters.as_deref().unwrap_or_default()) {
-                Ok(f) => f,
-                Err(e) => {
-                    compiled.errors.push(e);
-                    continue;
-                }
-            };
-        let converted = match matches::convert_all(i, rule.matches.as_deref()) {
-            Ok(m) => m,
-            Err(e) => {
-                compiled.errors.push(e);
-                continue;
-            }
-        };
-        for (j, m) in converted.into_iter().enumerate() {
-            compiled.entries.push(RouteEntry {
-                precedence: Precedence {
-                    path_kind: m.path_kind,
-                    path_len: m.path_len,
-                    has_method: !m.matcher.method.is_empty(),
-                    headers: m.matcher.headers.len(),
-                    query_params: m.matcher.query_params.len(),
-                    created: created.cloned(),
-                    route: key.to_string(),
-                    rule: i,
-                    matcher: j,
-                },
-                route: Route {
-                    name: format!("{key}/rule/{i}/match/{j}"),
-                    route: key.to_string(),
-                    r#match: Some(m.matcher),
-                    filters: rule_filters.clone(),
-                    backends: resolved.backends.clone(),
-                },
-            });
+        if let Err(e) = compile_rule(index, &key, i, rule, &mut compiled) {
+            compiled.errors.push(e);
         }
     }
     compiled
+}
+
+fn compile_rule(
+    index: &Index<'_>,
+    key: &ObjectRef,
+    i: usize,
+    rule: &HttpRouteRules,
+    compiled: &mut CompiledRoute<'_>,
+) -> Result<(), RouteError> {
+    // Session persistence is an extended feature Portico does not implement; serving
+    // the rule without it would silently break what the route asks for.
+    if rule.session_persistence.is_some() {
+        return Err(RouteError::UnsupportedField {
+            rule: i,
+            field: "sessionPersistence",
+        });
+    }
+    let refs = rule.backend_refs.as_deref().unwrap_or_default();
+    let rule_filters = rule.filters.as_deref().unwrap_or_default();
+    // The CRD (CEL): "RequestRedirect filter must not be used together with
+    // backendRefs".
+    if !refs.is_empty()
+        && rule_filters
+            .iter()
+            .any(|f| f.r#type == HttpRouteRulesFiltersType::RequestRedirect)
+    {
+        return Err(RouteError::InvalidFilter {
+            rule: i,
+            filter: "RequestRedirect",
+            why: "must not be used together with backendRefs".to_owned(),
+        });
+    }
+    let cx = Context {
+        index,
+        namespace: &key.namespace,
+        rule: i,
+        prefix: single_prefix(rule),
+    };
+
+    let converted_matches = matches::convert_all(i, rule.matches.as_deref())?;
+    let converted_filters = filters::convert_rule(cx, rule_filters)?;
+    let mut backend_filters = Vec::with_capacity(refs.len());
+    let mut filter_errors = Vec::new();
+    for r in refs {
+        let (f, errors) = filters::convert_backend(cx, r.filters.as_deref().unwrap_or_default())?;
+        backend_filters.push(f);
+        filter_errors.extend(errors);
+    }
+    let timeouts = policy::timeouts(i, rule.timeouts.as_ref())?;
+    let retry = policy::retry(i, rule.retry.as_ref())?;
+
+    // Everything that can make the route unacceptable is checked; what follows only
+    // reports references.
+    let resolved = backend::resolve_all(index, &key.namespace, refs, backend_filters);
+    compiled.backend_errors.extend(resolved.errors);
+    compiled.backend_errors.extend(converted_filters.errors);
+    compiled.backend_errors.extend(filter_errors);
+    for cluster in resolved
+        .clusters
+        .into_iter()
+        .chain(converted_filters.clusters)
+    {
+        if !compiled.clusters.contains(&cluster) {
+            compiled.clusters.push(cluster);
+        }
+    }
+
+    let created: Option<&Time> = compiled.route.metadata.creation_timestamp.as_ref();
+    for (j, m) in converted_matches.into_iter().enumerate() {
+        compiled.entries.push(RouteEntry {
+            precedence: Precedence {
+                path_kind: m.path_kind,
+                path_len: m.path_len,
+                has_method: !m.matcher.method.is_empty(),
+                headers: m.matcher.headers.len(),
+                query_params: m.matcher.query_params.len(),
+                created: created.cloned(),
+                route: key.to_string(),
+                rule: i,
+                matcher: j,
+            },
+            route: Route {
+                name: format!("{key}/rule/{i}/match/{j}"),
+                route: key.to_string(),
+                r#match: Some(m.matcher),
+                filters: converted_filters.filters.clone(),
+                backends: resolved.backends.clone(),
+                timeouts,
+                retry: retry.clone(),
+            },
+        });
+    }
+    Ok(())
+}
+
+/// The PathPrefix value a ReplacePrefixMatch replaces: the rule must have exactly one
+/// match and it must be a PathPrefix (no matches at all is the CRD's default, one
+/// PathPrefix `/`; a match without a path or type defaults to PathPrefix `/` too).
+fn single_prefix(rule: &HttpRouteRules) -> Option<&str> {
+    match rule.matches.as_deref() {
+        None | Some([]) => Some("/"),
+        Some([only]) => match &only.path {
+            None => Some("/"),
+            Some(p) => match p.r#type {
+                None | Some(HttpRouteRulesMatchesPathType::PathPrefix) => {
+                    Some(p.value.as_deref().unwrap_or("/"))
+                }
+                Some(_) => None,
+            },
+        },
+        Some(_) => None,
+    }
 }

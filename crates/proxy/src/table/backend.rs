@@ -1,7 +1,7 @@
 //! Backends: the weighted shares of a route and the clusters (endpoint sets) behind them.
 //!
 //! ```text
-//! Route.backends ── WeightedBackends ──┬─ share (weight) -> Cluster(Arc<ClusterState>)
+//! Route.backends ── WeightedBackends ──┬─ share (weight) -> Cluster(Backend { cluster, filters })
 //!                                      └─ share (weight) -> Invalid("BackendNotFound: ...")
 //! ClusterState: ready endpoints + a round-robin cursor, shared by every route using it
 //! ```
@@ -20,7 +20,7 @@ use std::{
 
 use portico_api::config::v1 as pb;
 
-use crate::error::ConfigError;
+use crate::{error::ConfigError, filters::RouteFilters};
 
 /// A cluster as the proxy serves it.
 #[derive(Debug)]
@@ -90,11 +90,18 @@ impl ClusterState {
 }
 
 /// Where one share of a route's traffic goes.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) enum Target {
-    Cluster(Arc<ClusterState>),
+    Cluster(Backend),
     /// An unresolvable backendRef keeps its share and answers it with 500.
     Invalid(String),
+}
+
+/// A backendRef that resolved: its cluster and its own filters.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    pub(crate) cluster: Arc<ClusterState>,
+    pub(crate) filters: RouteFilters,
 }
 
 /// The weighted backends of a route. Shares of weight 0 are dropped when building:
@@ -119,9 +126,10 @@ impl WeightedBackends {
             // Resolve even weight-0 clusters: a dangling name is a broken config whatever
             // its weight.
             let target = match &b.target {
-                Some(pb::weighted_backend::Target::Cluster(name)) => {
-                    Target::Cluster(cluster(name)?)
-                }
+                Some(pb::weighted_backend::Target::Cluster(name)) => Target::Cluster(Backend {
+                    cluster: cluster(name)?,
+                    filters: RouteFilters::compile_backend(&b.filters)?,
+                }),
                 Some(pb::weighted_backend::Target::Invalid(reason)) => {
                     Target::Invalid(reason.clone())
                 }
@@ -182,6 +190,7 @@ mod tests {
         pb::WeightedBackend {
             weight,
             target: Some(pb::weighted_backend::Target::Cluster(cluster.to_owned())),
+            filters: vec![],
         }
     }
 
@@ -228,7 +237,7 @@ mod tests {
             assert_eq!(total, 100);
             roll
         }) {
-            Some(Target::Cluster(c)) => c.name.clone(),
+            Some(Target::Cluster(b)) => b.cluster.name.clone(),
             other => panic!("{other:?}"),
         };
         assert_eq!(name(0), "a");

@@ -6,7 +6,7 @@
 //! match for `*.example.com` would match both `test.example.com`, and
 //! `foo.test.example.com`, but not `example.com`." An empty hostname matches all.
 
-use http::Request;
+use http::{HeaderMap, Request, Uri};
 
 use crate::error::ConfigError;
 
@@ -73,10 +73,14 @@ impl HostPattern {
 /// absolute-form HTTP/1 target), else the Host header; lowercased, without port.
 /// Returns "" when the request names no host, which only the "any" patterns match.
 pub(crate) fn request_host<B>(req: &Request<B>) -> String {
-    let raw = match req.uri().authority() {
+    host_of(req.uri(), req.headers())
+}
+
+/// [`request_host`] for a request taken apart.
+pub(crate) fn host_of(uri: &Uri, headers: &HeaderMap) -> String {
+    let raw = match uri.authority() {
         Some(authority) => authority.host(),
-        None => req
-            .headers()
+        None => headers
             .get(http::header::HOST)
             .and_then(|v| v.to_str().ok())
             .map(strip_port)

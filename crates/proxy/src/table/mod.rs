@@ -7,8 +7,10 @@
 //! │   └── vhosts[]           HostPattern; the most specific match wins (isolation)
 //! │       └── groups[]       HostPattern; walked in order, "" matches all
 //! │           └── routes[]   RouteMatcher + RouteFilters + WeightedBackends
-//! │                                                         └─ Arc<ClusterState> ─┐
-//! └── clusters: name -> Arc<ClusterState>   <──────────────────────────────────────┘
+//! │                          + Timeouts + RetryPolicy  │          └─ Backend { Arc<ClusterState>,
+//! │                                                    │                       RouteFilters } ─┐
+//! │                                     mirrors ─ Arc<ClusterState> ────────────────────────┤
+//! └── clusters: name -> Arc<ClusterState>   <──────────────────────────────────────────────┘
 //! ```
 //!
 //! Everything that can fail (addresses, hostnames, regexes, header names, cluster
@@ -32,10 +34,10 @@ use portico_api::config::v1 as pb;
 
 use crate::{
     error::{ConfigError, ProxyError},
-    filters::RouteFilters,
+    filters::{Downstream, RetryPolicy, RouteFilters, Timeouts},
 };
 pub(crate) use backend::{ClusterState, Target, UpstreamProtocol, WeightedBackends};
-pub(crate) use host::{HostPattern, request_host};
+pub(crate) use host::{HostPattern, host_of, request_host};
 use matcher::RouteMatcher;
 
 #[derive(Debug)]
@@ -50,6 +52,8 @@ pub(crate) struct RoutingTable {
 pub(crate) struct ListenerRoutes {
     /// The address the config asks for (before `ProxyOptions::ephemeral_ports`).
     pub(crate) addr: SocketAddr,
+    /// The scheme and Gateway listener port, for redirects.
+    pub(crate) downstream: Downstream,
     vhosts: Vec<VirtualHost>,
 }
 
@@ -73,6 +77,8 @@ pub(crate) struct Route {
     matcher: RouteMatcher,
     pub(crate) filters: RouteFilters,
     pub(crate) backends: WeightedBackends,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) retry: Option<RetryPolicy>,
 }
 
 impl RoutingTable {
@@ -133,6 +139,12 @@ impl RoutingTable {
                 l.name.clone(),
                 ListenerRoutes {
                     addr: SocketAddr::new(ip, port),
+                    // Only HTTP listeners are served so far; an HTTPS one will say
+                    // "https" here.
+                    downstream: Downstream {
+                        scheme: "http",
+                        port,
+                    },
                     vhosts,
                 },
             );
@@ -211,16 +223,19 @@ impl Route {
         r: &pb::Route,
         clusters: &HashMap<String, Arc<ClusterState>>,
     ) -> Result<Self, ConfigError> {
+        let cluster = |name: &str| {
+            clusters
+                .get(name)
+                .cloned()
+                .ok_or_else(|| ConfigError::UnknownCluster(name.to_owned()))
+        };
         Ok(Self {
             name: r.name.clone(),
             matcher: RouteMatcher::compile(r.r#match.as_ref())?,
-            filters: RouteFilters::compile(&r.filters)?,
-            backends: WeightedBackends::build(&r.backends, |name| {
-                clusters
-                    .get(name)
-                    .cloned()
-                    .ok_or_else(|| ConfigError::UnknownCluster(name.to_owned()))
-            })?,
+            filters: RouteFilters::compile(&r.filters, cluster)?,
+            backends: WeightedBackends::build(&r.backends, cluster)?,
+            timeouts: Timeouts::compile(r.timeouts.as_ref()),
+            retry: r.retry.as_ref().map(RetryPolicy::compile),
         })
     }
 }

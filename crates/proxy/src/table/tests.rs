@@ -40,7 +40,10 @@ fn route(name: &str, m: pb::RouteMatch) -> pb::Route {
         backends: vec![pb::WeightedBackend {
             weight: 1,
             target: Some(pb::weighted_backend::Target::Cluster("c".to_owned())),
+            filters: vec![],
         }],
+        timeouts: None,
+        retry: None,
     }
 }
 

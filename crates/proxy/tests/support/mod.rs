@@ -1,15 +1,16 @@
-//! Test support: a tiny echo backend, config builders, a client, and an "eventually"
-//! helper. Everything binds 127.0.0.1 port 0.
+//! Test support: backends (an echo server, a scripted one, one that never answers, an
+//! upgrade echo), config builders, a client, and an "eventually" helper. Everything
+//! binds 127.0.0.1 port 0.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, VecDeque},
     convert::Infallible,
     future::Future,
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -33,13 +34,15 @@ use tokio::{net::TcpListener, task::JoinHandle};
 // Echo backend
 
 /// An HTTP/1.1 + h2c server answering every request with JSON describing it:
-/// `{"server", "method", "path", "version", "headers": {name: [values]}}`, and a
-/// response header `x-echo-server: <name>`. `?sleep_ms=N` delays the answer, to have a
-/// request in flight.
+/// `{"server", "method", "path", "version", "authority", "headers": {name: [values]},
+/// "body"}`, and a response header `x-echo-server: <name>`. `?sleep_ms=N` delays the
+/// answer, to have a request in flight.
 pub(crate) struct Echo {
     pub(crate) addr: SocketAddr,
     /// Requests that reached this backend (counted on arrival, before any sleep).
     received: Arc<AtomicUsize>,
+    /// The JSON of every request answered, in order.
+    seen: Arc<Mutex<Vec<Value>>>,
     task: JoinHandle<()>,
 }
 
@@ -55,7 +58,9 @@ impl Echo {
         let addr = listener.local_addr().unwrap();
         let name: Arc<str> = name.into();
         let received = Arc::new(AtomicUsize::new(0));
+        let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
         let counter = received.clone();
+        let log = seen.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -63,10 +68,11 @@ impl Echo {
                 };
                 let name = name.clone();
                 let counter = counter.clone();
+                let log = log.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         counter.fetch_add(1, Ordering::SeqCst);
-                        echo(name.clone(), req)
+                        echo(name.clone(), log.clone(), req)
                     });
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)
@@ -77,12 +83,18 @@ impl Echo {
         Self {
             addr,
             received,
+            seen,
             task,
         }
     }
 
     pub(crate) fn received(&self) -> usize {
         self.received.load(Ordering::SeqCst)
+    }
+
+    /// The requests answered so far, as the JSON each was answered with.
+    pub(crate) fn seen(&self) -> Vec<Value> {
+        self.seen.lock().unwrap().clone()
     }
 
     /// Waits until at least `n` requests reached this backend.
@@ -103,7 +115,11 @@ impl Echo {
     }
 }
 
-async fn echo(name: Arc<str>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn echo(
+    name: Arc<str>,
+    log: Arc<Mutex<Vec<Value>>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let sleep_ms = req
         .uri()
         .query()
@@ -121,14 +137,21 @@ async fn echo(name: Arc<str>, req: Request<Incoming>) -> Result<Response<Full<By
             .or_default()
             .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
     }
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+        Err(e) => format!("<body error: {e}>"),
+    };
     let body = json!({
         "server": &*name,
-        "method": req.method().as_str(),
-        "path": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-        "version": format!("{:?}", req.version()),
-        "authority": req.uri().authority().map(|a| a.as_str()),
+        "method": parts.method.as_str(),
+        "path": parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        "version": format!("{:?}", parts.version),
+        "authority": parts.uri.authority().map(|a| a.as_str()),
         "headers": headers,
+        "body": body,
     });
+    log.lock().unwrap().push(body.clone());
     Ok(Response::builder()
         .header("content-type", "application/json")
         .header("x-echo-server", &*name)
@@ -151,6 +174,7 @@ pub(crate) fn to(cluster: &str, weight: u32) -> pb::WeightedBackend {
     pb::WeightedBackend {
         weight,
         target: Some(pb::weighted_backend::Target::Cluster(cluster.to_owned())),
+        filters: vec![],
     }
 }
 
@@ -158,6 +182,7 @@ pub(crate) fn invalid(weight: u32, reason: &str) -> pb::WeightedBackend {
     pb::WeightedBackend {
         weight,
         target: Some(pb::weighted_backend::Target::Invalid(reason.to_owned())),
+        filters: vec![],
     }
 }
 
@@ -178,6 +203,8 @@ pub(crate) fn prefix_route(
         }),
         filters: vec![],
         backends,
+        timeouts: None,
+        retry: None,
     }
 }
 
@@ -308,9 +335,39 @@ impl TestClient {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<Reply, hyper_util::client::legacy::Error> {
+        self.try_request("GET", addr, host, path, headers, Bytes::new())
+            .await
+    }
+
+    /// Any method, with a body.
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        self.try_request(method, addr, host, path, headers, body.into())
+            .await
+            .unwrap()
+    }
+
+    async fn try_request(
+        &self,
+        method: &str,
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Reply, hyper_util::client::legacy::Error> {
         // HTTP/1 carries the host in the Host header; HTTP/2 in :authority, which
         // hyper builds from the URI, so put the host there and connect by address.
-        let mut req = Request::builder().uri(format!("http://{addr}{path}"));
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
         if !host.is_empty() {
             req = req.header("host", host);
         }
@@ -319,7 +376,7 @@ impl TestClient {
         }
         let resp = self
             .inner
-            .request(req.body(Full::default()).unwrap())
+            .request(req.body(Full::new(body)).unwrap())
             .await?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
@@ -351,4 +408,245 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Other backends
+
+/// An HTTP/1.1 server answering with the statuses of its script, one per request (200
+/// once the script is used up), with the request's body as its body. Counts requests.
+pub(crate) struct Scripted {
+    pub(crate) addr: SocketAddr,
+    received: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Scripted {
+    pub(crate) async fn start(statuses: &[u16]) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let script = Arc::new(Mutex::new(
+            statuses.iter().copied().collect::<VecDeque<_>>(),
+        ));
+        let received = Arc::new(AtomicUsize::new(0));
+        let counter = received.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let script = script.clone();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let status = script.lock().unwrap().pop_front().unwrap_or(200);
+                        async move {
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .status(status)
+                                    .body(Full::new(body))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            received,
+            task,
+        }
+    }
+
+    pub(crate) fn received(&self) -> usize {
+        self.received.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn cluster(&self, name: &str) -> pb::Cluster {
+        pb::Cluster {
+            name: name.to_owned(),
+            endpoints: vec![endpoint(self.addr)],
+            protocol: pb::ClusterProtocol::Http1 as i32,
+        }
+    }
+}
+
+/// A server that accepts connections and never answers: a stuck backend.
+pub(crate) struct BlackHole {
+    pub(crate) addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl BlackHole {
+    pub(crate) async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            task,
+        }
+    }
+
+    pub(crate) fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn cluster(&self, name: &str) -> pb::Cluster {
+        pb::Cluster {
+            name: name.to_owned(),
+            endpoints: vec![endpoint(self.addr)],
+            protocol: pb::ClusterProtocol::Http1 as i32,
+        }
+    }
+}
+
+/// An HTTP/1.1 server that accepts any upgrade (101 Switching Protocols) and then
+/// echoes every byte back; a plain request gets 200 "no upgrade".
+pub(crate) struct UpgradeEcho {
+    pub(crate) addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for UpgradeEcho {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl UpgradeEcho {
+    pub(crate) async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let svc = service_fn(|mut req: Request<Incoming>| async move {
+                        let Some(protocol) = req.headers().get("upgrade").cloned() else {
+                            return Ok::<_, Infallible>(Response::new(Full::new(
+                                Bytes::from_static(b"no upgrade"),
+                            )));
+                        };
+                        let on_upgrade = hyper::upgrade::on(&mut req);
+                        tokio::spawn(async move {
+                            let Ok(upgraded) = on_upgrade.await else {
+                                return;
+                            };
+                            let mut io = TokioIo::new(upgraded);
+                            let mut buf = [0u8; 1024];
+                            loop {
+                                match tokio::io::AsyncReadExt::read(&mut io, &mut buf).await {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(n) => {
+                                        if tokio::io::AsyncWriteExt::write_all(&mut io, &buf[..n])
+                                            .await
+                                            .is_err()
+                                        {
+                                            break;
+                                        }
+                                    }
+                                }
+                            }
+                        });
+                        Ok(Response::builder()
+                            .status(StatusCode::SWITCHING_PROTOCOLS)
+                            .header("connection", "upgrade")
+                            .header("upgrade", protocol)
+                            .body(Full::default())
+                            .unwrap())
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Self { addr, task }
+    }
+
+    pub(crate) fn cluster(&self, name: &str) -> pb::Cluster {
+        pb::Cluster {
+            name: name.to_owned(),
+            endpoints: vec![endpoint(self.addr)],
+            protocol: pb::ClusterProtocol::Http1 as i32,
+        }
+    }
+}
+
+fn endpoint(addr: SocketAddr) -> pb::Endpoint {
+    pb::Endpoint {
+        address: addr.ip().to_string(),
+        port: u32::from(addr.port()),
+        ready: true,
+        pod: String::new(),
+    }
+}
+
+/// A route answering `prefix` with `filters` and `backends`.
+pub(crate) fn filtered_route(
+    name: &str,
+    prefix: &str,
+    filters: Vec<pb::Filter>,
+    backends: Vec<pb::WeightedBackend>,
+) -> pb::Route {
+    pb::Route {
+        filters,
+        ..prefix_route(name, prefix, backends)
+    }
+}
+
+/// A proxy serving `routes` (any host) on a listener configured on `port` but bound to
+/// an ephemeral one, with `clusters`.
+pub(crate) async fn start_on(
+    port: u16,
+    routes: Vec<pb::Route>,
+    clusters: Vec<pb::Cluster>,
+) -> (ProxyHandle, SocketAddr) {
+    let proxy = portico_proxy::start(
+        ProxyOptions {
+            ephemeral_ports: true,
+            ..options()
+        },
+        config(
+            "v1",
+            vec![listener_on("http", port, vec![any_host(routes)])],
+            clusters,
+        ),
+    )
+    .await
+    .unwrap();
+    let addr = proxy.bound_addrs()["http"];
+    (proxy, addr)
 }

@@ -1,0 +1,115 @@
+//! One request to one backend: attempts, each bounded by the route's backendRequest
+//! timeout, retried as the route's retry policy says.
+//!
+//! ```text
+//! attempt 0 ─> endpoint (round robin) ─> send ─┬─ response, status not retried ──> done
+//!                                              ├─ response, status in retry.codes ─┐
+//!                                              └─ failure: connect, timeout ───────┤
+//! attempt n <─ backoff(n) <─ retries left and the body can be sent again <─────────┘
+//! ```
+//!
+//! When no retry is left the last attempt's outcome stands: its response, or the local
+//! reply for its failure.
+
+use std::time::Duration;
+
+use hyper::body::Incoming;
+
+use crate::{
+    body::{Outgoing, RequestHead},
+    error::RequestError,
+    filters::{RetryPolicy, Timeouts},
+    table::{ClusterState, UpstreamProtocol},
+    upgrade::Upgrade,
+    upstream::Upstream,
+};
+
+/// Sends `head` with the body of `outgoing` to `cluster`.
+pub(crate) async fn exchange(
+    upstream: &Upstream,
+    cluster: &ClusterState,
+    head: &RequestHead,
+    outgoing: &mut Outgoing,
+    timeouts: Timeouts,
+    retry: Option<&RetryPolicy>,
+    upgrade: Option<&Upgrade>,
+) -> Result<http::Response<Incoming>, RequestError> {
+    let mut retries = 0;
+    loop {
+        let outcome = attempt(
+            upstream,
+            cluster,
+            head,
+            outgoing,
+            timeouts.backend_request,
+            upgrade,
+        )
+        .await;
+        let again = retry.is_some_and(|policy| {
+            outgoing.replayable()
+                && policy.retries(retries, outcome.as_ref().map(http::Response::status))
+        });
+        let Some(policy) = retry.filter(|_| again) else {
+            return outcome;
+        };
+        retries += 1;
+        let wait = policy.backoff(retries);
+        tracing::debug!(
+            cluster = %cluster.name,
+            retry = retries,
+            outcome = %describe(&outcome),
+            wait_ms = wait.as_millis() as u64,
+            "retrying"
+        );
+        // The failed attempt's response (and its connection) go before the wait.
+        drop(outcome);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+async fn attempt(
+    upstream: &Upstream,
+    cluster: &ClusterState,
+    head: &RequestHead,
+    outgoing: &mut Outgoing,
+    timeout: Option<Duration>,
+    upgrade: Option<&Upgrade>,
+) -> Result<http::Response<Incoming>, RequestError> {
+    let Some(endpoint) = cluster.pick() else {
+        return Err(RequestError::NoReadyEndpoint {
+            cluster: cluster.name.clone(),
+        });
+    };
+    let Some(body) = outgoing.next() else {
+        // Only reachable if a non-replayable body were retried, which `exchange` never
+        // does; a clear error beats a panic.
+        return Err(RequestError::BadRequest(
+            "the request body was already sent".to_owned(),
+        ));
+    };
+    let mut req = head.request(body);
+    if let Some(upgrade) = upgrade
+        && cluster.protocol == UpstreamProtocol::Http1
+    {
+        upgrade.request_headers(req.headers_mut());
+    }
+    tracing::trace!(cluster = %cluster.name, %endpoint, "forwarding");
+    let send = upstream.send(cluster, endpoint, req);
+    match timeout {
+        None => send.await,
+        Some(after) => tokio::time::timeout(after, send).await.unwrap_or_else(|_| {
+            Err(RequestError::BackendTimeout {
+                cluster: cluster.name.clone(),
+                endpoint,
+                after,
+            })
+        }),
+    }
+}
+
+fn describe(outcome: &Result<http::Response<Incoming>, RequestError>) -> String {
+    match outcome {
+        Ok(response) => format!("status {}", response.status().as_u16()),
+        Err(error) => error.to_string(),
+    }
+}
