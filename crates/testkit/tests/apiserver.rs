@@ -544,6 +544,48 @@ async fn leases_follow_optimistic_concurrency() {
         same.metadata.resource_version,
         won.metadata.resource_version
     );
+
+    // Apply with a resourceVersion in the configuration: a precondition too.
+    let take = |holder: &str, rv: &str| {
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "portico-operator", "resourceVersion": rv},
+            "spec": {"holderIdentity": holder},
+        })
+    };
+    let stale_rv = created.metadata.resource_version.clone().unwrap();
+    let err = api
+        .patch(
+            "portico-operator",
+            &PatchParams::apply("replica-b").force(),
+            &Patch::Apply(take("replica-b", &stale_rv)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(err), (409, "Conflict".into()));
+    let current_rv = won.metadata.resource_version.clone().unwrap();
+    let taken = api
+        .patch(
+            "portico-operator",
+            &PatchParams::apply("replica-b").force(),
+            &Patch::Apply(take("replica-b", &current_rv)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.spec.unwrap().holder_identity.as_deref(),
+        Some("replica-b")
+    );
+    // Strategic merge patch (what kube-lease-manager renews with) works on built-ins.
+    let renewed = api
+        .patch(
+            "portico-operator",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"leaseDurationSeconds": 20}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(renewed.spec.unwrap().lease_duration_seconds, Some(20));
 }
 
 #[tokio::test]

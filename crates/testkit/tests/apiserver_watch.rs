@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::{reflector, watcher};
 use portico_testkit::apiserver::TestApiServer;
 use portico_testkit::eventually;
@@ -295,4 +296,41 @@ async fn reflector_store_converges_across_a_relist() {
     .await
     .unwrap();
     task.abort();
+}
+
+#[tokio::test]
+async fn metadata_only_reads_and_watches() {
+    let server = TestApiServer::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(server.client().unwrap(), "default");
+    api.create(
+        &PostParams::default(),
+        &config_map("m", json!({"app": "x"})),
+    )
+    .await
+    .unwrap();
+    let meta = api.get_metadata("m").await.unwrap();
+    assert_eq!(meta.types.unwrap().kind, "PartialObjectMetadata");
+    assert_eq!(meta.metadata.labels.unwrap()["app"], "x");
+    let list = api.list_metadata(&Default::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    // kube asks for metadata only when the Api is of PartialObjectMeta.
+    let watch_api: Api<PartialObjectMeta<ConfigMap>> =
+        Api::namespaced(server.client().unwrap(), "default");
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(watcher(watch_api, watcher::Config::default()));
+        while let Some(Ok(e)) = stream.next().await {
+            if let watcher::Event::Apply(m) | watcher::Event::InitApply(m) = e
+                && tx.send(m.metadata.name.unwrap_or_default()).is_err()
+            {
+                return;
+            }
+        }
+    });
+    assert_eq!(rx.recv().await.unwrap(), "m");
+    api.create(&PostParams::default(), &config_map("n", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(next_matching(&mut rx, |n| n == "n").await, "n");
 }

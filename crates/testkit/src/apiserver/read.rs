@@ -43,6 +43,23 @@ pub(crate) fn present(rt: &ResourceType, version: &str, obj: &Value) -> Value {
     v
 }
 
+/// An object as `meta.k8s.io/v1` PartialObjectMetadata (what clients get when they
+/// `Accept` `as=PartialObjectMetadata`, e.g. kube's `metadata_watcher`).
+pub(crate) fn to_partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
+}
+
+/// A list (or a single object) reduced to metadata.
+pub(crate) fn to_partial_response(v: &Value) -> Value {
+    match v["items"].as_array() {
+        Some(items) => json!({
+            "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+            "metadata": v["metadata"], "items": items.iter().map(to_partial).collect::<Vec<_>>(),
+        }),
+        None => to_partial(v),
+    }
+}
+
 pub(crate) fn get(store: &Store, s: &Scope, name: &str) -> Result<Value, ApiError> {
     store
         .get(&res_key(&s.rt), &s.key(name))

@@ -232,6 +232,7 @@ async fn serve(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .unwrap_or_default()
         .to_string();
     let aggregated = discovery::wants_aggregated(&accept);
+    let metadata_only = accept.contains("as=PartialObjectMetadata");
     let path = req.uri().path().to_string();
     let route = route(&shared.read(), &path)?;
     let (scope, name, status) = match route {
@@ -306,6 +307,7 @@ async fn serve(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                         .and_then(|t| t.parse().ok())
                         .unwrap_or(1800),
                 ),
+                metadata_only,
             };
             let rx = watch::open(&shared.read(), scope, wq, shared.bookmark_interval)?;
             return Ok(watch_response(rx));
@@ -368,6 +370,9 @@ async fn serve(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     if is_write {
         // Any write may leave dependents without owners or namespaces to empty.
         shared.gc.notify_one();
+    }
+    if metadata_only {
+        return Ok(json_response(code, &read::to_partial_response(&value)));
     }
     Ok(json_response(code, &value))
 }

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use super::error::ApiError;
-use super::read::{ListQuery, Scope, present};
+use super::read::{ListQuery, Scope, present, to_partial};
 use super::store::{Broadcast, Change, EventType, Store, res_key};
 
 /// Parameters of a watch request.
@@ -33,6 +33,8 @@ pub(crate) struct WatchQuery {
     pub(crate) bookmarks: bool,
     pub(crate) send_initial_events: bool,
     pub(crate) timeout: Duration,
+    /// Objects as PartialObjectMetadata.
+    pub(crate) metadata_only: bool,
 }
 
 fn line(kind: &str, object: &Value) -> Bytes {
@@ -52,8 +54,17 @@ fn bookmark(s: &Scope, rv: u64, initial_end: bool) -> Bytes {
     )
 }
 
+fn shown(s: &Scope, q: &WatchQuery, o: &Value) -> Value {
+    let full = present(&s.rt, &s.version, o);
+    if q.metadata_only {
+        to_partial(&full)
+    } else {
+        full
+    }
+}
+
 /// What a change looks like to this watch, if anything.
-fn translate(s: &Scope, q: &ListQuery, c: &Change) -> Option<Bytes> {
+fn translate(s: &Scope, q: &WatchQuery, c: &Change) -> Option<Bytes> {
     if c.res != res_key(&s.rt) {
         return None;
     }
@@ -61,7 +72,7 @@ fn translate(s: &Scope, q: &ListQuery, c: &Change) -> Option<Bytes> {
         s.namespace
             .as_deref()
             .is_none_or(|ns| o["metadata"]["namespace"].as_str() == Some(ns))
-            && q.matches(o)
+            && q.list.matches(o)
     };
     let now = visible(&c.object);
     let kind = match c.event {
@@ -75,7 +86,7 @@ fn translate(s: &Scope, q: &ListQuery, c: &Change) -> Option<Bytes> {
         },
         _ => return None,
     };
-    Some(line(kind, &present(&s.rt, &s.version, &c.object)))
+    Some(line(kind, &shown(s, q, &c.object)))
 }
 
 /// Starts a watch: computes its first lines and subscription under the store lock
@@ -103,7 +114,7 @@ pub(crate) fn open(
             .list(&res_key(&s.rt), s.namespace.as_deref())
             .filter(|o| q.list.matches(o))
         {
-            first.push(line("ADDED", &present(&s.rt, &s.version, o)));
+            first.push(line("ADDED", &shown(&s, &q, o)));
         }
         if q.send_initial_events {
             first.push(bookmark(&s, current, true));
@@ -114,7 +125,7 @@ pub(crate) fn open(
     };
     let live = match subscription {
         Ok((replay, live)) => {
-            first.extend(replay.iter().filter_map(|c| translate(&s, &q.list, c)));
+            first.extend(replay.iter().filter_map(|c| translate(&s, &q, c)));
             Some(live)
         }
         Err(compacted) => {
@@ -156,7 +167,7 @@ async fn stream(
             msg = live.recv() => match msg {
                 Ok(Broadcast::Change(c)) => {
                     last_rv = last_rv.max(c.rv);
-                    translate(&s, &q.list, &c)
+                    translate(&s, &q, &c)
                 }
                 // Closed, lagged (the client reads too slowly to keep up) or told to
                 // stop: end the stream, the client resumes from its last version.

@@ -452,6 +452,11 @@ fn apply_patch(
             insert_new(store, s, created, o).map(|v| (v, true))
         }
         Some(old) => {
+            // A resourceVersion in the configuration is a precondition.
+            let want = meta_str(&config, "resourceVersion");
+            if !want.is_empty() && want != meta_str(&old, "resourceVersion") {
+                return Err(ApiError::stale(s.subject(name)));
+            }
             let merged = apply::apply(
                 Some(&old),
                 &config,
