@@ -54,11 +54,15 @@ fn group(hostname: &str, routes: Vec<pb::Route>) -> pb::HostRoutes {
     }
 }
 
+// The update is needless until the proto grows a field.
+#[allow(clippy::needless_update)]
 fn vhost(name: &str, hostname: &str, groups: Vec<pb::HostRoutes>) -> pb::VirtualHost {
     pb::VirtualHost {
         name: name.to_owned(),
         hostname: hostname.to_owned(),
         host_routes: groups,
+        // Fields added to the proto later keep their defaults here.
+        ..Default::default()
     }
 }
 

@@ -213,6 +213,8 @@ pub(crate) fn any_host(routes: Vec<pb::Route>) -> pb::VirtualHost {
     vhost("test/gw/http", "", routes)
 }
 
+// The update is needless until the proto grows a field.
+#[allow(clippy::needless_update)]
 pub(crate) fn vhost(name: &str, hostname: &str, routes: Vec<pb::Route>) -> pb::VirtualHost {
     pb::VirtualHost {
         name: name.to_owned(),
@@ -221,6 +223,8 @@ pub(crate) fn vhost(name: &str, hostname: &str, routes: Vec<pb::Route>) -> pb::V
             hostname: String::new(),
             routes,
         }],
+        // Fields added to the proto later keep their defaults here.
+        ..Default::default()
     }
 }
 
