@@ -62,6 +62,8 @@ pub(crate) fn build(
                 name: format!("{}/{}", plan.key, listener.name),
                 hostname: listener.hostname.clone().unwrap_or_default(),
                 host_routes: host_routes(routes),
+                // Set for HTTPS listeners by crate::tls::apply.
+                tls: None,
             };
             for address in &plan.addresses {
                 sockets

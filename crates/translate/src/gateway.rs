@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use portico_api::gateway::gateways::GatewayListeners;
 use portico_api::gateway::{Gateway, ListenerSet};
 use portico_api::k8s::Time;
 
@@ -32,6 +33,7 @@ use crate::listener::{ListenerPlan, Origin};
 use crate::listener_set::{self, ListenerSetPlan};
 use crate::selector::AllowedNamespaces;
 use crate::status::ObjectRef;
+use crate::tls;
 
 /// The address type we can bind (`spec.addresses[].type`, defaulted by the CRD).
 pub(crate) const IP_ADDRESS: &str = "IPAddress";
@@ -120,7 +122,7 @@ fn plan_gateway<'a>(
         if listeners.iter().any(|l| l.section_name == spec.name) {
             duplicate_names.push(spec.name.clone());
         } else {
-            listeners.push(ListenerPlan::from_gateway(spec, &key));
+            listeners.push(listener_plan(spec, &key));
         }
     }
     conflict::mark_within(&mut listeners);
@@ -138,6 +140,26 @@ fn plan_gateway<'a>(
         listener_sets: Vec::new(),
         key,
     }
+}
+
+/// The plan of one of the Gateway's own listeners. An HTTPS listener that terminates TLS
+/// carries HTTP once TLS is off, so it is planned as an HTTP one (same route kinds, same
+/// attachment rules) and keeps its protocol; its certificates are resolved in
+/// [`crate::tls`].
+///
+/// Gateway API (ProtocolType): "HTTPS: Accepts HTTP/1.1 or HTTP/2 sessions over TLS.",
+/// and (allowedRoutes.kinds defaults) HTTPRoute is the Core route kind for both.
+fn listener_plan(spec: &GatewayListeners, gateway: &ObjectRef) -> ListenerPlan {
+    if !tls::terminates(&spec.protocol, spec.tls.as_ref()) {
+        return ListenerPlan::from_gateway(spec, gateway);
+    }
+    let as_http = GatewayListeners {
+        protocol: "HTTP".to_owned(),
+        ..spec.clone()
+    };
+    let mut plan = ListenerPlan::from_gateway(&as_http, gateway);
+    plan.protocol = spec.protocol.clone();
+    plan
 }
 
 /// Gateway API (GatewayInfrastructure parametersRef): "If the referent cannot be found,

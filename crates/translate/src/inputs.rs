@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::IpNet;
 use portico_api::config::v1::Config;
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
-use portico_api::k8s::{EndpointSlice, Namespace, Service};
+use portico_api::k8s::{EndpointSlice, Namespace, Secret, Service};
 use portico_api::names;
 
 use crate::status::{ObjectRef, Statuses};
@@ -26,6 +26,9 @@ pub struct Inputs {
     pub endpoint_slices: Vec<EndpointSlice>,
     pub namespaces: Vec<Namespace>,
     pub reference_grants: Vec<ReferenceGrant>,
+    /// Certificates for HTTPS listeners (`kubernetes.io/tls`), see [`crate::tls`]. Other
+    /// Secrets may be listed too; only the ones a listener refers to are read.
+    pub secrets: Vec<Secret>,
 }
 
 #[derive(Clone, Debug)]

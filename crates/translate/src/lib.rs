@@ -17,6 +17,7 @@
 //!                  (entries, backends)      (parentRefs × listeners)
 //!                                                 │
 //!                                                 └─> config::build ─> Config
+//!             Secrets ─> tls::resolve_all (HTTPS certificateRefs) ──> tls::apply ┘
 //! ```
 //!
 //! Invalid objects never stop the translation: the worst an object can do is get a
@@ -45,6 +46,7 @@ mod precedence;
 mod route;
 mod selector;
 mod status;
+mod tls;
 
 use std::collections::BTreeMap;
 
@@ -71,6 +73,8 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
     }
 
     let plans = gateway::plan_gateways(&index);
+    let secrets = tls::index_secrets(&inputs.secrets);
+    let listener_tls = tls::resolve_all(&index, &secrets, &plans);
 
     let mut routes = Vec::new();
     // (gateway, listener) -> attachedRoutes, listeners by `ListenerPlan::name`.
@@ -96,7 +100,13 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
     let empty = BTreeMap::new();
     for (key, plan) in &plans {
         let counts = attached_counts.get(key).unwrap_or(&empty);
-        statuses.gateways.insert(key.clone(), plan.status(counts));
+        let mut status = plan.status(counts);
+        for (gateway, section_name, tls) in listener_tls.values() {
+            if let (true, Some(problem)) = (gateway == key, &tls.problem) {
+                tls::patch_listener_status(&mut status, section_name, problem, plan.generation);
+            }
+        }
+        statuses.gateways.insert(key.clone(), status);
         for child in &plan.listener_sets {
             statuses
                 .listener_sets
@@ -104,6 +114,7 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
         }
     }
 
-    let config = config::build(&index, &plans, &routes);
+    let mut config = config::build(&index, &plans, &routes);
+    tls::apply(&mut config, &listener_tls);
     Output { config, statuses }
 }

@@ -115,6 +115,9 @@ fn parse_inputs(text: &str) -> Result<Inputs, String> {
             ("", "Service") => inputs
                 .services
                 .push(serde_yaml_ng::from_value(value).map_err(err)?),
+            ("", "Secret") => inputs
+                .secrets
+                .push(serde_yaml_ng::from_value(value).map_err(err)?),
             ("", "Namespace") => inputs
                 .namespaces
                 .push(serde_yaml_ng::from_value(value).map_err(err)?),
@@ -140,6 +143,7 @@ fn reverse(inputs: &Inputs) -> Inputs {
         endpoint_slices: rev(&inputs.endpoint_slices),
         namespaces: rev(&inputs.namespaces),
         reference_grants: rev(&inputs.reference_grants),
+        secrets: rev(&inputs.secrets),
     }
 }
 

@@ -1,0 +1,353 @@
+//! TLS termination on HTTPS listeners: certificateRefs resolved to Secrets and checked.
+//!
+//! ```text
+//! Gateway listener (protocol HTTPS, tls.mode Terminate)
+//!   └── tls.certificateRefs[] ─> core Secret (same namespace, or another one with a
+//!        │                       ReferenceGrant from Gateway to Secret)
+//!        │                       type kubernetes.io/tls, keys tls.crt + tls.key
+//!        └─> ListenerTls
+//!            ├── certificates[]  PEM chain + key, parsed and checked to match
+//!            └── problem         RefNotPermitted / InvalidCertificateRef (ResolvedRefs)
+//! ```
+//!
+//! A listener with a problem keeps its Accepted condition and its attached routes but is
+//! not programmed: it gets no virtual host, and the other listeners of its Gateway are
+//! unaffected. The data-plane side is applied after the config is built ([`apply`]),
+//! the status side after the Gateway status is rendered ([`patch_listener_status`]).
+//!
+//! Only parsing happens here: rustls' key provider loads the key and compares its public
+//! key with the leaf certificate's, without any I/O.
+
+use std::collections::BTreeMap;
+
+use portico_api::config::v1::{Certificate, Config, TlsTermination};
+use portico_api::gateway::gateways::{GatewayListenersTls, GatewayListenersTlsMode};
+use portico_api::k8s::Secret;
+use portico_api::names::{self, condition, kind, reason};
+use prost::Message;
+use rustls::crypto::ring;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+
+use crate::gateway::GatewayPlan;
+use crate::index::{Index, object_ref};
+use crate::listener::Origin;
+use crate::status::{Condition, GatewayStatus, ObjectRef};
+
+/// The Secret type a certificateRef must point at, and its two keys.
+pub(crate) const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
+const TLS_CRT: &str = "tls.crt";
+const TLS_KEY: &str = "tls.key";
+
+/// The protocol whose listeners terminate TLS and route HTTP.
+pub(crate) const HTTPS: &str = "HTTPS";
+
+/// What a Terminate listener's certificateRefs resolved to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ListenerTls {
+    pub(crate) certificates: Vec<Certificate>,
+    /// Set when any reference could not be used; the listener is then not programmed.
+    pub(crate) problem: Option<TlsProblem>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TlsProblem {
+    /// RefNotPermitted or InvalidCertificateRef.
+    pub(crate) reason: &'static str,
+    pub(crate) message: String,
+}
+
+/// Secrets by namespace/name (the first one listed wins on duplicates).
+pub(crate) type Secrets<'a> = BTreeMap<ObjectRef, &'a Secret>;
+
+pub(crate) fn index_secrets(secrets: &[Secret]) -> Secrets<'_> {
+    let mut map = BTreeMap::new();
+    for s in secrets {
+        map.entry(object_ref(&s.metadata)).or_insert(s);
+    }
+    map
+}
+
+/// Resolves the certificates of every terminating listener a Gateway declares itself,
+/// keyed by the virtual host name the config gives it (`"<ns>/<gateway>/<listener>"`).
+/// ListenerSet listeners do not terminate TLS yet.
+pub(crate) fn resolve_all(
+    index: &Index<'_>,
+    secrets: &Secrets<'_>,
+    plans: &BTreeMap<ObjectRef, GatewayPlan<'_>>,
+) -> BTreeMap<String, (ObjectRef, String, ListenerTls)> {
+    let mut out = BTreeMap::new();
+    for (key, plan) in plans {
+        let Some(gateway) = index.gateways.get(key) else {
+            continue;
+        };
+        for listener in plan.listeners_of(&Origin::Gateway) {
+            let Some(spec) = gateway
+                .spec
+                .listeners
+                .iter()
+                .find(|s| s.name == listener.section_name)
+            else {
+                continue;
+            };
+            if !terminates(&spec.protocol, spec.tls.as_ref()) {
+                continue;
+            }
+            let tls = resolve(index, secrets, key, spec.tls.as_ref());
+            out.insert(
+                format!("{key}/{}", listener.name),
+                (key.clone(), listener.section_name.clone(), tls),
+            );
+        }
+    }
+    out
+}
+
+/// Whether a listener terminates TLS: HTTPS with `tls.mode` Terminate (the default).
+/// Passthrough on HTTPS is not something Portico serves (the CRD forbids it).
+pub(crate) fn terminates(protocol: &str, tls: Option<&GatewayListenersTls>) -> bool {
+    protocol == HTTPS
+        && tls
+            .and_then(|t| t.mode.as_ref())
+            .is_none_or(|m| *m == GatewayListenersTlsMode::Terminate)
+}
+
+/// Resolves and checks every certificateRef of a Gateway listener.
+///
+/// Gateway API (GatewayTLSConfig certificateRefs): "References to a resource in different
+/// namespace are invalid UNLESS there is a ReferenceGrant in the target namespace that
+/// allows the certificate to be attached. If a ReferenceGrant does not allow this
+/// reference, the "ResolvedRefs" condition MUST be set to False for this listener with
+/// the "RefNotPermitted" reason." (ListenerReasonInvalidCertificateRef): "A CertificateRef
+/// is considered invalid when it refers to a nonexistent or unsupported resource or kind,
+/// or when the data within that resource is malformed. This reason must be used only when
+/// the reference is allowed [...]. If the reference is not allowed, the reason
+/// RefNotPermitted must be used instead."
+pub(crate) fn resolve(
+    index: &Index<'_>,
+    secrets: &Secrets<'_>,
+    gateway: &ObjectRef,
+    tls: Option<&GatewayListenersTls>,
+) -> ListenerTls {
+    let refs = tls
+        .and_then(|t| t.certificate_refs.as_deref())
+        .unwrap_or_default();
+    if refs.is_empty() {
+        return ListenerTls {
+            certificates: Vec::new(),
+            problem: Some(TlsProblem {
+                reason: reason::INVALID_CERTIFICATE_REF,
+                message: "an HTTPS listener needs at least one certificateRef".to_owned(),
+            }),
+        };
+    }
+    let mut certificates = Vec::new();
+    let mut not_permitted = Vec::new();
+    let mut invalid = Vec::new();
+    for r in refs {
+        let group = r.group.as_deref().unwrap_or_default();
+        let ref_kind = r.kind.as_deref().unwrap_or(kind::SECRET);
+        let namespace = r
+            .namespace
+            .as_deref()
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or(&gateway.namespace);
+        let key = ObjectRef::new(namespace, r.name.clone());
+        if !group.is_empty() || ref_kind != kind::SECRET {
+            invalid.push(format!(
+                "{key}: {} is not a supported kind, only core Secret",
+                crate::gateway::kind_group(ref_kind, group)
+            ));
+            continue;
+        }
+        if namespace != gateway.namespace
+            && !index.reference_granted(
+                (names::GATEWAY_API_GROUP, kind::GATEWAY, &gateway.namespace),
+                ("", kind::SECRET, namespace, &r.name),
+            )
+        {
+            not_permitted.push(format!(
+                "Secret {key}: no ReferenceGrant in namespace {namespace:?} allows Gateways of namespace {:?} to refer to it",
+                gateway.namespace
+            ));
+            continue;
+        }
+        match secrets.get(&key) {
+            None => invalid.push(format!("Secret {key} does not exist")),
+            Some(secret) => match certificate(&key, secret) {
+                Ok(cert) => certificates.push(cert),
+                Err(why) => invalid.push(format!("Secret {key}: {why}")),
+            },
+        }
+    }
+    let problem = if !not_permitted.is_empty() {
+        Some(TlsProblem {
+            reason: reason::REF_NOT_PERMITTED,
+            message: not_permitted.join("; "),
+        })
+    } else if !invalid.is_empty() {
+        Some(TlsProblem {
+            reason: reason::INVALID_CERTIFICATE_REF,
+            message: invalid.join("; "),
+        })
+    } else {
+        None
+    };
+    ListenerTls {
+        certificates,
+        problem,
+    }
+}
+
+/// The certificate a `kubernetes.io/tls` Secret holds, checked: the chain parses, the key
+/// parses, and the key belongs to the leaf certificate.
+fn certificate(key: &ObjectRef, secret: &Secret) -> Result<Certificate, String> {
+    let secret_type = secret.type_.as_deref().unwrap_or_default();
+    if secret_type != TLS_SECRET_TYPE {
+        return Err(format!(
+            "type is {secret_type:?}, a certificate Secret has type {TLS_SECRET_TYPE:?}"
+        ));
+    }
+    let data = |name: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(name))
+            .map(|b| b.0.clone())
+            .or_else(|| {
+                secret
+                    .string_data
+                    .as_ref()
+                    .and_then(|d| d.get(name))
+                    .map(|s| s.clone().into_bytes())
+            })
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| format!("no {name:?} key"))
+    };
+    let cert_chain_pem = data(TLS_CRT)?;
+    let private_key_pem = data(TLS_KEY)?;
+    check_pair(&cert_chain_pem, &private_key_pem)?;
+    Ok(Certificate {
+        name: key.to_string(),
+        cert_chain_pem,
+        private_key_pem,
+    })
+}
+
+/// Whether a PEM chain and a PEM key make a certificate a TLS server can use.
+pub(crate) fn check_pair(cert_chain_pem: &[u8], private_key_pem: &[u8]) -> Result<(), String> {
+    let chain = CertificateDer::pem_slice_iter(cert_chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{TLS_CRT} is not PEM: {e}"))?;
+    if chain.is_empty() {
+        return Err(format!("{TLS_CRT} holds no CERTIFICATE block"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(private_key_pem)
+        .map_err(|e| format!("{TLS_KEY} holds no PEM private key: {e}"))?;
+    CertifiedKey::from_der(chain, key, &ring::default_provider())
+        .map_err(|e| format!("{TLS_CRT} and {TLS_KEY} do not make a certificate: {e}"))?;
+    Ok(())
+}
+
+/// Puts the TLS side of the planned listeners into a built config: the certificates on
+/// the virtual hosts of terminating listeners, `PROTOCOL_HTTPS` on their sockets, and no
+/// virtual host for a listener whose certificates could not be resolved. `tls` is keyed
+/// by virtual host name (`"<ns>/<gateway>/<listener>"`).
+pub(crate) fn apply(config: &mut Config, tls: &BTreeMap<String, (ObjectRef, String, ListenerTls)>) {
+    use portico_api::config::v1::Protocol;
+    for listener in &mut config.listeners {
+        listener.virtual_hosts.retain(|vh| {
+            tls.get(&vh.name)
+                .is_none_or(|(_, _, t)| t.problem.is_none() && !t.certificates.is_empty())
+        });
+        let mut https = false;
+        for vhost in &mut listener.virtual_hosts {
+            if let Some((_, _, t)) = tls.get(&vhost.name) {
+                https = true;
+                vhost.tls = Some(TlsTermination {
+                    certificates: t.certificates.clone(),
+                });
+            }
+        }
+        if https {
+            listener.protocol = Protocol::Https as i32;
+        }
+    }
+    config.listeners.retain(|l| !l.virtual_hosts.is_empty());
+    // The version covers the certificates: a changed Secret is a new config.
+    config.version = String::new();
+    let digest = Sha256::digest(config.encode_to_vec());
+    config.version = digest.iter().map(|b| format!("{b:02x}")).collect();
+}
+
+/// Reports a TLS problem on a listener's status: ResolvedRefs False with the reason, and
+/// Programmed False (the listener has no virtual host).
+///
+/// Gateway API (ListenerConditionResolvedRefs): "This condition indicates whether the
+/// controller was able to resolve all the object references for the Listener. [...]
+/// Possible reasons for this condition to be False are: "InvalidCertificateRef",
+/// "InvalidRouteKinds", "RefNotPermitted"".
+pub(crate) fn patch_listener_status(
+    status: &mut GatewayStatus,
+    section_name: &str,
+    problem: &TlsProblem,
+    generation: Option<i64>,
+) {
+    let Some(listener) = status.listeners.iter_mut().find(|l| l.name == section_name) else {
+        return;
+    };
+    for c in &mut listener.conditions {
+        if c.type_ == condition::RESOLVED_REFS && c.status == crate::ConditionStatus::True {
+            *c = Condition::new(
+                condition::RESOLVED_REFS,
+                false,
+                problem.reason,
+                problem.message.clone(),
+                generation,
+            );
+        } else if c.type_ == condition::PROGRAMMED && c.status == crate::ConditionStatus::True {
+            *c = Condition::new(
+                condition::PROGRAMMED,
+                false,
+                reason::INVALID,
+                format!("certificates not resolved: {}", problem.message),
+                generation,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn pair(alg: &'static rcgen::SignatureAlgorithm) -> (String, String) {
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["example.com".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn matching_pairs_pass() {
+        let (cert, key) = pair(&rcgen::PKCS_ECDSA_P256_SHA256);
+        assert_eq!(check_pair(cert.as_bytes(), key.as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn mismatched_and_malformed_pairs_fail() {
+        let (cert, _) = pair(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let (_, other_key) = pair(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let err = check_pair(cert.as_bytes(), other_key.as_bytes()).unwrap_err();
+        assert!(err.contains("do not make a certificate"), "{err}");
+        let err = check_pair(b"not a certificate", other_key.as_bytes()).unwrap_err();
+        assert!(err.contains("no CERTIFICATE"), "{err}");
+        let err = check_pair(cert.as_bytes(), b"garbage").unwrap_err();
+        assert!(err.contains("no PEM private key"), "{err}");
+    }
+}
