@@ -13,9 +13,9 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
+use super::delete::{self, DeleteOpts};
 use super::read::Scope;
 use super::store::{EventType, ResKey, Store, obj_key};
-use super::write::{self, DeleteOpts};
 
 /// A bound on passes: each pass makes progress or stops, so this only guards against a
 /// bug looping forever.
@@ -102,7 +102,7 @@ fn pass(store: &mut Store) -> usize {
     for (res, o) in doomed {
         if let Some((scope, name)) = scope_for(store, &res, &o) {
             let d = DeleteOpts::default();
-            if write::delete(store, &scope, &name, &d).is_ok() {
+            if delete::delete(store, &scope, &name, &d).is_ok() {
                 writes += 1;
             }
         }
@@ -115,7 +115,7 @@ fn pass(store: &mut Store) -> usize {
             continue;
         }
         let id = uid(o);
-        if foreground.contains(id) && !store.all().any(|(_, d)| write::references(d, id)) {
+        if foreground.contains(id) && !store.all().any(|(_, d)| delete::references(d, id)) {
             done.push((res.clone(), o.clone()));
         }
         if res.0.is_empty() && res.1 == "namespaces" {
@@ -151,7 +151,7 @@ fn pass(store: &mut Store) -> usize {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::apiserver::write::WriteOpts;
+    use crate::apiserver::write::{self, WriteOpts};
     use serde_json::json;
 
     fn scope(store: &Store, plural: &str, ns: Option<&str>) -> Scope {
@@ -178,7 +178,7 @@ mod tests {
         let owned = json!({"metadata": {"name": "owned", "ownerReferences": [
             {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]}});
         write::create(&mut store, &cms, owned, &o).unwrap();
-        write::delete(&mut store, &cms, "owner", &DeleteOpts::default()).unwrap();
+        delete::delete(&mut store, &cms, "owner", &DeleteOpts::default()).unwrap();
         assert_eq!(
             store
                 .list(&("".into(), "configmaps".into()), Some("d"))
@@ -194,7 +194,7 @@ mod tests {
         );
 
         write::create(&mut store, &cms, json!({"metadata": {"name": "left"}}), &o).unwrap();
-        write::delete(&mut store, &ns, "d", &DeleteOpts::default()).unwrap();
+        delete::delete(&mut store, &ns, "d", &DeleteOpts::default()).unwrap();
         assert!(
             write::create(&mut store, &cms, json!({"metadata": {"name": "late"}}), &o).is_err()
         );

@@ -7,7 +7,8 @@
 //! ```text
 //! TestApiServer ── hyper (server.rs) ── route ─> read.rs   get, list
 //!                                           ├──> write.rs  create, replace, patch,
-//!                                           │              apply (apply.rs), delete
+//!                                           │              apply (apply.rs)
+//!                                           ├──> delete.rs object, collection
 //!                                           └──> watch.rs  streaming JSON lines
 //!      Shared { RwLock<Store>, gc: Notify }
 //!      Store { registry (built-ins + CRDs), objects, rv counter, history, broadcast }
@@ -34,6 +35,7 @@
 
 mod admission;
 mod apply;
+mod delete;
 mod discovery;
 mod error;
 mod fieldset;
@@ -218,6 +220,7 @@ impl TestApiServer {
         format!("http://{}", self.addr)
     }
 
+    /// The bound address (127.0.0.1 and the port the OS chose).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -25,13 +25,14 @@ use hyper::body::{Frame, Incoming};
 use serde_json::Value;
 use tokio::sync::Notify;
 
+use super::delete::{self, DeleteOpts};
 use super::discovery;
 use super::error::ApiError;
 use super::read::{self, ListQuery, Scope};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::Store;
 use super::watch::{self, WatchQuery};
-use super::write::{self, DeleteOpts, PatchType, WriteOpts};
+use super::write::{self, PatchType, WriteOpts};
 
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
@@ -354,7 +355,7 @@ async fn serve(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                 DeleteOpts::from_body(&body, q.get("propagationPolicy").cloned(), opts.dry_run)?;
             (
                 StatusCode::OK,
-                write::delete(&mut shared.write(), &scope, &n, &d)?,
+                delete::delete(&mut shared.write(), &scope, &n, &d)?,
             )
         }
         (Method::DELETE, None) => {
@@ -362,7 +363,7 @@ async fn serve(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                 DeleteOpts::from_body(&body, q.get("propagationPolicy").cloned(), opts.dry_run)?;
             (
                 StatusCode::OK,
-                write::delete_collection(&mut shared.write(), &scope, &list_query(&q)?, &d)?,
+                delete::delete_collection(&mut shared.write(), &scope, &list_query(&q)?, &d)?,
             )
         }
         (m, _) => return Err(ApiError::method_not_allowed(m.as_str())),
