@@ -268,6 +268,7 @@ pub async fn start(
         ProviderConfig {
             namespace: config.namespace.clone(),
             debounce: config.debounce,
+            listener_sets: crds.listener_sets,
             options,
         },
         shutdown.clone(),

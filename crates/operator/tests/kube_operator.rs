@@ -11,7 +11,7 @@ use std::time::Duration;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kube_common::*;
-use portico_api::gateway::{Gateway, HttpRoute};
+use portico_api::gateway::{Gateway, HttpRoute, ListenerSet};
 use portico_api::k8s::Service;
 use portico_api::names::{self, condition, reason};
 use portico_operator::start;
@@ -203,4 +203,152 @@ fn parents_of(
         .filter(|p| p.controller_name == controller)
         .map(|p| p.parent_ref.name.clone())
         .collect()
+}
+
+const LISTENER_SET: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: shared
+  namespace: apps
+spec:
+  gatewayClassName: portico
+  allowedListeners:
+    namespaces:
+      from: All
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: team
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata:
+  name: extra
+  namespace: team
+spec:
+  parentRef:
+    name: shared
+    namespace: apps
+  listeners:
+  - name: extra
+    port: 8081
+    protocol: HTTP
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_sets_get_a_status_and_ports_on_the_gateway_service() {
+    let server = server_with_crds().await;
+    apply(&server, SCENARIO);
+    apply(&server, LISTENER_SET);
+    let client = server.client().unwrap();
+    let shutdown = CancellationToken::new();
+    let operator = start(client.clone(), config("solo"), shutdown.clone())
+        .await
+        .unwrap()
+        .unwrap();
+
+    let sets: Api<ListenerSet> = Api::namespaced(client.clone(), "team");
+    eventually(WAIT, || async {
+        let conditions = sets.get_status("extra").await.ok()?.status?.conditions?;
+        accepted(&conditions).then_some(())
+    })
+    .await
+    .unwrap();
+    let gateways: Api<Gateway> = Api::namespaced(client.clone(), "apps");
+    eventually(WAIT, || async {
+        let status = gateways.get_status("shared").await.ok()?.status?;
+        (status.attached_listener_sets == Some(1)).then_some(())
+    })
+    .await
+    .unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), "apps");
+    eventually(WAIT, || async {
+        let svc = services.get("portico-gateway-shared").await.ok()?;
+        let ports: Vec<i32> = svc.spec?.ports?.iter().map(|p| p.port).collect();
+        (ports == [80, 8081]).then_some(())
+    })
+    .await
+    .unwrap();
+
+    shutdown.cancel();
+    operator.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_operator_keeps_the_service_and_rewrites_nothing() {
+    let server = server_with_crds().await;
+    apply(&server, SCENARIO);
+    let client = server.client().unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), "apps");
+
+    let first_stop = CancellationToken::new();
+    let mut first = start(client.clone(), config("before"), first_stop.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    let uid = eventually(WAIT, || async {
+        services
+            .get_opt("portico-gateway-web")
+            .await
+            .ok()
+            .flatten()?
+            .metadata
+            .uid
+    })
+    .await
+    .unwrap();
+    eventually(WAIT, || async {
+        let c = gateway_conditions(&client, "apps", "web").await?;
+        accepted(&c).then_some(())
+    })
+    .await
+    .unwrap();
+    // Settled: a pass that finds nothing to write.
+    eventually(WAIT, || async {
+        (first.status_counters.unchanged() > 0).then_some(())
+    })
+    .await
+    .unwrap();
+    // Killed: no release, the next one waits for the Lease to expire.
+    first.abort();
+
+    let stop = CancellationToken::new();
+    let second = start(client.clone(), config("after"), stop.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    eventually(WAIT, || async { second.leader.borrow().then_some(()) })
+        .await
+        .unwrap();
+    // It compares what is there with what it would write, and writes nothing.
+    eventually(WAIT, || async {
+        (second.status_counters.unchanged() >= 3).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(second.status_counters.patched(), 0);
+    let svc = services.get("portico-gateway-web").await.unwrap();
+    assert_eq!(svc.metadata.uid, Some(uid));
+
+    // And it picks up changes from there.
+    apply(
+        &server,
+        &scenario_doc("Gateway").replace("      team: web\n", "      team: restarted\n"),
+    );
+    eventually(WAIT, || async {
+        let svc = services.get("portico-gateway-web").await.ok()?;
+        let labels = svc.metadata.labels?;
+        (labels.get("team").map(String::as_str) == Some("restarted")).then_some(())
+    })
+    .await
+    .unwrap();
+
+    stop.cancel();
+    second.wait().await;
 }

@@ -6,6 +6,8 @@
 //! checking with backoff, so that installing them is enough to get it going.
 //!
 //! A CRD counts as installed when it serves the version our types are generated for.
+//! ListenerSets are optional: their CRD joined the standard channel in v1.5, and a
+//! cluster with older CRDs runs without them (the kind is then not watched).
 //! The GatewayClass CRD's `gateway.networking.k8s.io/bundle-version` annotation is read
 //! on the way: the translator reports on it in the GatewayClass `SupportedVersion`
 //! condition.
@@ -14,7 +16,7 @@ use std::fmt;
 use std::time::Duration;
 
 use kube::{Api, Client};
-use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
 use portico_api::k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use portico_api::kube::Resource;
 use portico_api::names;
@@ -57,6 +59,11 @@ pub fn required_crds() -> Vec<RequiredCrd> {
     ]
 }
 
+/// The CRDs of kinds that are watched only when installed.
+pub fn optional_crds() -> Vec<RequiredCrd> {
+    vec![required::<ListenerSet>()]
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CrdError {
     #[error(
@@ -81,6 +88,9 @@ fn list(crds: &[RequiredCrd]) -> String {
 pub struct InstalledCrds {
     /// The GatewayClass CRD's bundle-version annotation.
     pub bundle_version: Option<String>,
+    /// Whether the ListenerSet CRD serves our version (else ListenerSets are not
+    /// watched).
+    pub listener_sets: bool,
 }
 
 /// Whether `crd` serves `version`.
@@ -112,8 +122,22 @@ pub async fn check_crds(client: &Client) -> Result<InstalledCrds, CrdError> {
             _ => missing.push(crd),
         }
     }
+    let mut listener_sets = false;
+    for crd in optional_crds() {
+        let installed = api
+            .get_opt(&crd.name)
+            .await?
+            .is_some_and(|found| serves(&found, &crd.version));
+        if !installed {
+            info!(crd = %crd, "optional CRD not installed, its kind is not watched");
+        }
+        listener_sets = installed;
+    }
     if missing.is_empty() {
-        Ok(InstalledCrds { bundle_version })
+        Ok(InstalledCrds {
+            bundle_version,
+            listener_sets,
+        })
     } else {
         Err(CrdError::Missing { missing })
     }

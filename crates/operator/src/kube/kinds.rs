@@ -19,7 +19,7 @@
 use std::fmt::Debug;
 
 use kube::runtime::watcher::Event;
-use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
 use portico_api::k8s::{EndpointSlice, Namespace, Service};
 use portico_api::kube::Resource;
 use serde::de::DeserializeOwned;
@@ -48,6 +48,7 @@ macro_rules! watched {
 watched!(
     GatewayClass => gateway_classes,
     Gateway => gateways,
+    ListenerSet => listener_sets,
     HttpRoute => http_routes,
     ReferenceGrant => reference_grants,
     Service => services,

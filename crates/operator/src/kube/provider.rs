@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!   watcher(GatewayClass) ─┐
-//!   watcher(Gateway)       │ Relist<K>::handle                     ┌─ Snapshot #n ─> status writer
+//!   watcher(Gateway)       │
+//!   watcher(ListenerSet)   │ (when its CRD is installed) Relist<K>::handle                     ┌─ Snapshot #n ─> status writer
 //!   watcher(HTTPRoute)     ├──────────────> Shared { Store,  ──notify──> translate task ─┤  (watch channel)
 //!   watcher(ReferenceGrant)│                changes: u64,   (debounce, all kinds synced)  └─> Service reconciler
 //!   watcher(Service)       │                unsynced kinds }
@@ -25,7 +26,7 @@ use futures::StreamExt;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use kube::{Api, Client};
-use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
 use portico_api::k8s::{EndpointSlice, Namespace, Service};
 use portico_api::k8s_openapi::NamespaceResourceScope;
 use portico_translate::{Inputs, Options, Output, translate};
@@ -63,6 +64,8 @@ pub struct ProviderConfig {
     /// Watch namespaced kinds in this namespace only; `None` for every namespace.
     pub namespace: Option<String>,
     pub debounce: Duration,
+    /// Whether to watch ListenerSets (their CRD is installed).
+    pub listener_sets: bool,
     /// The translator's options; `assigned_addresses` is filled from the Gateways'
     /// Services on every run.
     pub options: Options,
@@ -121,6 +124,13 @@ impl KubeProvider {
             &shared,
             &shutdown,
         ));
+        if config.listener_sets {
+            tasks.spawn(watch_kind(
+                namespaced::<ListenerSet>(&client, ns),
+                &shared,
+                &shutdown,
+            ));
+        }
         tasks.spawn(watch_kind(
             namespaced::<HttpRoute>(&client, ns),
             &shared,

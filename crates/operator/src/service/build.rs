@@ -5,7 +5,8 @@
 //!   ├─ metadata.uid ──────────────────────> ownerReferences: [Gateway gw, controller]
 //!   ├─ spec.infrastructure.labels ────────> labels (+ gateway.networking.k8s.io/gateway-name: gw)
 //!   ├─ spec.infrastructure.annotations ───> annotations
-//!   └─ spec.listeners[].port, protocol ───> ports: one per (port, TCP|UDP), targetPort = port
+//!   ├─ spec.listeners[].port, protocol ───> ports: one per (port, TCP|UDP), targetPort = port
+//!   └─ listeners of attached ListenerSets ─┘
 //!                                           type: LoadBalancer
 //!                                           selector: app.kubernetes.io/name=portico-proxy
 //!   status.addresses <── translator <──── status.loadBalancer.ingress[].ip
@@ -20,13 +21,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use portico_api::gateway::{Gateway, GatewayClass};
+use portico_api::gateway::{Gateway, GatewayClass, ListenerSet};
 use portico_api::k8s::{IntOrString, ObjectMeta, Service, ServicePort};
 use portico_api::k8s_openapi::api::core::v1::ServiceSpec;
 use portico_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use portico_api::kube::Resource;
-use portico_api::names;
-use portico_translate::{Inputs, ObjectRef};
+use portico_api::names::{self, condition};
+use portico_translate::{ConditionStatus, Inputs, ObjectRef, Statuses};
 
 use crate::service::name::{gateway_label_value, service_name};
 
@@ -58,9 +59,48 @@ pub fn our_gateways<'a>(
         .filter(move |g| ours.contains(g.spec.gateway_class_name.as_str()))
 }
 
-/// The Service `gateway` should have; `None` for a Gateway without a namespace, name or
-/// uid (one that did not come from an API server: it cannot own anything).
-pub fn desired_service(gateway: &Gateway) -> Option<Service> {
+/// The ListenerSets the translator attached to `gateway` (their status says
+/// Accepted=True): their listeners are served through the Gateway's Service too.
+pub fn attached_listener_sets<'a>(
+    inputs: &'a Inputs,
+    statuses: &Statuses,
+    gateway: &Gateway,
+) -> Vec<&'a ListenerSet> {
+    let (Some(ns), Some(name)) = (
+        gateway.metadata.namespace.as_deref(),
+        gateway.metadata.name.as_deref(),
+    ) else {
+        return Vec::new();
+    };
+    inputs
+        .listener_sets
+        .iter()
+        .filter(|set| {
+            let parent = &set.spec.parent_ref;
+            let parent_ns = parent
+                .namespace
+                .as_deref()
+                .or(set.metadata.namespace.as_deref());
+            parent.name == name && parent_ns == Some(ns)
+        })
+        .filter(|set| {
+            let key = ObjectRef::new(
+                set.metadata.namespace.clone().unwrap_or_default(),
+                set.metadata.name.clone().unwrap_or_default(),
+            );
+            statuses.listener_sets.get(&key).is_some_and(|st| {
+                st.conditions
+                    .iter()
+                    .any(|c| c.type_ == condition::ACCEPTED && c.status == ConditionStatus::True)
+            })
+        })
+        .collect()
+}
+
+/// The Service `gateway` should have, with ports for its own listeners and those of
+/// `listener_sets` (the ones attached to it); `None` for a Gateway without a namespace,
+/// name or uid (one that did not come from an API server: it cannot own anything).
+pub fn desired_service(gateway: &Gateway, listener_sets: &[&ListenerSet]) -> Option<Service> {
     let namespace = gateway.metadata.namespace.clone()?;
     let name = gateway.metadata.name.clone()?;
     let uid = gateway.metadata.uid.clone()?;
@@ -97,7 +137,7 @@ pub fn desired_service(gateway: &Gateway) -> Option<Service> {
                 PROXY_SELECTOR_LABEL.to_owned(),
                 PROXY_SELECTOR_VALUE.to_owned(),
             )])),
-            ports: Some(ports(gateway)),
+            ports: Some(ports(gateway, listener_sets)),
             ..Default::default()
         }),
         status: None,
@@ -106,20 +146,24 @@ pub fn desired_service(gateway: &Gateway) -> Option<Service> {
 
 /// One port per distinct (port, transport) among the listeners, sorted. Listeners that
 /// share a port (several hostnames on 443) share the Service port.
-fn ports(gateway: &Gateway) -> Vec<ServicePort> {
-    let distinct: BTreeSet<(i32, &str)> = gateway
+fn ports(gateway: &Gateway, listener_sets: &[&ListenerSet]) -> Vec<ServicePort> {
+    let transport = |protocol: &str| {
+        if protocol == UDP_LISTENER {
+            "UDP"
+        } else {
+            "TCP"
+        }
+    };
+    let own = gateway
         .spec
         .listeners
         .iter()
-        .map(|l| {
-            let transport = if l.protocol == UDP_LISTENER {
-                "UDP"
-            } else {
-                "TCP"
-            };
-            (l.port, transport)
-        })
-        .collect();
+        .map(|l| (l.port, transport(&l.protocol)));
+    let contributed = listener_sets
+        .iter()
+        .flat_map(|set| set.spec.listeners.iter())
+        .map(|l| (l.port, transport(&l.protocol)));
+    let distinct: BTreeSet<(i32, &str)> = own.chain(contributed).collect();
     distinct
         .into_iter()
         .map(|(port, transport)| ServicePort {
@@ -203,9 +247,11 @@ fn ingress_ip(service: &Service) -> Option<IpAddr> {
 mod tests {
     use super::*;
     use portico_api::gateway::gateways::{GatewayInfrastructure, GatewayListeners};
+    use portico_api::gateway::listenersets::ListenerSetListeners;
     use portico_api::k8s_openapi::api::core::v1::{
         LoadBalancerIngress, LoadBalancerStatus, ServiceStatus,
     };
+    use portico_translate::{Condition, ListenerSetStatus};
 
     fn mk_class(name: &str, controller: &str) -> GatewayClass {
         let mut c = GatewayClass::default();
@@ -267,7 +313,7 @@ mod tests {
             )])),
             parameters_ref: None,
         });
-        let svc = desired_service(&gw).unwrap_or_default();
+        let svc = desired_service(&gw, &[]).unwrap_or_default();
         assert_eq!(svc.metadata.name.as_deref(), Some("portico-gateway-web"));
         assert_eq!(svc.metadata.namespace.as_deref(), Some("apps"));
         let labels = svc.metadata.labels.clone().unwrap_or_default();
@@ -315,6 +361,73 @@ mod tests {
         );
     }
 
+    fn mk_listener_set(ns: &str, name: &str, parent: &str, port: i32) -> ListenerSet {
+        let mut set = ListenerSet::default();
+        set.metadata.namespace = Some(ns.into());
+        set.metadata.name = Some(name.into());
+        set.spec.parent_ref.name = parent.into();
+        set.spec.parent_ref.namespace = Some("apps".into());
+        set.spec.listeners = vec![ListenerSetListeners {
+            name: "extra".into(),
+            port,
+            protocol: "HTTP".into(),
+            ..Default::default()
+        }];
+        set
+    }
+
+    fn mk_set_status(accepted: bool) -> ListenerSetStatus {
+        ListenerSetStatus {
+            conditions: vec![Condition {
+                type_: condition::ACCEPTED.into(),
+                status: accepted.into(),
+                reason: String::new(),
+                message: String::new(),
+                observed_generation: Some(1),
+            }],
+            listeners: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn attached_listener_sets_add_their_ports() {
+        let gw = mk_gateway(
+            "apps",
+            "web",
+            "portico",
+            vec![mk_listener("http", 80, "HTTP")],
+        );
+        let inputs = Inputs {
+            gateways: vec![gw.clone()],
+            listener_sets: vec![
+                mk_listener_set("team-a", "accepted", "web", 8081),
+                mk_listener_set("team-b", "refused", "web", 8082),
+                mk_listener_set("team-c", "elsewhere", "other", 8083),
+            ],
+            ..Default::default()
+        };
+        let mut statuses = Statuses::default();
+        for (ns, name, accepted) in [
+            ("team-a", "accepted", true),
+            ("team-b", "refused", false),
+            ("team-c", "elsewhere", true),
+        ] {
+            statuses
+                .listener_sets
+                .insert(ObjectRef::new(ns, name), mk_set_status(accepted));
+        }
+        let sets = attached_listener_sets(&inputs, &statuses, &gw);
+        let names: Vec<Option<&str>> = sets.iter().map(|s| s.metadata.name.as_deref()).collect();
+        assert_eq!(names, [Some("accepted")]);
+        let ports: Vec<i32> = desired_service(&gw, &sets)
+            .and_then(|s| s.spec?.ports)
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(ports, [80, 8081]);
+    }
+
     #[test]
     fn a_user_label_cannot_override_the_gateway_name_label() {
         let mut gw = mk_gateway("a", "real", "portico", vec![]);
@@ -325,7 +438,7 @@ mod tests {
             )])),
             ..Default::default()
         });
-        let labels = desired_service(&gw)
+        let labels = desired_service(&gw, &[])
             .and_then(|s| s.metadata.labels)
             .unwrap_or_default();
         assert_eq!(
@@ -338,7 +451,7 @@ mod tests {
     fn gateways_without_uid_get_no_service() {
         let mut gw = mk_gateway("a", "g", "portico", vec![]);
         gw.metadata.uid = None;
-        assert!(desired_service(&gw).is_none());
+        assert!(desired_service(&gw, &[]).is_none());
     }
 
     #[test]
@@ -346,8 +459,11 @@ mod tests {
         let ours = mk_gateway("a", "mine", "portico", vec![mk_listener("h", 80, "HTTP")]);
         let theirs = mk_gateway("a", "theirs", "other", vec![mk_listener("h", 80, "HTTP")]);
         let impostor_gw = mk_gateway("a", "impostor", "portico", vec![]);
-        let mine_svc = with_ingress(desired_service(&ours).unwrap_or_default(), "10.1.2.3");
-        let theirs_svc = with_ingress(desired_service(&theirs).unwrap_or_default(), "10.1.2.4");
+        let mine_svc = with_ingress(desired_service(&ours, &[]).unwrap_or_default(), "10.1.2.3");
+        let theirs_svc = with_ingress(
+            desired_service(&theirs, &[]).unwrap_or_default(),
+            "10.1.2.4",
+        );
         // Same name as the Service the impostor Gateway would get, but not owned by it.
         let mut impostor_svc = Service::default();
         impostor_svc.metadata.namespace = Some("a".into());

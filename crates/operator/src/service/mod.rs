@@ -12,6 +12,7 @@ pub mod name;
 pub mod reconcile;
 
 pub use build::{
-    PROXY_SELECTOR_LABEL, PROXY_SELECTOR_VALUE, assigned_addresses, desired_service, our_gateways,
+    PROXY_SELECTOR_LABEL, PROXY_SELECTOR_VALUE, assigned_addresses, attached_listener_sets,
+    desired_service, our_gateways,
 };
 pub use name::{SERVICE_PREFIX, gateway_label_value, service_name};

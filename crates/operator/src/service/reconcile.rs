@@ -23,11 +23,11 @@ use kube::{Api, Client};
 use portico_api::k8s::{IntOrString, Service};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::kube::provider::{Snapshot, Snapshots};
 use crate::object::ObjectKey;
-use crate::service::build::{desired_service, our_gateways};
+use crate::service::build::{attached_listener_sets, desired_service, our_gateways};
 
 /// How long one apply may take.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -95,7 +95,8 @@ async fn reconcile(client: &Client, field_manager: &str, snapshot: &Snapshot) ->
     let params = PatchParams::apply(field_manager).force();
     let mut failed = 0;
     for gateway in our_gateways(inputs, &snapshot.options.controller_name) {
-        let Some(desired) = desired_service(gateway) else {
+        let sets = attached_listener_sets(inputs, &snapshot.output.statuses, gateway);
+        let Some(desired) = desired_service(gateway, &sets) else {
             continue;
         };
         let key = ObjectKey::of(&desired);
@@ -141,7 +142,11 @@ pub async fn run(
         let snapshot: Option<Arc<Snapshot>> = snapshots.borrow_and_update().clone();
         let is_leader = *leader.borrow_and_update();
         if is_leader && let Some(snapshot) = snapshot {
-            retry = reconcile(&client, &field_manager, &snapshot).await > 0;
+            let span = info_span!("service_pass", generation = snapshot.generation);
+            retry = reconcile(&client, &field_manager, &snapshot)
+                .instrument(span)
+                .await
+                > 0;
         }
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -178,7 +183,7 @@ mod tests {
 
     #[test]
     fn a_service_carrying_our_fields_plus_others_is_covered() {
-        let desired = desired_service(&mk_gateway(&[80])).unwrap_or_default();
+        let desired = desired_service(&mk_gateway(&[80]), &[]).unwrap_or_default();
         let mut current = desired.clone();
         current
             .metadata
@@ -193,8 +198,8 @@ mod tests {
 
     #[test]
     fn drift_is_not_covered() {
-        let desired = desired_service(&mk_gateway(&[80, 443])).unwrap_or_default();
-        let fewer_ports = desired_service(&mk_gateway(&[80])).unwrap_or_default();
+        let desired = desired_service(&mk_gateway(&[80, 443]), &[]).unwrap_or_default();
+        let fewer_ports = desired_service(&mk_gateway(&[80]), &[]).unwrap_or_default();
         assert!(!covers(&fewer_ports, &desired));
         assert!(!covers(&desired, &fewer_ports));
 

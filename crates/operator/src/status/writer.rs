@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!   Snapshot { inputs (current objects), output.statuses (desired) }
-//!      │ per GatewayClass, Gateway, HTTPRoute:
+//!      │ per GatewayClass, Gateway, ListenerSet, HTTPRoute:
 //!      │   desired.to_kube(now, current.status)   (keeps transition times, other
 //!      │                                            controllers' route parents)
 //!      │   differs(current, desired)?  no ─> skip
@@ -29,7 +29,8 @@ use std::time::Duration;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use portico_api::gateway::{
-    Gateway, GatewayClass, HttpRoute, gatewayclasses, gateways, httproutes,
+    Gateway, GatewayClass, HttpRoute, ListenerSet, gatewayclasses, gateways, httproutes,
+    listenersets,
 };
 use portico_api::k8s::Time;
 use portico_api::k8s_openapi::jiff::Timestamp;
@@ -39,7 +40,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, debug_span, info, info_span, warn};
 
 use crate::kube::provider::{Snapshot, Snapshots};
 use crate::object::ObjectKey;
@@ -69,6 +70,14 @@ impl StatusCounters {
         self.patched.load(Ordering::Relaxed)
     }
 
+    pub fn unchanged(&self) -> u64 {
+        self.unchanged.load(Ordering::Relaxed)
+    }
+
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts.load(Ordering::Relaxed)
+    }
+
     pub fn failed(&self) -> u64 {
         self.failed.load(Ordering::Relaxed)
     }
@@ -93,6 +102,13 @@ impl WithStatus for GatewayClass {
 
 impl WithStatus for Gateway {
     type Status = gateways::GatewayStatus;
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+}
+
+impl WithStatus for ListenerSet {
+    type Status = listenersets::ListenerSetStatus;
     fn status(&self) -> Option<&Self::Status> {
         self.status.as_ref()
     }
@@ -190,6 +206,21 @@ impl StatusWriter {
             failed += usize::from(matches!(outcome, Outcome::Failed));
         }
 
+        for set in &inputs.listener_sets {
+            let key = ObjectKey::of(set);
+            let Some(desired) = statuses.listener_sets.get(&object_ref(&key)) else {
+                continue;
+            };
+            if !*leader.borrow() {
+                return failed;
+            }
+            let api: Api<ListenerSet> = namespaced_api(&self.client, &key);
+            let outcome = self
+                .write_one(&api, set, |current| desired.to_kube(&now, current))
+                .await;
+            failed += usize::from(matches!(outcome, Outcome::Failed));
+        }
+
         let none = HttpRouteStatus::default();
         for route in &inputs.http_routes {
             let key = ObjectKey::of(route);
@@ -239,6 +270,24 @@ impl StatusWriter {
     {
         let kind = K::kind(&());
         let key = ObjectKey::of(obj);
+        let span = debug_span!("status_write", %kind, namespace = key.namespace.as_deref().unwrap_or(""), name = %key.name);
+        self.write_one_in(api, obj, to_status, kind, key)
+            .instrument(span)
+            .await
+    }
+
+    async fn write_one_in<K, F>(
+        &mut self,
+        api: &Api<K>,
+        obj: &K,
+        to_status: F,
+        kind: std::borrow::Cow<'static, str>,
+        key: ObjectKey,
+    ) -> Outcome
+    where
+        K: WithStatus,
+        F: Fn(Option<&K::Status>) -> K::Status,
+    {
         let id = (kind_id::<K>(), key.clone());
         let mut current = obj.clone();
         let mut backoff = FIRST_BACKOFF;
@@ -349,7 +398,8 @@ pub async fn run(
         }
         was_leader = is_leader;
         if is_leader && let Some(snapshot) = snapshot {
-            retry = writer.write(&snapshot, &leader).await > 0;
+            let span = info_span!("status_pass", generation = snapshot.generation);
+            retry = writer.write(&snapshot, &leader).instrument(span).await > 0;
         }
         tokio::select! {
             () = shutdown.cancelled() => break,
