@@ -87,6 +87,16 @@ pub(crate) fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DatapathEr
     }
 }
 
+/// Whether a map operation failed because the key was not there: aya reports a missing
+/// key on lookup as `KeyNotFound`, but on delete as the syscall's ENOENT.
+pub(crate) fn is_not_found(e: &MapError) -> bool {
+    match e {
+        MapError::KeyNotFound => true,
+        MapError::SyscallError(s) => s.io_error.raw_os_error() == Some(2),
+        _ => false,
+    }
+}
+
 pub(crate) fn prog_err(name: &'static str) -> impl FnOnce(ProgramError) -> DatapathError {
     move |source| DatapathError::Program { name, source }
 }
@@ -269,7 +279,8 @@ impl Datapath {
     fn release(&mut self, run: std::ops::Range<u32>) {
         for slot in run.clone() {
             match self.backends.remove(&slot) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
                 Err(e) => warn!(slot, error = %e, "deleting a backend slot"),
             }
         }

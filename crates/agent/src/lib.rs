@@ -14,6 +14,7 @@
 //! - [`datapath`]: loading and attaching the programs, programming the maps, adoption of
 //!   pinned maps after a restart.
 //! - [`nodeport`]: NodePort and LoadBalancer traffic from outside the node (tc/tcx).
+//! - [`l2`]: ARP answers for the LoadBalancer IPs this node announces (XDP).
 //! - [`steering`]: Gateway Services steered to the node-local proxy (sk_lookup + SOCKMAP).
 //! - [`source`]: Kubernetes Services and EndpointSlices into service entries.
 //! - [`bpffs`]: the BPF filesystem the maps are pinned on.
@@ -22,6 +23,7 @@
 
 pub mod bpffs;
 pub mod datapath;
+pub mod l2;
 pub mod maps;
 pub mod nodeport;
 pub mod probe;
@@ -33,6 +35,7 @@ pub mod source;
 pub mod steering;
 
 pub use datapath::{Datapath, DatapathError, SyncStats, list_pinned, remove_pinned};
+pub use l2::L2Announcer;
 pub use nodeport::NodePort;
 pub use service::{BackendEntry, EntryError, Frontend, Protocol, ServiceEntry};
 pub use source::service_entries;

@@ -6,6 +6,7 @@
 //!   portico_be    u32 slot                            -> Backend { addr, port, weight, cum }
 //!   portico_rnat  RnatKey { cookie, addr, port }      -> RnatValue { addr, port }   (kernel-written)
 //!   portico_ct    CtKey { saddr, daddr, sport, dport, proto, dir } -> CtValue { addr, port }   (kernel-written)
+//!   portico_l2    L2Key { ifindex, addr }             -> L2Value { mac }   (ARP answers)
 //!   portico_proxy u32 slot                            -> socket   (SOCKMAP, steering)
 //! ```
 //!
@@ -30,6 +31,9 @@ pub const REVNAT_MAP: &str = "portico_rnat";
 pub const PROXY_MAP: &str = "portico_proxy";
 /// The NodePort datapath's connection tracking (`bpf/nodeport.c`).
 pub const CT_MAP: &str = "portico_ct";
+/// L2 announcements (`bpf/l2.c`): the IPs answered per interface, and a reply counter.
+pub const L2_MAP: &str = "portico_l2";
+pub const L2_STATS_MAP: &str = "portico_l2_stats";
 /// Its slots: the proxy's TCP listener and its UDP socket.
 pub const PROXY_TCP_SLOT: u32 = 0;
 pub const PROXY_UDP_SLOT: u32 = 1;
@@ -130,6 +134,25 @@ pub struct CtValue {
     pub pad: u16,
 }
 
+/// `struct l2_key` (`bpf/l2.c`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct L2Key {
+    pub ifindex: u32,
+    /// Network byte order, as [`addr_to_map`] gives it.
+    pub addr: u32,
+}
+
+/// `struct l2_value`: the MAC the interface answers with.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct L2Value {
+    pub mac: [u8; 6],
+    pub pad: u16,
+}
+
+unsafe impl aya::Pod for L2Key {}
+unsafe impl aya::Pod for L2Value {}
 unsafe impl aya::Pod for CtKey {}
 unsafe impl aya::Pod for CtValue {}
 unsafe impl aya::Pod for SvcKey {}
@@ -206,6 +229,8 @@ mod tests {
         assert_eq!(size_of::<RnatValue>(), 8);
         assert_eq!(size_of::<CtKey>(), 16);
         assert_eq!(size_of::<CtValue>(), 8);
+        assert_eq!(size_of::<L2Key>(), 8);
+        assert_eq!(size_of::<L2Value>(), 8);
     }
 
     #[test]

@@ -25,3 +25,9 @@ pub(crate) static NODEPORT: &[u8] =
 /// Its tc programs: DNAT on ingress, reverse NAT on egress.
 pub(crate) const NODEPORT_INGRESS: &str = "portico_nodeport_in";
 pub(crate) const NODEPORT_EGRESS: &str = "portico_nodeport_out";
+
+/// L2 announcements (`bpf/l2.c`).
+pub(crate) static L2: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l2.o"));
+
+/// Its XDP program.
+pub(crate) const L2_PROGRAM: &str = "portico_l2_arp";

@@ -29,14 +29,14 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use aya::maps::{MapData, MapError, SockMap};
+use aya::maps::{MapData, SockMap};
 use aya::programs::SkLookup;
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::{Ebpf, EbpfLoader};
 use tracing::info;
 
 use crate::datapath::{
-    DatapathError, map_err, prepare_pin_dir, prog_err, replace_pinned_link, take_map,
+    DatapathError, is_not_found, map_err, prepare_pin_dir, prog_err, replace_pinned_link, take_map,
 };
 use crate::maps::{PROXY_MAP, PROXY_TCP_SLOT, PROXY_UDP_SLOT};
 use crate::programs::{STEER, STEER_PROGRAM};
@@ -118,7 +118,7 @@ impl Steering {
     pub fn clear_proxy_socket(&mut self, protocol: Protocol) -> Result<bool, DatapathError> {
         match self.proxy.clear_index(&slot(protocol)) {
             Ok(()) => Ok(true),
-            Err(MapError::KeyNotFound) => Ok(false),
+            Err(e) if is_not_found(&e) => Ok(false),
             Err(e) => Err(map_err(PROXY_MAP)(e)),
         }
     }

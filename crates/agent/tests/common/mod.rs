@@ -26,14 +26,18 @@ use nix::sched::{CloneFlags, setns};
 use portico_agent::{BackendEntry, Datapath, Frontend, Protocol, ServiceEntry};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup/unified";
-const BPFFS: &str = "/sys/fs/bpf";
-const AGENT: &str = env!("CARGO_BIN_EXE_portico-agent");
+pub const BPFFS: &str = "/sys/fs/bpf";
+/// The agent binary (set for tests; the bench example, which does not probe, has none).
+pub const AGENT: &str = match option_env!("CARGO_BIN_EXE_portico-agent") {
+    Some(path) => path,
+    None => "portico-agent",
+};
 /// How long a backend server lives at most, whatever the test does.
 const SERVER_LIFETIME: Duration = Duration::from_secs(120);
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-fn sh(args: &[&str]) -> Result<(), String> {
+pub fn sh(args: &[&str]) -> Result<(), String> {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -50,7 +54,7 @@ fn sh(args: &[&str]) -> Result<(), String> {
 }
 
 /// Why this machine cannot run the privileged tests, if it cannot.
-fn unavailable() -> Option<String> {
+pub fn unavailable() -> Option<String> {
     if !nix::unistd::Uid::effective().is_root() {
         return Some("not root".into());
     }
@@ -188,14 +192,15 @@ impl Lab {
                 "via",
                 "10.124.2.1",
             ],
+            // /proc/sys/net is the reader's namespace's: this is the node's forwarding.
             vec![
                 "ip",
                 "netns",
                 "exec",
                 n,
-                "sysctl",
-                "-qw",
-                "net.ipv4.ip_forward=1",
+                "sh",
+                "-c",
+                "echo 1 > /proc/sys/net/ipv4/ip_forward",
             ],
         ] {
             sh(&args).unwrap();
@@ -244,7 +249,7 @@ impl Lab {
     }
 
     /// Runs `f` on a thread inside the backend namespace.
-    fn in_backend_ns<T: Send + 'static>(
+    pub fn in_backend_ns<T: Send + 'static>(
         &mut self,
         f: impl FnOnce(Arc<AtomicBool>, mpsc::Sender<T>) + Send + 'static,
     ) -> T {
