@@ -43,6 +43,10 @@
 //! `portico-echo --log-requests`): the only way to know that a backend received a
 //! request whose answer went to nobody, such as a mirrored one.
 //!
+//! Test hooks as echo-basic has them (`/status/NNN`, `?delay=`, `?responseCode=` with
+//! `succeedAfter=`) let timeout and retry tests make the backend slow or failing; see
+//! the `hooks` module.
+//!
 //! The server speaks HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port.
 //! [`serve`] binds and returns an [`EchoServer`] handle with the bound address, so tests
 //! listen on port 0.
@@ -50,6 +54,7 @@
 mod config;
 mod error;
 mod headers;
+mod hooks;
 mod report;
 mod requests;
 mod server;

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{EchoConfig, Identity};
 use crate::error::EchoError;
+use crate::hooks::Hooks;
 use crate::requests::{RequestLog, SeenRequest, request_log};
 use crate::service::handle;
 
@@ -121,6 +122,7 @@ async fn accept_loop(
     builder.http1().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
+    let hooks = Arc::new(Hooks::default());
 
     loop {
         tokio::select! {
@@ -131,8 +133,9 @@ async fn accept_loop(
                 Ok((stream, remote)) => {
                     let identity = identity.clone();
                     let requests = requests.clone();
+                    let hooks = hooks.clone();
                     let service = service_fn(move |request| {
-                        handle(identity.clone(), requests.clone(), remote, request)
+                        handle(identity.clone(), requests.clone(), hooks.clone(), remote, request)
                     });
                     let connection = builder
                         .serve_connection(TokioIo::new(stream), service)

@@ -12,12 +12,14 @@ use hyper::body::Incoming;
 
 use crate::config::Identity;
 use crate::headers::requested_response_headers;
+use crate::hooks::{Hooks, Outcome};
 use crate::report::{BodySummary, EchoReport, SET_HEADER};
 use crate::requests::{RequestLog, SeenRequest};
 
 pub(crate) async fn handle(
     identity: Arc<Identity>,
     requests: RequestLog,
+    hooks: Arc<Hooks>,
     remote: SocketAddr,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -47,6 +49,15 @@ pub(crate) async fn handle(
         path: report.path.clone(),
         host: report.host.clone(),
     });
+    match hooks.apply(&head.uri).await {
+        Outcome::Echo => {}
+        Outcome::Status(status) => return Ok(empty(status)),
+        Outcome::BadRequest(reason) => {
+            let mut response = plain(StatusCode::BAD_REQUEST, "");
+            *response.body_mut() = Full::new(Bytes::from(format!("{reason}\n")));
+            return Ok(response);
+        }
+    }
     tracing::debug!(
         %remote,
         method = %head.method,
@@ -94,5 +105,11 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    response
+}
+
+fn empty(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = status;
     response
 }
