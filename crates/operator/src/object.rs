@@ -9,6 +9,7 @@
 //!            ├─ HttpRoute      (namespaced)
 //!            ├─ ReferenceGrant (namespaced)
 //!            ├─ Service        (namespaced)
+//!            ├─ Secret         (namespaced)  certificates of HTTPS listeners
 //!            └─ EndpointSlice  (namespaced)
 //! ```
 //!
@@ -19,7 +20,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
-use portico_api::k8s::{EndpointSlice, Namespace, ObjectMeta, Service};
+use portico_api::k8s::{EndpointSlice, Namespace, ObjectMeta, Secret, Service};
 use portico_api::k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use portico_api::kube::Resource;
 
@@ -101,6 +102,7 @@ pub enum Object {
     Service(Service),
     EndpointSlice(EndpointSlice),
     Namespace(Namespace),
+    Secret(Secret),
 }
 
 /// Runs `$body` with `$o` bound to the typed object inside `$obj`, whatever its kind.
@@ -115,6 +117,7 @@ macro_rules! with_object {
             Object::Service($o) => $body,
             Object::EndpointSlice($o) => $body,
             Object::Namespace($o) => $body,
+            Object::Secret($o) => $body,
         }
     };
 }
@@ -173,6 +176,7 @@ from_kind!(
     Service(Service),
     EndpointSlice(EndpointSlice),
     Namespace(Namespace),
+    Secret(Secret),
 );
 
 #[cfg(test)]
@@ -189,6 +193,7 @@ mod tests {
         assert!(is_namespaced::<ReferenceGrant>());
         assert!(is_namespaced::<Service>());
         assert!(is_namespaced::<EndpointSlice>());
+        assert!(is_namespaced::<Secret>());
     }
 
     #[test]

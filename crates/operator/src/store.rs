@@ -11,7 +11,8 @@
 //!         ├─ reference_grants:Index<ReferenceGrant>
 //!         ├─ services:        Index<Service>
 //!         ├─ endpoint_slices: Index<EndpointSlice>
-//!         └─ namespaces:      Index<Namespace>
+//!         ├─ namespaces:      Index<Namespace>
+//!         └─ secrets:         Index<Secret>     (certificates of HTTPS listeners)
 //!      │ snapshot()
 //!      ▼
 //!   Inputs (every list sorted by (namespace, name)) ──> translator
@@ -24,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
-use portico_api::k8s::{EndpointSlice, Namespace, Service};
+use portico_api::k8s::{EndpointSlice, Namespace, Secret, Service};
 use portico_api::kube::Resource;
 
 use crate::Inputs;
@@ -110,6 +111,8 @@ pub struct Store {
     pub services: Index<Service>,
     pub endpoint_slices: Index<EndpointSlice>,
     pub namespaces: Index<Namespace>,
+    /// Certificates that HTTPS listeners refer to (and any other Secret a provider feeds).
+    pub secrets: Index<Secret>,
 }
 
 impl Store {
@@ -124,6 +127,7 @@ impl Store {
             Object::Service(o) => self.services.apply(o),
             Object::EndpointSlice(o) => self.endpoint_slices.apply(o),
             Object::Namespace(o) => self.namespaces.apply(o),
+            Object::Secret(o) => self.secrets.apply(o),
         }
     }
 
@@ -139,6 +143,7 @@ impl Store {
             Object::Service(_) => self.services.contains_key(&key),
             Object::EndpointSlice(_) => self.endpoint_slices.contains_key(&key),
             Object::Namespace(_) => self.namespaces.contains_key(&key),
+            Object::Secret(_) => self.secrets.contains_key(&key),
         }
     }
 
@@ -154,6 +159,7 @@ impl Store {
         add(&self.reference_grants, &mut out);
         add(&self.services, &mut out);
         add(&self.endpoint_slices, &mut out);
+        add(&self.secrets, &mut out);
         out
     }
 
@@ -169,6 +175,7 @@ impl Store {
             endpoint_slices: self.endpoint_slices.to_vec(),
             namespaces: self.namespaces.to_vec(),
             reference_grants: self.reference_grants.to_vec(),
+            secrets: self.secrets.to_vec(),
         }
     }
 
@@ -182,6 +189,7 @@ impl Store {
             + self.services.len()
             + self.endpoint_slices.len()
             + self.namespaces.len()
+            + self.secrets.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -4,7 +4,7 @@
 //! |----------------------------------------------|---------------------------------------|
 //! | `gateway.networking.k8s.io/v1` or `/v1beta1` | GatewayClass, Gateway, HTTPRoute, ReferenceGrant |
 //! | `gateway.networking.k8s.io/v1`               | ListenerSet                           |
-//! | `v1`                                         | Service, Namespace, `List` (its `items`) |
+//! | `v1`                                         | Service, Namespace, Secret, `List` (its `items`) |
 //! | `discovery.k8s.io/v1`                        | EndpointSlice                         |
 //!
 //! `v1beta1` manifests have the same schema as `v1` for every field we read, so they decode
@@ -26,7 +26,7 @@ use std::borrow::Cow;
 use std::path::Path;
 
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
-use portico_api::k8s::{EndpointSlice, Namespace, Service};
+use portico_api::k8s::{EndpointSlice, Namespace, Secret, Service};
 use portico_api::kube::{Resource, ResourceExt};
 use portico_api::names::NAMESPACE_NAME_LABEL;
 use serde::de::DeserializeOwned;
@@ -173,7 +173,9 @@ fn decode_object(
         .or_else(|| want.decode::<ReferenceGrant>(gw, source))
         .or_else(|| want.decode::<Service>(&[], source))
         .or_else(|| want.decode::<EndpointSlice>(&[], source))
-        .or_else(|| want.decode::<Namespace>(&[], source));
+        .or_else(|| want.decode::<Namespace>(&[], source))
+        // Certificates for HTTPS listeners (`kubernetes.io/tls`), read by the translator.
+        .or_else(|| want.decode::<Secret>(&[], source));
     let Some(decoded) = decoded else {
         debug!(
             path = %path.display(),
@@ -334,6 +336,34 @@ mod tests {
         assert_eq!(GatewayClass::group(&()), GATEWAY_API_GROUP);
         assert_eq!(ReferenceGrant::group(&()), GATEWAY_API_GROUP);
         assert_eq!(ListenerSet::group(&()), GATEWAY_API_GROUP);
+    }
+
+    /// Secrets feed HTTPS listeners: `data` is base64 (as kubectl writes it) and
+    /// `stringData` plain text; both reach the translator.
+    #[test]
+    fn tls_secrets_are_read() {
+        let text = "apiVersion: v1\n\
+                    kind: Secret\n\
+                    metadata: {name: cert, namespace: infra}\n\
+                    type: kubernetes.io/tls\n\
+                    data: {tls.crt: Y2VydA==}\n\
+                    stringData: {tls.key: key}\n";
+        let contents = super::super::parse_file(Path::new("s.yaml"), text).unwrap_or_default();
+        assert!(contents.errors.is_empty(), "{:?}", contents.errors);
+        let [loaded] = contents.objects.as_slice() else {
+            panic!("one object expected: {contents:?}");
+        };
+        let Object::Secret(secret) = &loaded.object else {
+            panic!("a Secret expected: {loaded:?}");
+        };
+        assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+        let data = secret.data.clone().unwrap_or_default();
+        assert_eq!(
+            data.get("tls.crt").map(|b| b.0.as_slice()),
+            Some(&b"cert"[..])
+        );
+        let string_data = secret.string_data.clone().unwrap_or_default();
+        assert_eq!(string_data.get("tls.key").map(String::as_str), Some("key"));
     }
 
     #[test]
