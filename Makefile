@@ -60,3 +60,11 @@ flux-check:
 
 terraform-check:
 	hack/check-terraform.sh
+
+## bench-agent: the agent's socket LB against nftables DNAT (kube-proxy's way) in the same
+## network namespaces, connect latency and throughput as ratios, and the time to program
+## 10,000 services; writes bench/results/agent-<date>.{json,md}. Needs root, BPF and nft
+## (apt-get install -y nftables).
+.PHONY: bench-agent
+bench-agent:
+	$(CARGO) run --release -p portico-agent --example bench_agent -- --out bench/results

@@ -168,6 +168,8 @@ fn main() -> anyhow::Result<()> {
     let mut dp = lab.datapath();
     dp.upsert_service(&tcp_service(&format!("{LB_VIP}:80"), &[(greet, 1)]))?;
     dp.upsert_service(&tcp_service(&format!("{LB_VIP}:81"), &[(sink, 1)]))?;
+    // The DNAT rule runs after routing (as kube-proxy's does): the VIP needs a route.
+    lab.ip(false, &["route", "add", "default", "via", "10.123.0.2"]);
     nft(
         &lab.client_ns,
         &format!(
@@ -201,10 +203,11 @@ fn main() -> anyhow::Result<()> {
         let nft_tput = throughput(&format!("{NFT_VIP}:81"), mib);
         (latency(lb_samples), latency(nft_samples), lb_tput, nft_tput)
     })
-    .join()
-    .map_err(|_| anyhow::anyhow!("the measuring thread panicked"))?;
+    .join();
+    // Back out of the lab's cgroup before anything else, so that it can be removed.
     let root = lab.cgroup.parent().context("cgroup parent")?.to_path_buf();
     fs::write(procs(&root), std::process::id().to_string())?;
+    let measured = measured.map_err(|_| anyhow::anyhow!("the measuring thread panicked"))?;
     let (lb_lat, nft_lat, lb_tput, nft_tput) = measured;
 
     // Programming 10,000 services of two backends each, then deleting them.
