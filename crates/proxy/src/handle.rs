@@ -3,13 +3,15 @@
 //! An update runs in this order, and the order is the point:
 //!
 //! 1. build the new routing table from the config, outside any lock: a config that
-//!    fails here is rejected and nothing changes;
+//!    fails here is rejected and nothing changes; the certificate tables of HTTPS
+//!    listeners too (crate::tls);
 //! 2. (updates are serialized from here on) stop listeners that are gone or moved:
 //!    their sockets close, their open connections drain in the background;
 //! 3. bind listeners that are new, moved, or failed to bind last time; a bind failure
 //!    is reported and the others carry on;
 //! 4. swap the table in (one atomic store: requests already running keep the table
-//!    they loaded);
+//!    they loaded), and the certificates of running HTTPS listeners (handshakes from
+//!    now on get them; open connections keep theirs);
 //! 5. start accepting on the newly bound sockets, now that the table knows them.
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
@@ -24,6 +26,7 @@ use crate::{
     options::ProxyOptions,
     service::Shared,
     table::RoutingTable,
+    tls::{self, CertResolver},
     upstream::Upstream,
 };
 
@@ -61,6 +64,8 @@ struct State {
     running: BTreeMap<String, Running>,
     /// Stopped listeners still draining their connections; awaited by `shutdown`.
     draining: Vec<JoinHandle<()>>,
+    /// The certificate resolvers of the running HTTPS listeners, by listener name.
+    tls: BTreeMap<String, Arc<CertResolver>>,
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +109,9 @@ impl ProxyHandle {
             }
         };
 
+        let provider = tls::provider();
+        let mut certificates = tls::tables(&config, &provider);
+
         let mut state = self.state.lock().await;
         let mut summary = UpdateSummary {
             version: table.version.clone(),
@@ -120,10 +128,15 @@ impl ProxyHandle {
         let stale: Vec<String> = state
             .running
             .iter()
-            .filter(|(name, r)| wanted.get(name) != Some(&r.requested))
+            .filter(|(name, r)| {
+                // A listener that turns from HTTP to HTTPS (or back) is a new socket.
+                wanted.get(name) != Some(&r.requested)
+                    || state.tls.contains_key(*name) != certificates.contains_key(*name)
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in stale {
+            state.tls.remove(&name);
             if let Some(running) = state.running.remove(&name) {
                 let task = running.stop().await;
                 state.draining.push(task);
@@ -150,10 +163,41 @@ impl ProxyHandle {
         // 4. Swap.
         let listener_names: Vec<String> = table.listeners.keys().cloned().collect();
         self.shared.table.store(Arc::new(table));
+        for (name, resolver) in &state.tls {
+            if let Some(table) = certificates.remove(name) {
+                resolver.swap(table);
+            }
+        }
 
         // 5. Accept.
         for (name, addr, socket) in bound {
-            match Running::spawn(&name, addr, socket, self.shared.clone(), &self.options) {
+            let server_config = match certificates.remove(&name) {
+                None => None,
+                Some(table) => {
+                    let resolver = Arc::new(CertResolver::new(table));
+                    match tls::server_config(provider.clone(), resolver.clone()) {
+                        Ok(server_config) => {
+                            state.tls.insert(name.clone(), resolver);
+                            Some(server_config)
+                        }
+                        // Only a provider without TLS 1.2/1.3 suites fails here, which
+                        // ring is not; the listener is left out rather than served
+                        // without TLS.
+                        Err(error) => {
+                            tracing::error!(listener = %name, %error, "TLS listener not serving");
+                            continue;
+                        }
+                    }
+                }
+            };
+            match Running::spawn(
+                &name,
+                addr,
+                socket,
+                self.shared.clone(),
+                &self.options,
+                server_config,
+            ) {
                 Ok(running) => {
                     state.running.insert(name.clone(), running);
                     summary.added.push(name);

@@ -6,6 +6,8 @@
 //!
 //! ```text
 //!  client ──TCP──> listener (accept loop, one per Config listener)      listener.rs
+//!                    │ HTTPS: TLS handshake first, certificate by SNI,   tls.rs
+//!                    │ ALPN h2 or http/1.1
 //!                    │ hyper auto: HTTP/1.1 or h2c by the preface, upgrades allowed,
 //!                    │ 4xx for malformed requests before we see them
 //!                    v
@@ -58,6 +60,7 @@ mod listener;
 mod options;
 mod service;
 mod table;
+mod tls;
 mod upgrade;
 mod upstream;
 

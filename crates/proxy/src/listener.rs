@@ -1,5 +1,7 @@
 //! Listeners: one bound socket each, with an accept loop that serves HTTP/1.1 and
-//! HTTP/2 prior knowledge (h2c) on the same port and drains on stop.
+//! HTTP/2 prior knowledge (h2c) on the same port and drains on stop. An HTTPS listener
+//! first completes a TLS handshake (certificates by SNI, see crate::tls; ALPN h2 or
+//! http/1.1), then serves the same way over the TLS stream.
 //!
 //! ```text
 //! stop token ──> accept loop breaks ──> socket dropped ──> `closed` fires
@@ -18,10 +20,12 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
 };
 use tokio::{
+    io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpSocket},
     sync::oneshot,
     task::JoinHandle,
 };
+use tokio_rustls::{TlsAcceptor, rustls::ServerConfig};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::{
@@ -32,6 +36,10 @@ use crate::{
 
 /// Pending connections the kernel queues before accept.
 const BACKLOG: u32 = 1024;
+
+/// A client that has not finished its TLS handshake by then is dropped, so that idle
+/// sockets cannot pile up before any request-level timeout applies.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds `addr` for listener `name`. Synchronous so that `update` knows at once which
 /// listeners failed. SO_REUSEADDR lets a listener rebind a port that a previous one just
@@ -68,13 +76,15 @@ pub(crate) struct Running {
 
 impl Running {
     /// Starts accepting on `listener`. Call only once the routing table that knows
-    /// listener `name` is in place, or its first requests would find no routes.
+    /// listener `name` is in place, or its first requests would find no routes. With
+    /// `tls`, every connection is a TLS one (an HTTPS listener).
     pub(crate) fn spawn(
         name: &str,
         requested: SocketAddr,
         listener: TcpListener,
         shared: Arc<Shared>,
         options: &ProxyOptions,
+        tls: Option<Arc<ServerConfig>>,
     ) -> Result<Self, ListenerError> {
         let local_addr = listener.local_addr().map_err(|e| ListenerError {
             listener: name.to_owned(),
@@ -90,6 +100,7 @@ impl Running {
             builder: Arc::new(server_builder(options)),
             stop: stop.clone(),
             drain_timeout: options.drain_timeout,
+            tls: tls.map(TlsAcceptor::from),
         };
         let task = tokio::spawn(accept.run(closed_tx));
         Ok(Self {
@@ -134,6 +145,7 @@ struct AcceptLoop {
     builder: Arc<auto::Builder<TokioExecutor>>,
     stop: CancellationToken,
     drain_timeout: Duration,
+    tls: Option<TlsAcceptor>,
 }
 
 impl AcceptLoop {
@@ -145,6 +157,7 @@ impl AcceptLoop {
             builder,
             stop,
             drain_timeout,
+            tls,
         } = self;
         let graceful = GracefulShutdown::new();
         // Cuts the connections still open when the drain deadline passes.
@@ -176,27 +189,29 @@ impl AcceptLoop {
             let builder = builder.clone();
             let watcher = graceful.watcher();
             let cut = cut.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
                     let shared = shared.clone();
                     let conn = conn.clone();
                     async move { Ok::<_, Infallible>(service::handle(shared, conn, req).await) }
                 });
-                // With upgrades: a WebSocket handshake hands the connection over to the
-                // tunnel (see upgrade.rs) instead of closing it.
-                let served = watcher
-                    .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc));
-                tokio::select! {
-                    result = served => {
-                        // Client resets and malformed requests end up here; hyper has
-                        // already answered what could be answered (400, 408, 431).
-                        if let Err(error) = result {
-                            tracing::debug!(%client, %error, "connection ended with an error");
-                        }
-                    }
-                    () = cut.cancelled() => {
-                        tracing::debug!(%client, "connection cut at the drain deadline");
-                    }
+                let Some(acceptor) = tls else {
+                    serve(&builder, stream, svc, watcher, cut, client).await;
+                    return;
+                };
+                // The handshake is not watched by the graceful shutdown: it is bounded by
+                // its own timeout, and a listener that stops does not wait for it.
+                let handshake = tokio::select! {
+                    handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => handshake,
+                    () = cut.cancelled() => return,
+                };
+                match handshake {
+                    Ok(Ok(stream)) => serve(&builder, stream, svc, watcher, cut, client).await,
+                    // No certificate for the SNI, no common version or cipher, not TLS
+                    // at all: rustls has sent an alert where it could.
+                    Ok(Err(error)) => tracing::debug!(%client, %error, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
                 }
             });
         }
@@ -211,5 +226,40 @@ impl AcceptLoop {
             cut.cancel();
         }
         tracing::debug!(listener = %name, "listener stopped");
+    }
+}
+
+/// Serves one connection (plain TCP or TLS) until it ends or is cut.
+async fn serve<I, S>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    svc: S,
+    watcher: hyper_util::server::graceful::Watcher,
+    cut: CancellationToken,
+    client: SocketAddr,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<crate::upstream::ProxyBody>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    // With upgrades: a WebSocket handshake hands the connection over to the tunnel (see
+    // upgrade.rs) instead of closing it.
+    let served = watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(io), svc));
+    tokio::select! {
+        result = served => {
+            // Client resets and malformed requests end up here; hyper has already
+            // answered what could be answered (400, 408, 431).
+            if let Err(error) = result {
+                tracing::debug!(%client, %error, "connection ended with an error");
+            }
+        }
+        () = cut.cancelled() => {
+            tracing::debug!(%client, "connection cut at the drain deadline");
+        }
     }
 }

@@ -1,0 +1,298 @@
+//! TLS termination for HTTPS listeners: certificates chosen by SNI, swapped with the
+//! config.
+//!
+//! ```text
+//! Config listener (PROTOCOL_HTTPS)
+//!   └── virtual_hosts[].tls.certificates[]  ──build──>  SniTable (one per listener)
+//!                                                        ├── exact hostnames
+//!                                                        ├── wildcards, longest first
+//!                                                        └── "" (any host)
+//! CertResolver (one per running listener, lives as long as its socket)
+//!   └── ArcSwap<SniTable>   swapped by `update`: new handshakes get the new
+//!                           certificates, open connections keep their session
+//! ```
+//!
+//! A handshake picks the virtual host by SNI (exact, then the most specific wildcard,
+//! then a virtual host without hostname), then, among its certificates, the first one
+//! whose key can sign with a scheme the client offers (so ECDSA and RSA certificates can
+//! sit side by side). No match: no certificate, and rustls aborts the handshake with an
+//! alert; the listener and other connections are unaffected.
+//!
+//! The crypto provider is passed explicitly (ring), so nothing depends on a process-wide
+//! default being installed.
+
+use std::{collections::BTreeMap, fmt, sync::Arc};
+
+use arc_swap::ArcSwap;
+use portico_api::config::v1 as pb;
+use rustls::{
+    ServerConfig,
+    crypto::{CryptoProvider, ring},
+    server::{ClientHello, ResolvesServerCert},
+    sign::CertifiedKey,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+
+/// ALPN: HTTP/2 first, HTTP/1.1 as the fallback; hyper's auto builder then serves
+/// whichever the client picked (it reads the connection preface).
+const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+/// The certificates of one HTTPS listener, by virtual host hostname.
+#[derive(Default)]
+pub(crate) struct SniTable {
+    /// `(hostname, certificates)`: exact names, then wildcards (`*.suffix`) longest
+    /// first, then `""`.
+    hosts: Vec<(String, Vec<Arc<CertifiedKey>>)>,
+}
+
+impl fmt::Debug for SniTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.hosts.iter().map(|(h, c)| (h, c.len())))
+            .finish()
+    }
+}
+
+/// Why a certificate of the config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("certificate {name:?} of virtual host {vhost:?}: {reason}")]
+pub(crate) struct CertificateError {
+    vhost: String,
+    name: String,
+    reason: String,
+}
+
+impl SniTable {
+    /// The table of `listener`. A certificate that does not load is left out and
+    /// reported: the translator checks certificates before they reach a config, so this
+    /// only happens with a config from elsewhere, and one bad Secret must not take the
+    /// listener's other virtual hosts down.
+    pub(crate) fn build(
+        listener: &pb::Listener,
+        provider: &CryptoProvider,
+    ) -> (Self, Vec<CertificateError>) {
+        let mut hosts = Vec::new();
+        let mut errors = Vec::new();
+        for vhost in &listener.virtual_hosts {
+            let Some(tls) = &vhost.tls else { continue };
+            let mut certs = Vec::new();
+            for cert in &tls.certificates {
+                match certified_key(cert, provider) {
+                    Ok(key) => certs.push(Arc::new(key)),
+                    Err(reason) => errors.push(CertificateError {
+                        vhost: vhost.name.clone(),
+                        name: cert.name.clone(),
+                        reason,
+                    }),
+                }
+            }
+            if !certs.is_empty() {
+                hosts.push((vhost.hostname.to_ascii_lowercase(), certs));
+            }
+        }
+        hosts.sort_by_key(|a| specificity(&a.0));
+        (Self { hosts }, errors)
+    }
+
+    /// The certificates for `sni`. Gateway API (Listener hostname): "Hostnames that are
+    /// prefixed with a wildcard label (`*.`) are interpreted as a suffix match. That
+    /// means that a match for `*.example.com` would match both `test.example.com`, and
+    /// `foo.test.example.com`, but not `example.com`."
+    fn lookup(&self, sni: Option<&str>) -> Option<&[Arc<CertifiedKey>]> {
+        let sni = sni.map(str::to_ascii_lowercase);
+        self.hosts
+            .iter()
+            .find(|(hostname, _)| match (hostname.as_str(), sni.as_deref()) {
+                ("", _) => true,
+                (_, None) => false,
+                (pattern, Some(name)) => match pattern.strip_prefix('*') {
+                    Some(suffix) => name.len() > suffix.len() && name.ends_with(suffix),
+                    None => pattern == name,
+                },
+            })
+            .map(|(_, certs)| certs.as_slice())
+    }
+
+    fn choose(&self, hello: &ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let certs = self.lookup(hello.server_name())?;
+        certs
+            .iter()
+            .find(|c| c.key.choose_scheme(hello.signature_schemes()).is_some())
+            .cloned()
+    }
+}
+
+/// Sort key: exact names (longest first), wildcards (longest first), then "".
+fn specificity(hostname: &str) -> (u8, std::cmp::Reverse<usize>) {
+    let class = if hostname.is_empty() {
+        2
+    } else if hostname.starts_with('*') {
+        1
+    } else {
+        0
+    };
+    (class, std::cmp::Reverse(hostname.len()))
+}
+
+fn certified_key(
+    cert: &pb::Certificate,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, String> {
+    let chain = CertificateDer::pem_slice_iter(&cert.cert_chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certificate chain: {e}"))?;
+    if chain.is_empty() {
+        return Err("no certificate in the chain".to_owned());
+    }
+    let key = PrivateKeyDer::from_pem_slice(&cert.private_key_pem)
+        .map_err(|e| format!("private key: {e}"))?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|e| e.to_string())
+}
+
+/// Chooses the certificate of each handshake from the listener's current table.
+#[derive(Debug)]
+pub(crate) struct CertResolver {
+    table: ArcSwap<SniTable>,
+}
+
+impl CertResolver {
+    pub(crate) fn new(table: SniTable) -> Self {
+        Self {
+            table: ArcSwap::from_pointee(table),
+        }
+    }
+
+    /// Serves `table` to the handshakes that start from now on.
+    pub(crate) fn swap(&self, table: SniTable) {
+        self.table.store(Arc::new(table));
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let chosen = self.table.load().choose(&hello);
+        if chosen.is_none() {
+            tracing::debug!(sni = ?hello.server_name(), "no certificate for this server name");
+        }
+        chosen
+    }
+}
+
+/// The provider every TLS object of the proxy uses.
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    Arc::new(ring::default_provider())
+}
+
+/// The server side of an HTTPS listener: TLS 1.2 and 1.3, ALPN h2 and http/1.1,
+/// certificates from `resolver`.
+pub(crate) fn server_config(
+    provider: Arc<CryptoProvider>,
+    resolver: Arc<CertResolver>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// Builds the certificate table of every HTTPS listener of `config`, by listener name.
+pub(crate) fn tables(config: &pb::Config, provider: &CryptoProvider) -> BTreeMap<String, SniTable> {
+    config
+        .listeners
+        .iter()
+        .filter(|l| l.protocol == pb::Protocol::Https as i32)
+        .map(|l| {
+            let (table, errors) = SniTable::build(l, provider);
+            for error in errors {
+                tracing::error!(listener = %l.name, %error, "certificate not loaded");
+            }
+            (l.name.clone(), table)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn cert(name: &str) -> Arc<CertifiedKey> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let c = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        Arc::new(
+            CertifiedKey::from_der(vec![c.der().clone()], der, &ring::default_provider()).unwrap(),
+        )
+    }
+
+    #[test]
+    fn sni_prefers_exact_then_longest_wildcard_then_any() {
+        let (exact, long, short, any) = (
+            cert("a.b.example.com"),
+            cert("x.b.example.com"),
+            cert("y.example.com"),
+            cert("any"),
+        );
+        let mut hosts = vec![
+            ("".to_owned(), vec![any.clone()]),
+            ("*.example.com".to_owned(), vec![short.clone()]),
+            ("a.b.example.com".to_owned(), vec![exact.clone()]),
+            ("*.b.example.com".to_owned(), vec![long.clone()]),
+        ];
+        hosts.sort_by_key(|a| specificity(&a.0));
+        let table = SniTable { hosts };
+        let got = |sni: Option<&str>| table.lookup(sni).map(|c| c[0].cert[0].clone());
+        assert_eq!(got(Some("a.b.example.com")), Some(exact.cert[0].clone()));
+        assert_eq!(got(Some("A.B.Example.com")), Some(exact.cert[0].clone()));
+        assert_eq!(got(Some("z.b.example.com")), Some(long.cert[0].clone()));
+        assert_eq!(got(Some("q.example.com")), Some(short.cert[0].clone()));
+        assert_eq!(got(Some("example.com")), Some(any.cert[0].clone()));
+        assert_eq!(got(None), Some(any.cert[0].clone()));
+
+        let without_any = SniTable {
+            hosts: vec![("a.example.com".to_owned(), vec![exact])],
+        };
+        assert!(without_any.lookup(Some("b.example.com")).is_none());
+        assert!(without_any.lookup(None).is_none());
+    }
+
+    #[test]
+    fn bad_certificates_are_left_out_and_reported() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let c = rcgen::CertificateParams::new(vec!["ok.example.com".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let vhost = |name: &str, hostname: &str, cert_pem: &str, key_pem: &str| pb::VirtualHost {
+            name: name.into(),
+            hostname: hostname.into(),
+            tls: Some(pb::TlsTermination {
+                certificates: vec![pb::Certificate {
+                    name: format!("ns/{name}"),
+                    cert_chain_pem: cert_pem.as_bytes().to_vec(),
+                    private_key_pem: key_pem.as_bytes().to_vec(),
+                }],
+            }),
+            ..Default::default()
+        };
+        let listener = pb::Listener {
+            name: "l".into(),
+            protocol: pb::Protocol::Https as i32,
+            virtual_hosts: vec![
+                vhost("ok", "ok.example.com", &c.pem(), &key.serialize_pem()),
+                vhost("bad", "bad.example.com", "garbage", "garbage"),
+            ],
+            ..Default::default()
+        };
+        let (table, errors) = SniTable::build(&listener, &ring::default_provider());
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].to_string().contains("ns/bad"), "{}", errors[0]);
+        assert!(table.lookup(Some("ok.example.com")).is_some());
+        assert!(table.lookup(Some("bad.example.com")).is_none());
+    }
+}
