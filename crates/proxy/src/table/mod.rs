@@ -121,9 +121,13 @@ impl RoutingTable {
             })?;
             let port = u16::try_from(l.port)
                 .map_err(|_| ProxyError::invalid(&l.name, ConfigError::Port(l.port)))?;
-            if pb::Protocol::try_from(l.protocol) != Ok(pb::Protocol::Http) {
-                // TLS, TCP and UDP listeners come with later work; skipping them keeps
-                // the HTTP ones of the same config serving.
+            if !matches!(
+                pb::Protocol::try_from(l.protocol),
+                Ok(pb::Protocol::Http | pb::Protocol::Https)
+            ) {
+                // HTTPS routes like HTTP once TLS is off (the listener terminates it, see
+                // crate::tls). TLS, TCP and UDP listeners come with later work; skipping
+                // them keeps the HTTP ones of the same config serving.
                 tracing::warn!(
                     listener = %l.name,
                     protocol = l.protocol,
