@@ -20,7 +20,7 @@ use std::fmt::Debug;
 
 use kube::runtime::watcher::Event;
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
-use portico_api::k8s::{EndpointSlice, Namespace, Service};
+use portico_api::k8s::{EndpointSlice, Namespace, Secret, Service};
 use portico_api::kube::Resource;
 use serde::de::DeserializeOwned;
 
@@ -54,6 +54,7 @@ watched!(
     Service => services,
     EndpointSlice => endpoint_slices,
     Namespace => namespaces,
+    Secret => secrets,
 );
 
 /// Drops what the translator never reads and what changes on every write:

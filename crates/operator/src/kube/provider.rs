@@ -9,7 +9,8 @@
 //!   watcher(ReferenceGrant)│                changes: u64,   (debounce, all kinds synced)  └─> Service reconciler
 //!   watcher(Service)       │                unsynced kinds }
 //!   watcher(EndpointSlice) │
-//!   watcher(Namespace) ────┘
+//!   watcher(Namespace)     │
+//!   watcher(Secret) ───────┘ (type kubernetes.io/tls only)
 //! ```
 //!
 //! Nothing is published before every kind has been listed once: translating a partial
@@ -27,7 +28,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
-use portico_api::k8s::{EndpointSlice, Namespace, Service};
+use portico_api::k8s::{EndpointSlice, Namespace, Secret, Service};
 use portico_api::k8s_openapi::NamespaceResourceScope;
 use portico_translate::{Inputs, Options, Output, translate};
 use tokio::sync::{Notify, watch};
@@ -107,74 +108,76 @@ impl KubeProvider {
     /// runtime; the tasks end when `shutdown` is cancelled.
     pub fn spawn(client: Client, config: ProviderConfig, shutdown: CancellationToken) -> Self {
         let shared = Arc::new(Shared::default());
-        let mut tasks = JoinSet::new();
-        let ns = config.namespace.as_deref();
-        tasks.spawn(watch_kind(
-            cluster::<GatewayClass>(&client),
-            &shared,
-            &shutdown,
-        ));
-        tasks.spawn(watch_kind(
-            cluster::<Namespace>(&client),
-            &shared,
-            &shutdown,
-        ));
-        tasks.spawn(watch_kind(
-            namespaced::<Gateway>(&client, ns),
-            &shared,
-            &shutdown,
-        ));
+        let mut watches = Watches {
+            client,
+            namespace: config.namespace.clone(),
+            shared: shared.clone(),
+            shutdown: shutdown.clone(),
+            tasks: JoinSet::new(),
+        };
+        let all = watcher::Config::default;
+        watches.cluster::<GatewayClass>();
+        watches.cluster::<Namespace>();
+        watches.namespaced::<Gateway>(all());
         if config.listener_sets {
-            tasks.spawn(watch_kind(
-                namespaced::<ListenerSet>(&client, ns),
-                &shared,
-                &shutdown,
-            ));
+            watches.namespaced::<ListenerSet>(all());
         }
-        tasks.spawn(watch_kind(
-            namespaced::<HttpRoute>(&client, ns),
-            &shared,
-            &shutdown,
-        ));
-        tasks.spawn(watch_kind(
-            namespaced::<ReferenceGrant>(&client, ns),
-            &shared,
-            &shutdown,
-        ));
-        tasks.spawn(watch_kind(
-            namespaced::<Service>(&client, ns),
-            &shared,
-            &shutdown,
-        ));
-        tasks.spawn(watch_kind(
-            namespaced::<EndpointSlice>(&client, ns),
-            &shared,
-            &shutdown,
-        ));
+        watches.namespaced::<HttpRoute>(all());
+        watches.namespaced::<ReferenceGrant>(all());
+        watches.namespaced::<Service>(all());
+        watches.namespaced::<EndpointSlice>(all());
+        // Only certificates: the other Secrets of the cluster are none of our business,
+        // and not holding them keeps tokens and passwords out of this process.
+        watches.namespaced::<Secret>(all().fields(TLS_SECRETS));
 
+        let mut tasks = watches.tasks;
         let (tx, snapshots) = watch::channel(None);
         tasks.spawn(translate_loop(shared, config, tx, shutdown));
         Self { snapshots, tasks }
     }
 }
 
-fn cluster<K: Watched>(client: &Client) -> Api<K> {
-    Api::all(client.clone())
+/// The field selector of the Secrets that listeners can refer to.
+const TLS_SECRETS: &str = "type=kubernetes.io/tls";
+
+/// Starts watches, all feeding the same store.
+struct Watches {
+    client: Client,
+    namespace: Option<String>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
 }
 
-fn namespaced<K: Watched + kube::Resource<Scope = NamespaceResourceScope>>(
-    client: &Client,
-    namespace: Option<&str>,
-) -> Api<K> {
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
+impl Watches {
+    fn cluster<K: Watched>(&mut self) {
+        let api = Api::all(self.client.clone());
+        let task = watch_kind::<K>(
+            api,
+            watcher::Config::default(),
+            &self.shared,
+            &self.shutdown,
+        );
+        self.tasks.spawn(task);
+    }
+
+    fn namespaced<K>(&mut self, config: watcher::Config)
+    where
+        K: Watched + kube::Resource<Scope = NamespaceResourceScope>,
+    {
+        let api = match &self.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let task = watch_kind::<K>(api, config, &self.shared, &self.shutdown);
+        self.tasks.spawn(task);
     }
 }
 
 /// Registers the kind as not yet synced and returns the task that watches it.
 fn watch_kind<K: Watched>(
     api: Api<K>,
+    config: watcher::Config,
     shared: &Arc<Shared>,
     shutdown: &CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
@@ -186,9 +189,7 @@ fn watch_kind<K: Watched>(
         let mut relist = Relist::<K>::default();
         // The watcher relists by itself after a 410 Gone; the backoff spaces out retries
         // while the API server is unreachable or the kind is not served.
-        let mut events = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
+        let mut events = watcher(api, config).default_backoff().boxed();
         loop {
             let event = tokio::select! {
                 () = shutdown.cancelled() => break,

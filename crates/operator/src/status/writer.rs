@@ -59,6 +59,13 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// What the writer did, for metrics and tests.
 #[derive(Debug, Default)]
 pub struct StatusCounters {
+    /// Passes over a snapshot (complete or cut short by losing the Lease).
+    pub passes: AtomicU64,
+    /// Passes that found nothing to write and nothing failing: the statuses had
+    /// converged.
+    pub quiet_passes: AtomicU64,
+    /// The snapshot generation of the latest quiet pass.
+    pub last_quiet_generation: AtomicU64,
     pub patched: AtomicU64,
     pub unchanged: AtomicU64,
     pub conflicts: AtomicU64,
@@ -66,6 +73,18 @@ pub struct StatusCounters {
 }
 
 impl StatusCounters {
+    pub fn passes(&self) -> u64 {
+        self.passes.load(Ordering::Relaxed)
+    }
+
+    pub fn quiet_passes(&self) -> u64 {
+        self.quiet_passes.load(Ordering::Relaxed)
+    }
+
+    pub fn last_quiet_generation(&self) -> u64 {
+        self.last_quiet_generation.load(Ordering::Relaxed)
+    }
+
     pub fn patched(&self) -> u64 {
         self.patched.load(Ordering::Relaxed)
     }
@@ -169,6 +188,19 @@ impl StatusWriter {
     /// Writes every status of `snapshot` that differs from the object's; returns how many
     /// writes failed. Stops early when `leader` turns false.
     pub async fn write(&mut self, snapshot: &Snapshot, leader: &watch::Receiver<bool>) -> usize {
+        let patched_before = self.counters.patched();
+        let failed = self.write_all(snapshot, leader).await;
+        StatusCounters::add(&self.counters.passes);
+        if failed == 0 && self.counters.patched() == patched_before {
+            StatusCounters::add(&self.counters.quiet_passes);
+            self.counters
+                .last_quiet_generation
+                .fetch_max(snapshot.generation, Ordering::Relaxed);
+        }
+        failed
+    }
+
+    async fn write_all(&mut self, snapshot: &Snapshot, leader: &watch::Receiver<bool>) -> usize {
         let statuses: &Statuses = &snapshot.output.statuses;
         let inputs = &snapshot.inputs;
         let now = Time(Timestamp::now());
