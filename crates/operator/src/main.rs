@@ -1,5 +1,5 @@
-//! `portico-operator`: parses flags, sets up logging and the Kubernetes client, and runs
-//! [`portico_operator::run`] until SIGINT or SIGTERM.
+//! `portico-operator`: parses flags, installs the TLS crypto provider, sets up logging and
+//! the Kubernetes client, and runs [`portico_operator::run`] until SIGINT or SIGTERM.
 
 use anyhow::Context;
 use clap::Parser;
@@ -11,6 +11,9 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    // The client's TLS uses the process-wide provider; ring is the one the workspace
+    // builds rustls with. Failing means one is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&config.log).context("--log")?)
         .init();
