@@ -300,8 +300,8 @@ async fn passing_failing_invalid_and_skipped_cases() {
     assert_eq!(
         lines
             .iter()
-            .filter(|l| l.contains(" passed, "))
-            .last()
+            .rev()
+            .find(|l| l.contains(" passed, "))
             .map(String::as_str),
         Some("2 passed, 2 failed, 1 skipped"),
         "{all}"
