@@ -424,3 +424,63 @@ async fn only_tls_secrets_reach_the_translator() {
     shutdown.cancel();
     operator.wait().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_go_when_their_gateway_leaves_our_class_or_is_deleted() {
+    let server = server_with_crds().await;
+    apply(&server, SCENARIO);
+    apply(&server, LISTENER_SET);
+    let client = server.client().unwrap();
+    let shutdown = CancellationToken::new();
+    let operator = start(client.clone(), config("solo"), shutdown.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), "apps");
+    for name in ["portico-gateway-web", "portico-gateway-shared"] {
+        eventually(WAIT, || async {
+            services.get_opt(name).await.ok().flatten()
+        })
+        .await
+        .unwrap();
+    }
+
+    // `web` moves to another controller's class: its Service is ours to remove.
+    apply(
+        &server,
+        &scenario_doc("Gateway").replace(
+            "gatewayClassName: portico\n",
+            "gatewayClassName: someone-else\n",
+        ),
+    );
+    eventually(WAIT, || async {
+        services
+            .get_opt("portico-gateway-web")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .unwrap();
+
+    // `shared` is deleted: the garbage collector removes its Service (ownerReference).
+    let gateways: Api<Gateway> = Api::namespaced(client.clone(), "apps");
+    gateways
+        .delete("shared", &Default::default())
+        .await
+        .unwrap();
+    eventually(WAIT, || async {
+        services
+            .get_opt("portico-gateway-shared")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .unwrap();
+
+    shutdown.cancel();
+    operator.wait().await;
+}

@@ -39,6 +39,9 @@ pub const PROXY_SELECTOR_VALUE: &str = "portico-proxy";
 /// The Service type of a Gateway's Service.
 const LOAD_BALANCER: &str = "LoadBalancer";
 
+/// The default (and only IP) type of a Gateway address.
+const IP_ADDRESS: &str = "IPAddress";
+
 /// The listener protocol carried over UDP; every other one is carried over TCP.
 const UDP_LISTENER: &str = "UDP";
 
@@ -138,10 +141,28 @@ pub fn desired_service(gateway: &Gateway, listener_sets: &[&ListenerSet]) -> Opt
                 PROXY_SELECTOR_VALUE.to_owned(),
             )])),
             ports: Some(ports(gateway, listener_sets)),
+            load_balancer_ip: requested_ip(gateway),
             ..Default::default()
         }),
         status: None,
     })
+}
+
+/// The address the Gateway asks for in `spec.addresses` (the first of type IPAddress,
+/// the default type), as the Service's `loadBalancerIP`: the field load balancer
+/// implementations (cloud controllers, MetalLB, LB-IPAM) read for a specific address.
+/// Gateway API: "addresses requested for this Gateway [...] the implementation MUST
+/// [...] set the Programmed condition to False with reason AddressNotAssigned" when it
+/// cannot assign them; the translator reports that once the ingress does not match.
+fn requested_ip(gateway: &Gateway) -> Option<String> {
+    gateway
+        .spec
+        .addresses
+        .iter()
+        .flatten()
+        .find(|a| a.r#type.as_deref().is_none_or(|t| t == IP_ADDRESS))
+        .and_then(|a| a.value.clone())
+        .filter(|v| v.parse::<IpAddr>().is_ok())
 }
 
 /// One port per distinct (port, transport) among the listeners, sorted. Listeners that
@@ -214,6 +235,51 @@ pub fn assigned_addresses(inputs: &Inputs, controller_name: &str) -> BTreeMap<Ob
         }
     }
     out
+}
+
+/// The Services we created for Gateways that still exist but are no longer ours (their
+/// `gatewayClassName` now names another controller's class, or the class changed
+/// hands). The garbage collector removes Services of deleted Gateways; these it never
+/// would. Only a Service with exactly the name we give, controlled by that very Gateway,
+/// counts: another implementation's Services for the same Gateway are left alone.
+pub fn stale_services<'a>(inputs: &'a Inputs, controller_name: &str) -> Vec<&'a Service> {
+    let ours: BTreeSet<ObjectRef> = our_gateways(inputs, controller_name)
+        .map(|g| {
+            ObjectRef::new(
+                g.metadata.namespace.clone().unwrap_or_default(),
+                g.metadata.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let services: BTreeMap<(&str, &str), &Service> = inputs
+        .services
+        .iter()
+        .filter_map(|s| {
+            Some((
+                (
+                    s.metadata.namespace.as_deref()?,
+                    s.metadata.name.as_deref()?,
+                ),
+                s,
+            ))
+        })
+        .collect();
+    inputs
+        .gateways
+        .iter()
+        .filter_map(|g| {
+            let (ns, name) = (
+                g.metadata.namespace.as_deref()?,
+                g.metadata.name.as_deref()?,
+            );
+            if ours.contains(&ObjectRef::new(ns, name)) {
+                return None;
+            }
+            let service_name = service_name(name);
+            let service = services.get(&(ns, service_name.as_str()))?;
+            owned_by(service, g).then_some(*service)
+        })
+        .collect()
 }
 
 /// Whether `service` names `gateway` (same uid) as its controller.
@@ -445,6 +511,58 @@ mod tests {
             labels.get(names::GATEWAY_NAME_LABEL).map(String::as_str),
             Some("real")
         );
+    }
+
+    #[test]
+    fn a_requested_ip_address_goes_to_the_load_balancer() {
+        use portico_api::gateway::gateways::GatewayAddresses;
+        let mut gw = mk_gateway("a", "g", "portico", vec![mk_listener("h", 80, "HTTP")]);
+        let lb_ip = |gw: &Gateway| desired_service(gw, &[]).and_then(|s| s.spec?.load_balancer_ip);
+        assert_eq!(lb_ip(&gw), None);
+        gw.spec.addresses = Some(vec![
+            GatewayAddresses {
+                r#type: Some("Hostname".into()),
+                value: Some("lb.example".into()),
+            },
+            GatewayAddresses {
+                r#type: None,
+                value: Some("10.0.0.7".into()),
+            },
+        ]);
+        assert_eq!(lb_ip(&gw).as_deref(), Some("10.0.0.7"));
+        // An IPAddress without a value asks for any address: nothing specific.
+        gw.spec.addresses = Some(vec![GatewayAddresses {
+            r#type: Some(IP_ADDRESS.into()),
+            value: None,
+        }]);
+        assert_eq!(lb_ip(&gw), None);
+    }
+
+    #[test]
+    fn services_of_gateways_that_left_our_class_are_stale() {
+        let kept = mk_gateway("a", "kept", "portico", vec![]);
+        let moved = mk_gateway("a", "moved", "other", vec![]);
+        let foreign = mk_gateway("a", "foreign", "other", vec![]);
+        let kept_svc = desired_service(&kept, &[]).unwrap_or_default();
+        let moved_svc = desired_service(&moved, &[]).unwrap_or_default();
+        // Named like ours, but the other implementation's: not controlled by the Gateway.
+        let mut foreign_svc = Service::default();
+        foreign_svc.metadata.namespace = Some("a".into());
+        foreign_svc.metadata.name = Some(service_name("foreign"));
+        let inputs = Inputs {
+            gateway_classes: vec![
+                mk_class("portico", names::CONTROLLER_NAME),
+                mk_class("other", "example.com/other"),
+            ],
+            gateways: vec![kept, moved, foreign],
+            services: vec![kept_svc, moved_svc, foreign_svc],
+            ..Default::default()
+        };
+        let stale: Vec<Option<&str>> = stale_services(&inputs, names::CONTROLLER_NAME)
+            .iter()
+            .map(|s| s.metadata.name.as_deref())
+            .collect();
+        assert_eq!(stale, [Some("portico-gateway-moved")]);
     }
 
     #[test]

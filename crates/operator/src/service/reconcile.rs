@@ -12,13 +12,14 @@
 //! annotations added by others (a cloud controller, kubectl) stay, and the fields we
 //! stop setting (a listener port removed, an infrastructure label dropped) are removed.
 //! Services of deleted Gateways are removed by the garbage collector through their
-//! ownerReference. Only the leader writes.
+//! ownerReference; Services of Gateways that moved to another controller's class are
+//! deleted here. Only the leader writes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
 use portico_api::k8s::{IntOrString, Service};
 use tokio::sync::watch;
@@ -27,7 +28,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::kube::provider::{Snapshot, Snapshots};
 use crate::object::ObjectKey;
-use crate::service::build::{attached_listener_sets, desired_service, our_gateways};
+use crate::service::build::{
+    attached_listener_sets, desired_service, our_gateways, stale_services,
+};
 
 /// How long one apply may take.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,6 +84,7 @@ pub fn covers(current: &Service, desired: &Service) -> bool {
         && owners_present
         && cs.type_ == ds.type_
         && cs.selector == ds.selector
+        && cs.load_balancer_ip == ds.load_balancer_ip
         && ports_match
 }
 
@@ -122,6 +126,33 @@ async fn reconcile(client: &Client, field_manager: &str, snapshot: &Snapshot) ->
             Err(_) => {
                 failed += 1;
                 warn!(service = %key, timeout = ?APPLY_TIMEOUT, "service: apply timed out");
+            }
+        }
+    }
+    for stale in stale_services(inputs, &snapshot.options.controller_name) {
+        let key = ObjectKey::of(stale);
+        let (Some(ns), Some(uid)) = (key.namespace.as_deref(), stale.metadata.uid.clone()) else {
+            continue;
+        };
+        let api: Api<Service> = Api::namespaced(client.clone(), ns);
+        // The uid precondition: never delete a Service recreated under the same name.
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match tokio::time::timeout(APPLY_TIMEOUT, api.delete(&key.name, &params)).await {
+            Ok(Ok(_)) => info!(service = %key, "service: deleted, its Gateway is no longer ours"),
+            Ok(Err(kube::Error::Api(e))) if e.code == 404 => {}
+            Ok(Err(e)) => {
+                failed += 1;
+                warn!(service = %key, error = %e, "service: delete failed");
+            }
+            Err(_) => {
+                failed += 1;
+                warn!(service = %key, timeout = ?APPLY_TIMEOUT, "service: delete timed out");
             }
         }
     }
