@@ -484,3 +484,53 @@ async fn services_go_when_their_gateway_leaves_our_class_or_is_deleted() {
     shutdown.cancel();
     operator.wait().await;
 }
+
+/// `attachedRoutes` of the `http` listener of Gateway apps/web.
+async fn attached_routes(gateways: &Api<Gateway>) -> Option<i32> {
+    let status = gateways.get_status("web").await.ok()?.status?;
+    status
+        .listeners?
+        .into_iter()
+        .find(|l| l.name == "http")
+        .map(|l| l.attached_routes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_relist_after_their_history_expired() {
+    let server = server_with_crds().await;
+    apply(&server, SCENARIO);
+    let client = server.client().unwrap();
+    let shutdown = CancellationToken::new();
+    let operator = start(client.clone(), config("solo"), shutdown.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    let gateways: Api<Gateway> = Api::namespaced(client.clone(), "apps");
+    eventually(WAIT, || async {
+        (attached_routes(&gateways).await? == 1).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // The server forgets its watch history: resuming watches get 410 Gone and relist.
+    // The route deleted meanwhile must disappear from the store all the same.
+    server.compact();
+    let routes: Api<HttpRoute> = Api::namespaced(client.clone(), "apps");
+    routes.delete("echo", &Default::default()).await.unwrap();
+    eventually(WAIT, || async {
+        (attached_routes(&gateways).await? == 0).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // And the watches keep going after the relist.
+    apply(&server, &scenario_doc("HTTPRoute"));
+    eventually(WAIT, || async {
+        (attached_routes(&gateways).await? == 1).then_some(())
+    })
+    .await
+    .unwrap();
+
+    shutdown.cancel();
+    operator.wait().await;
+}

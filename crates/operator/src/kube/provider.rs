@@ -34,7 +34,7 @@ use portico_translate::{Inputs, Options, Output, translate};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::kube::kinds::{Relist, Watched};
 use crate::service;
@@ -252,7 +252,22 @@ async fn translate_loop(
         };
         let mut options = config.options.clone();
         options.assigned_addresses = service::assigned_addresses(&inputs, &options.controller_name);
-        let output = translate(&inputs, &options);
+        // Translation is CPU work that grows with the cluster: keep it off the workers
+        // that drive the watches.
+        let translated = tokio::task::spawn_blocking(move || {
+            let output = translate(&inputs, &options);
+            (inputs, options, output)
+        })
+        .await;
+        let (inputs, options, output) = match translated {
+            Ok(translated) => translated,
+            Err(e) => {
+                // A panic in the translator: keep the last snapshot and wait for the next
+                // change rather than publish nothing ever again.
+                error!(error = %e, "kubernetes provider: translation failed");
+                continue;
+            }
+        };
         generation += 1;
         published = Some(changes);
         debug!(generation, "kubernetes provider: new snapshot");
