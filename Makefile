@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 GATEWAY_API_DIR ?= ../shared/gateway-api
 
-.PHONY: all build demo test test-unit lint fmt generate check-generated golden clean
+.PHONY: all build demo test test-unit conformance lint fmt generate check-generated golden clean
 
 all: build
 
@@ -23,6 +23,29 @@ test:
 	  $(CARGO) test --workspace --no-fail-fast; \
 	fi
 	$(CARGO) test --workspace --doc
+	$(MAKE) conformance
+
+## conformance: every case of e2e/cases (Gateway API v1.6.1 conformance restated as data,
+## format ../shared/CASES.md) against `portico standalone`, backends as portico-echo
+## processes; writes e2e/conformance-report.yaml. Gateways listen on port 80 of
+## 127.0.10.0/24: run as root, or `sysctl net.ipv4.ip_unprivileged_port_start=0`.
+## One case: `make conformance CONFORMANCE_ARGS='--run-test HTTPRouteWeight'`.
+##
+## Known failures, to shrink as features land (upstream's -skip-tests):
+## - HTTPRouteRedirectPortAndScheme: a redirect without a scheme on an HTTPS listener
+##   answers with `http://` (the listener's scheme must be kept).
+CONFORMANCE_KNOWN_FAILURES := \
+	HTTPRouteRedirectPortAndScheme
+CONFORMANCE_ARGS ?=
+comma := ,
+empty :=
+space := $(empty) $(empty)
+
+conformance:
+	$(CARGO) build --bin portico --bin portico-echo
+	target/debug/portico conformance run --target standalone --cases e2e/cases \
+	  --data $(GATEWAY_API_DIR) --report e2e/conformance-report.yaml \
+	  --skip-tests $(subst $(space),$(comma),$(strip $(CONFORMANCE_KNOWN_FAILURES))) $(CONFORMANCE_ARGS)
 
 ## lint: formatting and clippy with warnings as errors; shellcheck on our scripts.
 lint:

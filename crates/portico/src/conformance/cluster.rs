@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
+use super::base64;
 use super::defaults::Defaulter;
 
 /// The namespace kubectl puts namespaced objects in when the manifest names none.
@@ -388,32 +389,10 @@ fn merge_string_data(secret: &mut Value) {
     if let Some(data) = data.as_object_mut() {
         for (name, value) in strings {
             if let Some(text) = value.as_str() {
-                data.insert(name, json!(base64(text.as_bytes())));
+                data.insert(name, json!(base64::encode(text.as_bytes())));
             }
         }
     }
-}
-
-/// Standard base64 with padding (RFC 4648 section 4), as Secret `data` is written.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// The object without what the API server maintains, to tell a real change from a
@@ -595,11 +574,6 @@ mod tests {
 
     #[test]
     fn secrets_store_string_data_as_base64_data() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
         let (_dir, mut c) = cluster();
         let (key, _) = c
             .apply(

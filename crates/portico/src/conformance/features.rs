@@ -51,15 +51,42 @@ pub const GATEWAY_HTTP_EXTENDED: &[&str] = &[
 ];
 
 /// What Portico claims by default: the core features and the extended ones whose cases
-/// pass against the standalone target. Grows as the translator and the proxy do.
+/// pass against the standalone target (a claimed feature's case that still fails is a
+/// known failure in the Makefile's skip list). Grows as the translator and the proxy
+/// do; features without cases in e2e/cases are not claimed.
 pub const CLAIMED: &[&str] = &[
     "Gateway",
     "HTTPRoute",
     "ReferenceGrant",
+    "GatewayAddressEmpty",
+    "GatewayHTTPListenerIsolation",
+    "GatewayInfrastructurePropagation",
     "GatewayPort8080",
+    "HTTPRoute303RedirectStatusCode",
+    "HTTPRoute307RedirectStatusCode",
+    "HTTPRoute308RedirectStatusCode",
+    "HTTPRouteBackendProtocolH2C",
+    "HTTPRouteBackendProtocolWebSocket",
+    "HTTPRouteBackendRequestHeaderModification",
+    "HTTPRouteBackendTimeout",
+    "HTTPRouteCORS",
+    "HTTPRouteDestinationPortMatching",
+    "HTTPRouteHostRewrite",
     "HTTPRouteMethodMatching",
+    "HTTPRouteNamedRouteRule",
+    "HTTPRouteParentRefPort",
+    "HTTPRoutePathRedirect",
+    "HTTPRoutePathRewrite",
+    "HTTPRoutePortRedirect",
     "HTTPRouteQueryParamMatching",
+    "HTTPRouteRequestMirror",
+    "HTTPRouteRequestMultipleMirrors",
+    "HTTPRouteRequestPercentageMirror",
+    "HTTPRouteRequestTimeout",
     "HTTPRouteResponseHeaderModification",
+    "HTTPRouteRetry",
+    "HTTPRouteSchemeRedirect",
+    "ListenerSet",
 ];
 
 /// Whether a case with these feature names belongs to the GATEWAY-HTTP profile: every

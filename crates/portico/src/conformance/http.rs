@@ -10,7 +10,10 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+
+use super::tls::TlsClient;
 
 /// One request to send.
 #[derive(Debug, Clone)]
@@ -22,15 +25,22 @@ pub(crate) struct Outgoing {
     /// Path and query.
     pub(crate) path: String,
     pub(crate) headers: Vec<(String, String)>,
+    /// HTTPS: the TLS client to speak it with.
+    pub(crate) tls: Option<TlsClient>,
 }
 
 impl Outgoing {
     /// `GET http://127.0.10.3:80/path Host=foo`, for messages.
     pub(crate) fn describe(&self) -> String {
-        format!(
-            "{} http://{}{} Host={}",
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut out = format!(
+            "{} {scheme}://{}{} Host={}",
             self.method, self.addr, self.path, self.host
-        )
+        );
+        if let Some(tls) = &self.tls {
+            out.push_str(&format!(" SNI={}", tls.server_name.to_str()));
+        }
+        out
     }
 }
 
@@ -92,6 +102,28 @@ async fn exchange(request: &Outgoing) -> Result<Incoming, String> {
     let stream = TcpStream::connect(request.addr)
         .await
         .map_err(|e| format!("connecting to {}: {e}", request.addr))?;
+    match &request.tls {
+        None => over(stream, request, http_request).await,
+        Some(tls) => {
+            let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+            let stream = connector
+                .connect(tls.server_name.clone(), stream)
+                .await
+                .map_err(|e| format!("TLS handshake with {}: {}", request.addr, chain(&e)))?;
+            over(stream, request, http_request).await
+        }
+    }
+}
+
+/// The HTTP/1.1 exchange on an open connection.
+async fn over<S>(
+    stream: S,
+    request: &Outgoing,
+    http_request: Request<Empty<Bytes>>,
+) -> Result<Incoming, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("HTTP handshake with {}: {e}", request.addr))?;
@@ -157,6 +189,7 @@ mod tests {
                 ("X-Test".into(), "1".into()),
                 ("x-echo-set-header".into(), "X-Back:yes".into()),
             ],
+            tls: None,
         };
         let response = send(&request, Duration::from_secs(5)).await.unwrap();
         assert_eq!(response.status, StatusCode::OK);
@@ -182,6 +215,7 @@ mod tests {
             host: "h".into(),
             path: "/".into(),
             headers: vec![],
+            tls: None,
         };
         let err = send(&request, Duration::from_secs(5)).await.unwrap_err();
         assert!(err.contains("connecting to"), "{err}");

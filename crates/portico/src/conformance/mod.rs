@@ -18,6 +18,7 @@
 //! has never seen runs the same way.
 
 mod backend;
+mod base64;
 mod case;
 mod certs;
 mod checks;
@@ -35,6 +36,7 @@ mod report;
 mod requests;
 mod setup;
 mod target;
+mod tls;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -183,45 +183,17 @@ impl View {
     /// differs.
     pub(crate) fn synced(&self, cluster: &Cluster) -> Result<(), String> {
         let inputs = &self.observed.inputs;
-        let mut seen: BTreeSet<(Key, String)> = BTreeSet::new();
-        let mut add = |kind: &str, meta: &portico_api::k8s::ObjectMeta| {
-            // Namespaces the provider made up for objects whose namespace no file
-            // declares have no resourceVersion: nobody applied them.
-            if let (Some(name), Some(rv)) = (&meta.name, &meta.resource_version) {
-                let namespace = meta.namespace.as_deref().unwrap_or_default();
-                seen.insert((Key::new(kind, namespace, name), rv.clone()));
-            }
-        };
-        fn kind_of<K: Resource<DynamicType = ()>>(_: &K) -> String {
-            K::kind(&()).into_owned()
-        }
-        for o in &inputs.gateway_classes {
-            add(&kind_of(o), &o.metadata);
-        }
-        for o in &inputs.gateways {
-            add(&kind_of(o), &o.metadata);
-        }
-        for o in &inputs.http_routes {
-            add(&kind_of(o), &o.metadata);
-        }
-        for o in &inputs.reference_grants {
-            add(&kind_of(o), &o.metadata);
-        }
-        for o in &inputs.services {
-            add(&kind_of(o), &o.metadata);
-        }
-        for o in &inputs.endpoint_slices {
-            add(&kind_of(o), &o.metadata);
-        }
-        for o in &inputs.namespaces {
-            add(&kind_of(o), &o.metadata);
-        }
-        let read_kinds: BTreeSet<String> = seen.iter().map(|(k, _)| k.kind.clone()).collect();
-        let read_kinds: BTreeSet<&str> = READ_KINDS
-            .iter()
-            .copied()
-            .chain(read_kinds.iter().map(String::as_str))
-            .collect();
+        let mut loaded = Loaded::default();
+        loaded.add(&inputs.gateway_classes);
+        loaded.add(&inputs.gateways);
+        loaded.add(&inputs.listener_sets);
+        loaded.add(&inputs.http_routes);
+        loaded.add(&inputs.reference_grants);
+        loaded.add(&inputs.services);
+        loaded.add(&inputs.endpoint_slices);
+        loaded.add(&inputs.namespaces);
+        loaded.add(&inputs.secrets);
+        let Loaded { kinds, mut seen } = loaded;
         let failed: BTreeSet<std::path::PathBuf> = self
             .observed
             .load_errors
@@ -231,7 +203,7 @@ impl View {
 
         let mut missing = Vec::new();
         for (key, object) in cluster.all() {
-            if !read_kinds.contains(key.kind.as_str()) || failed.contains(&cluster.path_of(key)) {
+            if !kinds.contains(&key.kind) || failed.contains(&cluster.path_of(key)) {
                 continue;
             }
             let rv = object
@@ -263,17 +235,30 @@ impl View {
     }
 }
 
-/// Kinds standalone's file provider reads today; kinds it starts reading later are
-/// compared as soon as they appear in its inputs.
-const READ_KINDS: &[&str] = &[
-    "GatewayClass",
-    "Gateway",
-    "HTTPRoute",
-    "ReferenceGrant",
-    "Service",
-    "EndpointSlice",
-    "Namespace",
-];
+/// What standalone's provider loaded: the kinds it reads (every field of its inputs)
+/// and each object with its resourceVersion.
+#[derive(Default)]
+struct Loaded {
+    kinds: BTreeSet<String>,
+    seen: BTreeSet<(Key, String)>,
+}
+
+impl Loaded {
+    fn add<K: Resource<DynamicType = ()>>(&mut self, objects: &[K]) {
+        let kind = K::kind(&()).into_owned();
+        for object in objects {
+            let meta = object.meta();
+            // Namespaces the provider made up for objects whose namespace no file
+            // declares have no resourceVersion: nobody applied them.
+            if let (Some(name), Some(rv)) = (&meta.name, &meta.resource_version) {
+                let namespace = meta.namespace.as_deref().unwrap_or_default();
+                self.seen
+                    .insert((Key::new(&kind, namespace, name), rv.clone()));
+            }
+        }
+        self.kinds.insert(kind);
+    }
+}
 
 /// The key of a kind's map in the serialized statuses: `gateways`, `httpRoutes`,
 /// `gatewayClasses`, `grpcRoutes`, `listenerSets`, `backendTlsPolicies`... That is the

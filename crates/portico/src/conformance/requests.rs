@@ -34,6 +34,7 @@ use super::case::{
 use super::cluster::Key;
 use super::http::{Incoming, Outgoing, send};
 use super::target::Target;
+use super::tls::TlsClient;
 
 /// Answers in a row that must meet the expectation.
 const CONSECUTIVE: u32 = 3;
@@ -71,14 +72,7 @@ pub(crate) async fn run(
     deadline: Instant,
 ) -> Result<(), String> {
     match &item.exchange {
-        Exchange::Http(request, expect) => {
-            if request.scheme == Scheme::Https {
-                return Err(not_implemented(
-                    "HTTPS requests (a TLS client trusting the case's CA)",
-                ));
-            }
-            run_http(target, item, request, expect, deadline).await
-        }
+        Exchange::Http(request, expect) => run_http(target, item, request, expect, deadline).await,
         Exchange::Grpc(..) => Err(not_implemented("gRPC requests")),
         Exchange::TlsTcp(..) => Err(not_implemented("TLS passthrough requests")),
         Exchange::Tcp(..) => Err(not_implemented("TCP requests")),
@@ -128,12 +122,19 @@ async fn run_http(
     deadline: Instant,
 ) -> Result<(), String> {
     let addr = gateway_addr(target, item, deadline).await?;
+    let tls = match (&request.scheme, &request.tls) {
+        (Scheme::Http, _) => None,
+        (Scheme::Https, Some(tls)) => Some(super::tls::client(&target.cluster, tls)?),
+        (Scheme::Https, None) => {
+            return Err("scheme https needs tls: {server_name, trust}".to_owned());
+        }
+    };
     let mut attempts = 0u32;
     let mut in_a_row = 0u32;
     let mut last_error = String::new();
     let sent = loop {
         attempts += 1;
-        let built = build(request, expect, addr);
+        let built = build(request, expect, addr, tls.as_ref());
         let outcome = exchange(&built.outgoing, request.unfollow_redirect, deadline)
             .await
             .and_then(|response| evaluate(target, request, expect, &built, &response));
@@ -162,9 +163,17 @@ async fn run_http(
     };
     let described = sent.outgoing.describe();
     if let Some(weighted) = &expect.weighted {
-        weighted_batches(target, request, expect, weighted, addr, deadline)
-            .await
-            .map_err(|e| format!("request {described}: {e}"))?;
+        weighted_batches(
+            target,
+            request,
+            expect,
+            weighted,
+            addr,
+            tls.as_ref(),
+            deadline,
+        )
+        .await
+        .map_err(|e| format!("request {described}: {e}"))?;
     }
     if let Some(mirrors) = &expect.mirrored_to {
         for mirror in mirrors {
@@ -205,7 +214,12 @@ struct Built {
 }
 
 /// The request to send, with a fresh request id if asked.
-fn build(request: &HttpRequest, expect: &HttpExpect, addr: SocketAddr) -> Built {
+fn build(
+    request: &HttpRequest,
+    expect: &HttpExpect,
+    addr: SocketAddr,
+    tls: Option<&TlsClient>,
+) -> Built {
     let mut path = request.path.clone();
     let mut expected_path = expect.path_at_backend.clone();
     let request_id = request
@@ -251,6 +265,7 @@ fn build(request: &HttpRequest, expect: &HttpExpect, addr: SocketAddr) -> Built 
             host,
             path,
             headers,
+            tls: tls.cloned(),
         },
         expected_path,
         request_id,
@@ -558,11 +573,12 @@ async fn weighted_batches(
     expect: &HttpExpect,
     weighted: &Weighted,
     addr: SocketAddr,
+    tls: Option<&TlsClient>,
     deadline: Instant,
 ) -> Result<(), String> {
     let mut last = String::new();
     for batch in 1..=weighted.max_attempts.max(1) {
-        match weighted_batch(target, request, expect, weighted, addr, deadline).await {
+        match weighted_batch(target, request, expect, weighted, addr, tls, deadline).await {
             Ok(()) => return Ok(()),
             Err(e) => last = e,
         }
@@ -582,12 +598,13 @@ async fn weighted_batch(
     expect: &HttpExpect,
     weighted: &Weighted,
     addr: SocketAddr,
+    tls: Option<&TlsClient>,
     deadline: Instant,
 ) -> Result<(), String> {
     let total = weighted.requests.max(1);
     let answers: Vec<Result<String, String>> = futures::stream::iter(0..total)
         .map(|i| async move {
-            let mut built = build(request, expect, addr);
+            let mut built = build(request, expect, addr, tls);
             if let Some(header) = &weighted.entropy_header
                 && i % 2 == 0
             {
@@ -673,14 +690,27 @@ mod tests {
     #[test]
     fn the_host_defaults_to_the_gateway_address() {
         let e = expect("{status: 404, backend: null}");
-        let o = build(&request("{method: GET, host: '', path: /}"), &e, addr(80)).outgoing;
+        let o = build(
+            &request("{method: GET, host: '', path: /}"),
+            &e,
+            addr(80),
+            None,
+        )
+        .outgoing;
         assert_eq!(o.host, "127.0.10.3");
-        let o = build(&request("{method: GET, host: '', path: /}"), &e, addr(8080)).outgoing;
+        let o = build(
+            &request("{method: GET, host: '', path: /}"),
+            &e,
+            addr(8080),
+            None,
+        )
+        .outgoing;
         assert_eq!(o.host, "127.0.10.3:8080");
         let o = build(
             &request("{method: GET, host: foo.com, path: /}"),
             &e,
             addr(8080),
+            None,
         )
         .outgoing;
         assert_eq!(o.host, "foo.com");
@@ -694,12 +724,12 @@ mod tests {
         let e = expect(
             "{status: 200, backend: {namespace: n, service: s}, path_at_backend: '/mirror?a=b', method_at_backend: GET}",
         );
-        let built = build(&r, &e, addr(80));
+        let built = build(&r, &e, addr(80), None);
         let o = &built.outgoing;
         assert!(o.path.starts_with("/mirror?a=b&rid="), "{}", o.path);
         assert_eq!(built.expected_path.as_deref(), Some(o.path.as_str()));
         assert!(o.path.ends_with(built.request_id.as_deref().unwrap()));
-        let again = build(&r, &e, addr(80));
+        let again = build(&r, &e, addr(80), None);
         assert_ne!(again.outgoing.path, o.path, "a fresh id per request");
     }
 
@@ -708,7 +738,7 @@ mod tests {
         let r = request(
             "{method: GET, host: h, path: /, backend_sets_response_headers: {X-A: '1', X-B: two}}",
         );
-        let o = build(&r, &expect("{status: 404, backend: null}"), addr(80)).outgoing;
+        let o = build(&r, &expect("{status: 404, backend: null}"), addr(80), None).outgoing;
         assert!(
             o.headers
                 .contains(&("x-echo-set-header".to_owned(), "X-A:1,X-B:two".to_owned())),
@@ -730,7 +760,7 @@ mod tests {
     #[test]
     fn redirect_locations() {
         let r = request("{method: GET, host: example.org, path: /, unfollow_redirect: true}");
-        let sent = build(&r, &expect("{status: 302, backend: null}"), addr(80)).outgoing;
+        let sent = build(&r, &expect("{status: 302, backend: null}"), addr(80), None).outgoing;
         let want = |yaml: &str| serde_yaml_ng::from_str::<RedirectLocation>(yaml).unwrap();
         let ok = want("{scheme: https, host: example.org, port: null, path: /}");
         assert!(redirect(&ok, &r, &sent, &response(302, "https://example.org/")).is_ok());
