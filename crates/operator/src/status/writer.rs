@@ -188,6 +188,7 @@ impl StatusWriter {
     /// Writes every status of `snapshot` that differs from the object's; returns how many
     /// writes failed. Stops early when `leader` turns false.
     pub async fn write(&mut self, snapshot: &Snapshot, leader: &watch::Receiver<bool>) -> usize {
+        self.forget_deleted(snapshot);
         let patched_before = self.counters.patched();
         let failed = self.write_all(snapshot, leader).await;
         StatusCounters::add(&self.counters.passes);
@@ -285,6 +286,23 @@ impl StatusWriter {
                 .iter()
                 .any(|p| p.controller_name == self.controller_name)
         })
+    }
+
+    /// Drops the memory of objects that are gone, so that it does not grow with every
+    /// object ever written.
+    fn forget_deleted(&mut self, snapshot: &Snapshot) {
+        fn keys<'a, K: WithStatus>(
+            objs: &'a [K],
+        ) -> impl Iterator<Item = (&'static str, ObjectKey)> + 'a {
+            objs.iter().map(|o| (kind_id::<K>(), ObjectKey::of(o)))
+        }
+        let i = &snapshot.inputs;
+        let live: std::collections::HashSet<(&'static str, ObjectKey)> = keys(&i.gateway_classes)
+            .chain(keys(&i.gateways))
+            .chain(keys(&i.listener_sets))
+            .chain(keys(&i.http_routes))
+            .collect();
+        self.written.retain(|id, _| live.contains(id));
     }
 
     /// Forgets what was written: after a leadership change another replica may have
