@@ -534,3 +534,48 @@ async fn watches_relist_after_their_history_expired() {
     shutdown.cancel();
     operator.wait().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_flag_limits_what_is_watched() {
+    let server = server_with_crds().await;
+    apply(&server, SCENARIO);
+    // The same Gateway in another namespace.
+    apply(
+        &server,
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: elsewhere\n",
+    );
+    apply(
+        &server,
+        &scenario_doc("Gateway").replace("namespace: apps", "namespace: elsewhere"),
+    );
+    let client = server.client().unwrap();
+    let shutdown = CancellationToken::new();
+    let mut limited = config("solo");
+    limited.namespace = Some("apps".into());
+    let operator = start(client.clone(), limited, shutdown.clone())
+        .await
+        .unwrap()
+        .unwrap();
+
+    eventually(WAIT, || async {
+        let c = gateway_conditions(&client, "apps", "web").await?;
+        accepted(&c).then_some(())
+    })
+    .await
+    .unwrap();
+    let snapshot = operator.snapshots.borrow().clone().unwrap();
+    let namespaces: Vec<Option<&str>> = snapshot
+        .inputs
+        .gateways
+        .iter()
+        .map(|g| g.metadata.namespace.as_deref())
+        .collect();
+    assert_eq!(namespaces, [Some("apps")]);
+    let elsewhere = gateway_conditions(&client, "elsewhere", "web")
+        .await
+        .unwrap_or_default();
+    assert!(!accepted(&elsewhere));
+
+    shutdown.cancel();
+    operator.wait().await;
+}
