@@ -304,3 +304,59 @@ async fn a_broken_file_and_a_missing_backend_leave_everything_else_serving() {
     assert!(setup.portico.pid().is_some(), "portico is still running");
     setup.stop().await;
 }
+
+/// Two Gateways without `spec.addresses`, on the same port: with an address pool each
+/// gets an address of its own and both serve, as two LoadBalancer Services would.
+#[tokio::test]
+async fn the_address_pool_gives_each_gateway_its_own_address() {
+    let backend = EchoBackend::start("alpha-7d4f9-abcde", "apps", "alpha")
+        .await
+        .unwrap();
+    let port = free_port();
+    let gateway = |name: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n\
+             metadata: {{name: {name}, namespace: apps}}\n\
+             spec:\n  gatewayClassName: portico\n  listeners: [{{name: http, protocol: HTTP, port: {port}}}]\n"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The class, and the two Gateways: gateway_yaml's Gateway has a fixed address, so
+    // only its class is reused.
+    let class = gateway_yaml(port).split("---").next().unwrap().to_owned();
+    write_file(dir.path(), "class.yaml", class).unwrap();
+    write_file(
+        dir.path(),
+        "gateways.yaml",
+        format!("{}---\n{}", gateway("one"), gateway("two")),
+    )
+    .unwrap();
+    write_file(dir.path(), "backend.yaml", backend_yaml(&backend)).unwrap();
+    for name in ["one", "two"] {
+        let route = route_yaml(name, None, "alpha").replace("name: gw", &format!("name: {name}"));
+        write_file(dir.path(), &format!("route-{name}.yaml"), route).unwrap();
+    }
+
+    let portico = Process::spawn(
+        env!("CARGO_BIN_EXE_portico"),
+        [
+            "standalone".as_ref(),
+            dir.path().as_os_str(),
+            "--debounce".as_ref(),
+            "50ms".as_ref(),
+            "--address-pool".as_ref(),
+            "127.0.23.0/24".as_ref(),
+        ],
+    )
+    .unwrap();
+    for addr in ["127.0.23.1", "127.0.23.2"] {
+        let gateway = SocketAddr::new(addr.parse().unwrap(), port);
+        let client = HttpClient::http1(gateway);
+        let pod = eventually(WAIT, || answering_pod(&client, None))
+            .await
+            .unwrap_or_else(|e| panic!("{gateway}: {e}\n{}", portico.output()));
+        assert_eq!(pod, "alpha-7d4f9-abcde");
+    }
+    portico.interrupt().unwrap();
+    assert!(portico.stop(WAIT).await.unwrap().success());
+}
