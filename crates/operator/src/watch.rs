@@ -82,6 +82,15 @@ impl FileProvider {
             debounce.max(MIN_DEBOUNCE),
             None,
             move |batch: DebounceEventResult| {
+                // Reading a file raises Access events, and the reload reads every file:
+                // reloading on them would re-read the folder forever.
+                if let Ok(events) = &batch
+                    && events.iter().all(|e| {
+                        matches!(e.kind, notify_debouncer_full::notify::EventKind::Access(_))
+                    })
+                {
+                    return;
+                }
                 // Fails only once the task has ended: nobody is listening any more.
                 let _ = changes_tx.send(batch);
             },
