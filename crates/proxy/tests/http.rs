@@ -87,6 +87,7 @@ async fn local_replies_for_unusable_backends() {
             pod: String::new(),
         }],
         protocol: pb::ClusterProtocol::Http1 as i32,
+        tls: None,
     };
     let proxy = start(config(
         "v1",

@@ -245,6 +245,7 @@ pub(crate) fn build_cluster(index: &Index<'_>, cluster: &ClusterRef) -> Cluster 
         name: cluster.name(),
         endpoints: endpoints.into_values().collect(),
         protocol: protocol as i32,
+        tls: None,
     }
 }
 

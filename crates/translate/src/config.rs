@@ -86,6 +86,7 @@ pub(crate) fn build(
                 port: u32::from(port),
                 protocol: Protocol::Http as i32,
                 virtual_hosts,
+                stream_routes: Vec::new(),
             }
         })
         .collect();

@@ -164,6 +164,7 @@ fn compile_rule(
                 backends: resolved.backends.clone(),
                 timeouts,
                 retry: retry.clone(),
+                grpc: false,
             },
         });
     }

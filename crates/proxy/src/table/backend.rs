@@ -183,6 +183,7 @@ mod tests {
                 })
                 .collect(),
             protocol: pb::ClusterProtocol::Http1 as i32,
+            tls: Default::default(),
         }
     }
 

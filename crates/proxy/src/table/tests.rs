@@ -44,6 +44,7 @@ fn route(name: &str, m: pb::RouteMatch) -> pb::Route {
         }],
         timeouts: None,
         retry: None,
+        grpc: Default::default(),
     }
 }
 
@@ -75,11 +76,13 @@ fn config(vhosts: Vec<pb::VirtualHost>) -> pb::Config {
             port: 8080,
             protocol: pb::Protocol::Http as i32,
             virtual_hosts: vhosts,
+            stream_routes: Default::default(),
         }],
         clusters: vec![pb::Cluster {
             name: "c".to_owned(),
             endpoints: vec![],
             protocol: pb::ClusterProtocol::Http1 as i32,
+            tls: Default::default(),
         }],
     }
 }

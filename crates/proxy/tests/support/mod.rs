@@ -167,6 +167,7 @@ pub(crate) fn cluster(name: &str, echoes: &[&Echo]) -> pb::Cluster {
         name: name.to_owned(),
         endpoints: echoes.iter().map(|e| e.endpoint()).collect(),
         protocol: pb::ClusterProtocol::Http1 as i32,
+        tls: None,
     }
 }
 
@@ -204,6 +205,7 @@ pub(crate) fn prefix_route(
         filters: vec![],
         backends,
         timeouts: None,
+        grpc: false,
         retry: None,
     }
 }
@@ -240,6 +242,7 @@ pub(crate) fn listener_on(name: &str, port: u16, vhosts: Vec<pb::VirtualHost>) -
         port: u32::from(port),
         protocol: pb::Protocol::Http as i32,
         virtual_hosts: vhosts,
+        stream_routes: vec![],
     }
 }
 
@@ -483,6 +486,7 @@ impl Scripted {
             name: name.to_owned(),
             endpoints: vec![endpoint(self.addr)],
             protocol: pb::ClusterProtocol::Http1 as i32,
+            tls: None,
         }
     }
 }
@@ -529,6 +533,7 @@ impl BlackHole {
             name: name.to_owned(),
             endpoints: vec![endpoint(self.addr)],
             protocol: pb::ClusterProtocol::Http1 as i32,
+            tls: None,
         }
     }
 }
@@ -605,6 +610,7 @@ impl UpgradeEcho {
             name: name.to_owned(),
             endpoints: vec![endpoint(self.addr)],
             protocol: pb::ClusterProtocol::Http1 as i32,
+            tls: None,
         }
     }
 }
