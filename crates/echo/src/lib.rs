@@ -47,12 +47,15 @@
 //! `succeedAfter=`) let timeout and retry tests make the backend slow or failing; see
 //! the `hooks` module.
 //!
-//! The server speaks HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port.
+//! The server speaks HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port,
+//! and serves the conformance gRPC echo service there too (requests with
+//! `content-type: application/grpc`; see [`grpc`]).
 //! [`serve`] binds and returns an [`EchoServer`] handle with the bound address, so tests
 //! listen on port 0.
 
 mod config;
 mod error;
+pub mod grpc;
 mod headers;
 mod hooks;
 mod report;

@@ -4,7 +4,8 @@
 //! serve(config) ── bind ──> EchoServer { local_addr, cancel, task }
 //!                              │
 //!   task: accept loop ─────────┼─> per connection: auto::Builder (HTTP/1.1 or h2c,
-//!         │                    │   decided by the first bytes) -> service::handle
+//!         │                    │   decided by the first bytes) -> service::handle,
+//!         │                    │   or grpc::Dispatch for application/grpc requests
 //!         └─ cancel ───────────┘   each connection watched by GracefulShutdown
 //!              │
 //!              └─> stop accepting, signal connections (GOAWAY / close after the
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{EchoConfig, Identity};
 use crate::error::EchoError;
+use crate::grpc::{AnyBody, Dispatch, is_grpc};
 use crate::hooks::Hooks;
 use crate::requests::{RequestLog, SeenRequest, request_log};
 use crate::service::handle;
@@ -123,6 +125,7 @@ async fn accept_loop(
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let hooks = Arc::new(Hooks::default());
+    let grpc = Dispatch::new(identity.clone(), requests.clone());
 
     loop {
         tokio::select! {
@@ -134,8 +137,19 @@ async fn accept_loop(
                     let identity = identity.clone();
                     let requests = requests.clone();
                     let hooks = hooks.clone();
-                    let service = service_fn(move |request| {
-                        handle(identity.clone(), requests.clone(), hooks.clone(), remote, request)
+                    let grpc = grpc.clone();
+                    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                        let (identity, requests, hooks, grpc) =
+                            (identity.clone(), requests.clone(), hooks.clone(), grpc.clone());
+                        async move {
+                            // gRPC and the JSON echo share the port (see crate::grpc).
+                            if is_grpc(request.headers()) {
+                                return grpc.call(remote, request).await;
+                            }
+                            handle(identity, requests, hooks, remote, request)
+                                .await
+                                .map(|response| response.map(AnyBody::new))
+                        }
                     });
                     let connection = builder
                         .serve_connection(TokioIo::new(stream), service)
