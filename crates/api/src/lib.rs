@@ -6,6 +6,7 @@
 //!   Secret) and the meta types.
 //! - [`names`]: the controller name, labels, condition types and reasons.
 //! - [`features`]: the Gateway API features Portico claims (GatewayClass status, report).
+//! - [`portico`]: Portico's own CRDs (`PorticoGatewayClassConfig`, `LoadBalancerIPPool`).
 //! - [`config`]: the data-plane config model (protobuf) that the translator produces and
 //!   proxies serve.
 
@@ -13,10 +14,11 @@ pub mod config;
 pub mod features;
 pub mod gateway;
 pub mod names;
+pub mod portico;
 
 /// Core Kubernetes types, re-exported so that other crates name one path.
 pub mod k8s {
-    pub use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServicePort};
+    pub use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServicePort};
     pub use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
     pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
         Condition, LabelSelector, LabelSelectorRequirement, ObjectMeta, Time,

@@ -23,6 +23,36 @@ pub const BUNDLE_VERSION_ANNOTATION: &str = "gateway.networking.k8s.io/bundle-ve
 /// conformance suite). GatewayClasses report on it in their `SupportedVersion` condition.
 pub const GATEWAY_API_BUNDLE_VERSION: &str = "v1.6.1";
 
+/// The API group of Portico's own kinds (`PorticoGatewayClassConfig`,
+/// `LoadBalancerIPPool`).
+pub const PORTICO_GROUP: &str = "portico.dev";
+
+/// The `spec.loadBalancerClass` of LoadBalancer Services that Portico's LB-IPAM serves.
+/// Services without a class are served too (when no other implementation claims
+/// them, that is what makes `type: LoadBalancer` work on bare metal and kind).
+pub const LB_CLASS: &str = "portico.dev/lb";
+
+/// Annotation on a LoadBalancer Service requesting specific addresses from LB-IPAM,
+/// comma-separated (`"203.0.113.10,2001:db8::10"`); `spec.loadBalancerIP` (deprecated
+/// upstream, one address) is honoured too.
+pub const LB_IPAM_IPS_ANNOTATION: &str = "portico.dev/lb-ipam-ips";
+
+/// Label on a Gateway's Service when the node agent steers its traffic to the
+/// node-local proxy in eBPF (value `"true"`): the agent then answers for the Service's
+/// addresses and ports itself, sending each to the Service port's `targetPort` on the
+/// local proxy, instead of load-balancing over the Service's endpoints. See
+/// ARCHITECTURE.md, "How traffic reaches proxies".
+pub const GATEWAY_STEERING_LABEL: &str = "portico.dev/gateway-steering";
+
+/// Event reasons Portico records (`core/v1` Events, `reason`).
+pub mod event {
+    /// LB-IPAM gave a Service an address.
+    pub const ADDRESS_ASSIGNED: &str = "AddressAssigned";
+    /// LB-IPAM found no free address for a Service (pools exhausted, none matching,
+    /// or the requested address taken or outside every pool).
+    pub const ADDRESS_NOT_ASSIGNED: &str = "AddressNotAssigned";
+}
+
 /// Kinds as they appear in references.
 pub mod kind {
     pub const GATEWAY_CLASS: &str = "GatewayClass";
@@ -36,7 +66,18 @@ pub mod kind {
     pub const SERVICE: &str = "Service";
     pub const SECRET: &str = "Secret";
     pub const REFERENCE_GRANT: &str = "ReferenceGrant";
+    pub const PORTICO_GATEWAY_CLASS_CONFIG: &str = "PorticoGatewayClassConfig";
+    pub const LOAD_BALANCER_IP_POOL: &str = "LoadBalancerIPPool";
+    pub const CONFIG_MAP: &str = "ConfigMap";
+    pub const BACKEND_TLS_POLICY: &str = "BackendTLSPolicy";
 }
+
+/// The ConfigMap key holding the PEM CA bundle that BackendTLSPolicy
+/// `caCertificateRefs` name.
+pub const CA_CERTIFICATE_KEY: &str = "ca.crt";
+
+/// BackendTLSPolicy `wellKnownCACertificates` value for the platform's roots.
+pub const WELL_KNOWN_CA_SYSTEM: &str = "System";
 
 /// Condition types (`status.conditions[].type`).
 pub mod condition {
@@ -45,6 +86,8 @@ pub mod condition {
     pub const RESOLVED_REFS: &str = "ResolvedRefs";
     pub const CONFLICTED: &str = "Conflicted";
     pub const SUPPORTED_VERSION: &str = "SupportedVersion";
+    /// LoadBalancerIPPool: every block is valid.
+    pub const READY: &str = "Ready";
 }
 
 /// Condition reasons, as the Gateway API spells them.
@@ -67,6 +110,10 @@ pub mod reason {
     pub const UNSUPPORTED_ADDRESS: &str = "UnsupportedAddress";
     pub const ADDRESS_NOT_ASSIGNED: &str = "AddressNotAssigned";
     pub const ADDRESS_NOT_USABLE: &str = "AddressNotUsable";
+
+    // LoadBalancerIPPool (condition Ready).
+    pub const READY: &str = "Ready";
+    pub const INVALID_BLOCK: &str = "InvalidBlock";
 
     // ListenerSet.
     pub const NOT_ALLOWED: &str = "NotAllowed";
@@ -91,4 +138,9 @@ pub mod reason {
     pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
     pub const INVALID_KIND: &str = "InvalidKind";
     pub const UNSUPPORTED_PROTOCOL_REF: &str = "UnsupportedProtocol";
+
+    // BackendTLSPolicy.
+    pub const CONFLICTED: &str = "Conflicted";
+    pub const NO_VALID_CA_CERTIFICATE: &str = "NoValidCACertificate";
+    pub const INVALID_CA_CERTIFICATE_REF: &str = "InvalidCACertificateRef";
 }
