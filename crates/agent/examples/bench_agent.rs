@@ -20,12 +20,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use common::{Lab, tcp_service};
+use common::{Lab, accept_loop, tcp_service, v4};
 use nix::sched::{CloneFlags, setns};
 use portico_agent::{BackendEntry, Frontend, Protocol, ServiceEntry};
 
@@ -67,32 +66,20 @@ fn sink(lab: &mut Lab, ip: &str) -> SocketAddrV4 {
     let ip = ip.to_string();
     lab.in_backend_ns(move |stop, tx| {
         let listener = TcpListener::bind((ip.as_str(), 0)).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = match listener.local_addr().unwrap() {
-            std::net::SocketAddr::V4(a) => a,
-            other => panic!("not IPv4: {other}"),
-        };
-        tx.send(addr).unwrap();
-        let started = Instant::now();
-        while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(600) {
-            match listener.accept() {
-                Ok((mut conn, _)) => {
-                    thread::spawn(move || {
-                        let _ = conn.set_nonblocking(false);
-                        let mut buf = vec![0u8; 1 << 16];
-                        let mut total = 0usize;
-                        while let Ok(n) = conn.read(&mut buf) {
-                            if n == 0 {
-                                break;
-                            }
-                            total += n;
-                        }
-                        let _ = writeln!(conn, "{total}");
-                    });
+        tx.send(v4(&listener)).unwrap();
+        accept_loop(&listener, &stop, Duration::from_secs(600), |mut conn| {
+            thread::spawn(move || {
+                let mut buf = vec![0u8; 1 << 16];
+                let mut total = 0usize;
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    total += n;
                 }
-                Err(_) => thread::sleep(Duration::from_millis(5)),
-            }
-        }
+                let _ = writeln!(conn, "{total}");
+            });
+        });
     })
 }
 

@@ -16,7 +16,8 @@
 //! - [`nodeport`]: NodePort and LoadBalancer traffic from outside the node (tc/tcx).
 //! - [`l2`]: ARP answers for the LoadBalancer IPs this node announces (XDP).
 //! - [`steering`]: Gateway Services steered to the node-local proxy (sk_lookup + SOCKMAP).
-//! - [`source`]: Kubernetes Services and EndpointSlices into service entries.
+//! - [`source`]: Kubernetes Services and EndpointSlices into service entries;
+//!   [`manifests`]: those of a folder of YAML.
 //! - [`bpffs`]: the BPF filesystem the maps are pinned on.
 //! - [`run`]: the agent binary's configuration and main loop; [`probe`]: its diagnostic
 //!   client.
@@ -24,6 +25,7 @@
 pub mod bpffs;
 pub mod datapath;
 pub mod l2;
+pub mod manifests;
 pub mod maps;
 pub mod nodeport;
 pub mod probe;

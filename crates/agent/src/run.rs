@@ -1,7 +1,7 @@
 //! The agent binary's configuration and what `portico-agent run` does.
 //!
 //! ```text
-//!   --from-dir DIR ──portico_operator::load_dir──> Services, EndpointSlices
+//!   --from-dir DIR ──manifests::load_dir──> Services, EndpointSlices
 //!       ──source::service_entries_with(node)──> [ServiceEntry] ──Datapath::sync──> pinned maps
 //!   --nodeport-interface IF...   NodePort programs on each (tcx)
 //!   --gateway-steering           sk_lookup in the agent's netns + `local` routes for the
@@ -14,10 +14,10 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use portico_operator::{Object, load_dir};
 use tracing::warn;
 
 use crate::datapath::{Datapath, DatapathError, SyncStats};
+use crate::manifests::load_dir;
 use crate::maps::flags;
 use crate::nodeport::NodePort;
 use crate::service::ServiceEntry;
@@ -70,16 +70,7 @@ pub fn entries_from_dir_with(opts: &SourceOptions, dir: &Path) -> Vec<ServiceEnt
     for e in &loaded.errors {
         warn!(error = %e, "skipping a manifest");
     }
-    let mut services = Vec::new();
-    let mut slices = Vec::new();
-    for obj in loaded.files.into_values().flatten() {
-        match obj.object {
-            Object::Service(s) => services.push(s),
-            Object::EndpointSlice(s) => slices.push(s),
-            _ => {}
-        }
-    }
-    service_entries_with(opts, &services, &slices)
+    service_entries_with(opts, &loaded.services, &loaded.slices)
 }
 
 /// The addresses of Gateway frontends, which must be delivered on this node.

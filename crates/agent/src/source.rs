@@ -16,8 +16,8 @@
 //! avoids a second hop for LoadBalancer and NodePort type services, but risks potentially
 //! imbalanced traffic spreading"; a node without local endpoints drops the traffic.
 //!
-//! A Service annotated `portico.dev/gateway-steering: "true"` (the operator puts it on the
-//! Services it makes for Gateways) has its cluster IPs and load-balancer IPs flagged
+//! A Service labelled `portico.dev/gateway-steering: "true"` (`names::GATEWAY_STEERING_LABEL`;
+//! the operator puts it on the Services it makes for Gateways) has its cluster IPs and load-balancer IPs flagged
 //! `GATEWAY`: the socket LB and the tc programs leave them alone and the node delivers
 //! them to the local proxy (see `steering`). Its node ports stay ordinary external
 //! frontends, balanced to the Service's endpoints (the proxy pods).
@@ -26,14 +26,10 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use portico_api::k8s::{Endpoint, EndpointSlice, Service, ServicePort};
-use portico_api::names::ENDPOINT_SLICE_SERVICE_LABEL;
+use portico_api::names::{ENDPOINT_SLICE_SERVICE_LABEL, GATEWAY_STEERING_LABEL};
 
 use crate::maps::flags;
 use crate::service::{BackendEntry, Frontend, Protocol, ServiceEntry};
-
-/// The annotation that makes a Service a Gateway Service, steered to the node's proxy.
-/// (Spelled here until `portico_api::names` carries it.)
-pub const GATEWAY_STEERING_ANNOTATION: &str = "portico.dev/gateway-steering";
 
 /// What the source needs to know about the node it runs on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -82,9 +78,9 @@ fn entries_of(opts: &SourceOptions, svc: &Service, slices: &[EndpointSlice]) -> 
     }
     let gateway = svc
         .metadata
-        .annotations
+        .labels
         .as_ref()
-        .and_then(|a| a.get(GATEWAY_STEERING_ANNOTATION))
+        .and_then(|l| l.get(GATEWAY_STEERING_LABEL))
         .is_some_and(|v| v == "true");
     let gateway_flag = if gateway { flags::GATEWAY } else { 0 };
     let external = kind == "NodePort" || kind == "LoadBalancer";
@@ -538,8 +534,8 @@ mod tests {
     #[test]
     fn gateway_services_are_flagged_on_cluster_and_load_balancer_ips() {
         let mut svc = external_service("LoadBalancer", "Cluster");
-        svc.metadata.annotations = Some(BTreeMap::from([(
-            GATEWAY_STEERING_ANNOTATION.to_string(),
+        svc.metadata.labels = Some(BTreeMap::from([(
+            GATEWAY_STEERING_LABEL.to_string(),
             "true".to_string(),
         )]));
         let entries = service_entries(&[svc], &[two_node_slice()]);
