@@ -15,4 +15,6 @@ pub enum EchoError {
         #[source]
         source: std::io::Error,
     },
+    #[error("unusable TLS certificate: {reason}")]
+    Certificate { reason: String },
 }

@@ -52,19 +52,27 @@
 //! `content-type: application/grpc`; see [`grpc`]).
 //! [`serve`] binds and returns an [`EchoServer`] handle with the bound address, so tests
 //! listen on port 0.
+//!
+//! echo-basic's L4 modes are here too, for TCPRoute, TLSRoute and UDPRoute backends:
+//! the TCP line protocol, plain or over TLS ([`serve_line`], `--tcp-echo`), and the UDP
+//! echo ([`serve_udp`], `--udp-echo`).
 
 mod config;
 mod error;
 pub mod grpc;
 mod headers;
 mod hooks;
+mod line;
 mod report;
 mod requests;
 mod server;
 mod service;
+mod udp;
 
 pub use config::{DEFAULT_LISTEN, EchoConfig, Identity};
 pub use error::EchoError;
+pub use line::{LineConfig, LineReport, LineServer, LineTls, TlsReport, WELCOME, serve_line};
 pub use report::{EchoReport, SET_HEADER};
 pub use requests::SeenRequest;
 pub use server::{EchoServer, serve};
+pub use udp::{UdpReport, UdpServer, serve_udp};

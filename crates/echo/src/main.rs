@@ -51,6 +51,142 @@ struct Args {
     /// reached this backend.
     #[arg(long)]
     log_requests: bool,
+
+    /// Serve echo-basic's TCP line protocol (welcome line, PING, IS_TLS, TEST) instead
+    /// of HTTP: on --tcp-port, and with --tls-cert/--tls-key also over TLS on
+    /// --tls-port. The first stdout line is then `listening on ADDR` of the plain
+    /// socket, the second `tls listening on ADDR`.
+    #[arg(long, env = "TCP_ECHO_SERVER", value_parser = clap::builder::BoolishValueParser::new())]
+    tcp_echo: bool,
+
+    /// Serve echo-basic's UDP echo (a JSON answer per datagram) instead of HTTP, on
+    /// --udp-port; `udp listening on ADDR` on stdout (the first line, `listening on`,
+    /// when --tcp-echo is not given).
+    #[arg(long, env = "UDP_ECHO_SERVER", value_parser = clap::builder::BoolishValueParser::new())]
+    udp_echo: bool,
+
+    /// The line protocol's plain port (reported as `tcpport`).
+    #[arg(long, env = "TCP_PORT", default_value_t = 3000)]
+    tcp_port: u16,
+
+    /// The line protocol's TLS port (reported as `tlsport`).
+    #[arg(long, env = "TLS_PORT", default_value_t = 8443)]
+    tls_port: u16,
+
+    /// The UDP echo's port.
+    #[arg(long, env = "UDP_PORT", default_value_t = 8080)]
+    udp_port: u16,
+
+    /// Bind the plain line protocol here instead of 0.0.0.0:--tcp-port (the reported
+    /// `tcpport` stays --tcp-port: the container port a stand-in plays).
+    #[arg(long)]
+    tcp_listen: Option<SocketAddr>,
+
+    /// Bind the TLS line protocol here instead of 0.0.0.0:--tls-port.
+    #[arg(long)]
+    tls_listen: Option<SocketAddr>,
+
+    /// Bind the UDP echo here instead of 0.0.0.0:--udp-port.
+    #[arg(long)]
+    udp_listen: Option<SocketAddr>,
+
+    /// PEM certificate chain of the TLS line protocol.
+    #[arg(long, env = "TLS_SERVER_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of the TLS line protocol.
+    #[arg(long, env = "TLS_SERVER_PRIV_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+}
+
+/// The L4 servers asked for (`--tcp-echo`, `--udp-echo`), echo-basic's other modes.
+#[derive(Debug)]
+struct L4Plan {
+    tcp: Option<(SocketAddr, u16)>,
+    tls: Option<(SocketAddr, u16, std::path::PathBuf, std::path::PathBuf)>,
+    udp: Option<SocketAddr>,
+}
+
+impl Args {
+    fn l4_plan(&self) -> Option<L4Plan> {
+        if !self.tcp_echo && !self.udp_echo {
+            return None;
+        }
+        let any = |port: u16| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+        let tcp = self
+            .tcp_echo
+            .then(|| (self.tcp_listen.unwrap_or(any(self.tcp_port)), self.tcp_port));
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) if self.tcp_echo => Some((
+                self.tls_listen.unwrap_or(any(self.tls_port)),
+                self.tls_port,
+                cert.clone(),
+                key.clone(),
+            )),
+            _ => None,
+        };
+        let udp = self
+            .udp_echo
+            .then(|| self.udp_listen.unwrap_or(any(self.udp_port)));
+        Some(L4Plan { tcp, tls, udp })
+    }
+}
+
+impl L4Plan {
+    /// Starts the servers, prints their addresses, serves until a stop signal.
+    async fn run(self, identity: Identity, stop: StopSignals) -> anyhow::Result<()> {
+        let mut lines = Vec::new();
+        let mut servers: (Vec<portico_echo::LineServer>, Vec<portico_echo::UdpServer>) =
+            (Vec::new(), Vec::new());
+        if let Some((listen, port)) = self.tcp {
+            let server = portico_echo::serve_line(portico_echo::LineConfig {
+                listen,
+                identity: identity.clone(),
+                tls: None,
+                tcp_port: port,
+                tls_port: self.tls.as_ref().map(|t| t.1),
+            })
+            .await?;
+            lines.push(format!("listening on {}", server.local_addr()));
+            servers.0.push(server);
+        }
+        if let Some((listen, port, cert, key)) = &self.tls {
+            let tls = portico_echo::LineTls {
+                cert_chain_pem: std::fs::read(cert)
+                    .with_context(|| format!("reading {}", cert.display()))?,
+                private_key_pem: std::fs::read(key)
+                    .with_context(|| format!("reading {}", key.display()))?,
+            };
+            let server = portico_echo::serve_line(portico_echo::LineConfig {
+                listen: *listen,
+                identity: identity.clone(),
+                tls: Some(tls),
+                tcp_port: self.tcp.map_or(3000, |t| t.1),
+                tls_port: Some(*port),
+            })
+            .await?;
+            lines.push(format!("tls listening on {}", server.local_addr()));
+            servers.0.push(server);
+        }
+        if let Some(listen) = self.udp {
+            let server = portico_echo::serve_udp(listen, identity.clone()).await?;
+            let prefix = if lines.is_empty() { "" } else { "udp " };
+            lines.push(format!("{prefix}listening on {}", server.local_addr()));
+            servers.1.push(server);
+        }
+        let mut stdout = std::io::stdout().lock();
+        for line in lines {
+            writeln!(stdout, "{line}").context("writing the bound addresses to stdout")?;
+        }
+        stdout
+            .flush()
+            .context("writing the bound addresses to stdout")?;
+        drop(stdout);
+        stop.wait().await;
+        tracing::info!("shutting down");
+        drop(servers);
+        Ok(())
+    }
 }
 
 impl Args {
@@ -91,6 +227,7 @@ fn pod_name_fallback() -> String {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let log_requests = args.log_requests;
+    let l4 = args.l4_plan();
     let config = args.into_config();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -103,6 +240,9 @@ async fn main() -> anyhow::Result<()> {
     // Handlers first: whoever reads the `listening on` line may signal at once, and a
     // signal before the handler exists would kill the process uncleanly.
     let stop = StopSignals::install()?;
+    if let Some(plan) = l4 {
+        return plan.run(config.identity, stop).await;
+    }
     let server = portico_echo::serve(config).await?;
     // Subscribed before the address is out: no request can come earlier.
     let requests = log_requests.then(|| server.subscribe_requests());
@@ -171,6 +311,7 @@ impl StopSignals {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn args(listen: Option<SocketAddr>, http_port: Option<u16>) -> Args {
@@ -183,7 +324,46 @@ mod tests {
             ingress: String::new(),
             drain_timeout: Duration::from_secs(1),
             log_requests: false,
+            tcp_echo: false,
+            udp_echo: false,
+            tcp_port: 3000,
+            tls_port: 8443,
+            udp_port: 8080,
+            tcp_listen: None,
+            tls_listen: None,
+            udp_listen: None,
+            tls_cert: None,
+            tls_key: None,
         }
+    }
+
+    #[test]
+    fn l4_modes_follow_echo_basics_variables() {
+        assert!(args(None, None).l4_plan().is_none(), "HTTP by default");
+        let parsed = Args::try_parse_from([
+            "portico-echo",
+            "--tcp-echo",
+            "--tcp-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ])
+        .unwrap();
+        let plan = parsed.l4_plan().unwrap();
+        assert_eq!(plan.tcp, Some(("127.0.0.1:0".parse().unwrap(), 3000)));
+        let tls = plan.tls.unwrap();
+        assert_eq!((tls.0, tls.1), ("0.0.0.0:8443".parse().unwrap(), 8443));
+        assert!(plan.udp.is_none());
+
+        let parsed =
+            Args::try_parse_from(["portico-echo", "--udp-echo", "--udp-port", "53"]).unwrap();
+        let plan = parsed.l4_plan().unwrap();
+        assert_eq!(plan.udp, Some("0.0.0.0:53".parse().unwrap()));
+        assert!(plan.tcp.is_none() && plan.tls.is_none());
+        // A certificate without a key is refused.
+        assert!(Args::try_parse_from(["portico-echo", "--tls-cert", "c.pem"]).is_err());
     }
 
     #[test]
