@@ -10,6 +10,8 @@
 //!            ├─ ReferenceGrant (namespaced)
 //!            ├─ Service        (namespaced)
 //!            ├─ Secret         (namespaced)  certificates of HTTPS listeners
+//!            ├─ BackendTlsPolicy (namespaced) TLS to Services
+//!            ├─ ConfigMap      (namespaced)  CA bundles of BackendTLSPolicies
 //!            └─ EndpointSlice  (namespaced)
 //! ```
 //!
@@ -19,8 +21,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use portico_api::gateway::BackendTlsPolicy;
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
-use portico_api::k8s::{EndpointSlice, Namespace, ObjectMeta, Secret, Service};
+use portico_api::k8s::{ConfigMap, EndpointSlice, Namespace, ObjectMeta, Secret, Service};
 use portico_api::k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use portico_api::kube::Resource;
 
@@ -103,6 +106,8 @@ pub enum Object {
     EndpointSlice(EndpointSlice),
     Namespace(Namespace),
     Secret(Secret),
+    BackendTlsPolicy(BackendTlsPolicy),
+    ConfigMap(ConfigMap),
 }
 
 /// Runs `$body` with `$o` bound to the typed object inside `$obj`, whatever its kind.
@@ -118,6 +123,8 @@ macro_rules! with_object {
             Object::EndpointSlice($o) => $body,
             Object::Namespace($o) => $body,
             Object::Secret($o) => $body,
+            Object::BackendTlsPolicy($o) => $body,
+            Object::ConfigMap($o) => $body,
         }
     };
 }
@@ -177,6 +184,8 @@ from_kind!(
     EndpointSlice(EndpointSlice),
     Namespace(Namespace),
     Secret(Secret),
+    BackendTlsPolicy(BackendTlsPolicy),
+    ConfigMap(ConfigMap),
 );
 
 #[cfg(test)]
@@ -194,6 +203,8 @@ mod tests {
         assert!(is_namespaced::<Service>());
         assert!(is_namespaced::<EndpointSlice>());
         assert!(is_namespaced::<Secret>());
+        assert!(is_namespaced::<BackendTlsPolicy>());
+        assert!(is_namespaced::<ConfigMap>());
     }
 
     #[test]

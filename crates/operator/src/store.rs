@@ -12,7 +12,9 @@
 //!         ├─ services:        Index<Service>
 //!         ├─ endpoint_slices: Index<EndpointSlice>
 //!         ├─ namespaces:      Index<Namespace>
-//!         └─ secrets:         Index<Secret>     (certificates of HTTPS listeners)
+//!         ├─ secrets:         Index<Secret>     (certificates of HTTPS listeners)
+//!         ├─ backend_tls_policies: Index<BackendTlsPolicy>
+//!         └─ config_maps:     Index<ConfigMap>  (CA bundles of BackendTLSPolicies)
 //!      │ snapshot()
 //!      ▼
 //!   Inputs (every list sorted by (namespace, name)) ──> translator
@@ -24,8 +26,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use portico_api::gateway::BackendTlsPolicy;
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
-use portico_api::k8s::{EndpointSlice, Namespace, Secret, Service};
+use portico_api::k8s::{ConfigMap, EndpointSlice, Namespace, Secret, Service};
 use portico_api::kube::Resource;
 
 use crate::Inputs;
@@ -113,6 +116,11 @@ pub struct Store {
     pub namespaces: Index<Namespace>,
     /// Certificates that HTTPS listeners refer to (and any other Secret a provider feeds).
     pub secrets: Index<Secret>,
+    /// TLS from the proxies to Services.
+    pub backend_tls_policies: Index<BackendTlsPolicy>,
+    /// CA bundles that BackendTLSPolicies refer to (and any other ConfigMap a provider
+    /// feeds).
+    pub config_maps: Index<ConfigMap>,
 }
 
 impl Store {
@@ -128,6 +136,8 @@ impl Store {
             Object::EndpointSlice(o) => self.endpoint_slices.apply(o),
             Object::Namespace(o) => self.namespaces.apply(o),
             Object::Secret(o) => self.secrets.apply(o),
+            Object::BackendTlsPolicy(o) => self.backend_tls_policies.apply(o),
+            Object::ConfigMap(o) => self.config_maps.apply(o),
         }
     }
 
@@ -144,6 +154,8 @@ impl Store {
             Object::EndpointSlice(_) => self.endpoint_slices.contains_key(&key),
             Object::Namespace(_) => self.namespaces.contains_key(&key),
             Object::Secret(_) => self.secrets.contains_key(&key),
+            Object::BackendTlsPolicy(_) => self.backend_tls_policies.contains_key(&key),
+            Object::ConfigMap(_) => self.config_maps.contains_key(&key),
         }
     }
 
@@ -160,6 +172,8 @@ impl Store {
         add(&self.services, &mut out);
         add(&self.endpoint_slices, &mut out);
         add(&self.secrets, &mut out);
+        add(&self.backend_tls_policies, &mut out);
+        add(&self.config_maps, &mut out);
         out
     }
 
@@ -176,6 +190,8 @@ impl Store {
             namespaces: self.namespaces.to_vec(),
             reference_grants: self.reference_grants.to_vec(),
             secrets: self.secrets.to_vec(),
+            backend_tls_policies: self.backend_tls_policies.to_vec(),
+            config_maps: self.config_maps.to_vec(),
         }
     }
 
@@ -190,6 +206,8 @@ impl Store {
             + self.endpoint_slices.len()
             + self.namespaces.len()
             + self.secrets.len()
+            + self.backend_tls_policies.len()
+            + self.config_maps.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -168,13 +168,18 @@ pub(crate) fn resolve(
             namespace: namespace.to_owned(),
             name: r.name.to_owned(),
         })?;
-    if service_port(svc, port).is_none() {
+    let Some(service_port) = service_port(svc, port) else {
         return Err(BackendError::PortNotFound {
             namespace: namespace.to_owned(),
             name: r.name.to_owned(),
             port,
         });
-    }
+    };
+    // A BackendTLSPolicy that cannot be used makes the backend invalid: "Connections
+    // using an invalid CACertificateRef MUST fail, and the client MUST receive an HTTP
+    // 5xx error response" (see crate::backend_tls).
+    let port_name = service_port.name.as_deref().unwrap_or("");
+    index.backend_tls.lookup(&service, port, port_name)?;
     Ok(ClusterRef { service, port })
 }
 
@@ -245,7 +250,12 @@ pub(crate) fn build_cluster(index: &Index<'_>, cluster: &ClusterRef) -> Cluster 
         name: cluster.name(),
         endpoints: endpoints.into_values().collect(),
         protocol: protocol as i32,
-        tls: None,
+        // Unusable policies never get here: resolve() turned their backends invalid.
+        tls: index
+            .backend_tls
+            .lookup(&cluster.service, cluster.port, port_name)
+            .ok()
+            .flatten(),
     }
 }
 

@@ -96,6 +96,19 @@ pub(crate) enum BackendError {
         name: String,
         port: i32,
     },
+    /// The BackendTLSPolicy in force for the Service port cannot be used (see
+    /// [`crate::backend_tls`]); `reason` is the policy's ResolvedRefs or Accepted reason.
+    #[error(
+        "Service {namespace}/{name} port {port}: BackendTLSPolicy {policy:?} cannot be used: {why}"
+    )]
+    InvalidBackendTls {
+        namespace: String,
+        name: String,
+        port: i32,
+        policy: String,
+        reason: &'static str,
+        why: String,
+    },
     #[error(
         "ExtensionRef filter {name:?} refers to {}, a kind Portico does not implement",
         kind_group(kind, group)
@@ -125,6 +138,24 @@ impl BackendError {
             Self::MissingPort { .. } | Self::ServiceNotFound { .. } | Self::PortNotFound { .. } => {
                 reason::BACKEND_NOT_FOUND
             }
+            Self::InvalidBackendTls { reason, .. } => reason,
+        }
+    }
+
+    /// The Service port of a backend made unusable by its BackendTLSPolicy: the policy's
+    /// status still names the Gateways that route there.
+    pub(crate) fn tls_cluster(&self) -> Option<crate::backend::ClusterRef> {
+        match self {
+            Self::InvalidBackendTls {
+                namespace,
+                name,
+                port,
+                ..
+            } => Some(crate::backend::ClusterRef {
+                service: crate::status::ObjectRef::new(namespace.clone(), name.clone()),
+                port: *port,
+            }),
+            _ => None,
         }
     }
 }

@@ -9,6 +9,7 @@ use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, Refere
 use portico_api::k8s::{EndpointSlice, ObjectMeta, Service};
 use portico_api::names::{self, kind};
 
+use crate::backend_tls::BackendTlsPolicies;
 use crate::inputs::{Inputs, Options};
 use crate::status::ObjectRef;
 
@@ -42,6 +43,8 @@ pub(crate) struct Index<'a> {
     namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
     /// ReferenceGrants by the namespace they live in (the target namespace).
     grants: BTreeMap<String, Vec<&'a ReferenceGrant>>,
+    /// BackendTLSPolicies resolved against the ConfigMaps, see [`crate::backend_tls`].
+    pub(crate) backend_tls: BackendTlsPolicies<'a>,
 }
 
 impl<'a> Index<'a> {
@@ -109,7 +112,18 @@ impl<'a> Index<'a> {
             slices,
             namespace_labels,
             grants,
+            backend_tls: BackendTlsPolicies::new(&inputs.backend_tls_policies, &inputs.config_maps),
         }
+    }
+
+    /// The name of the Service port a cluster stands for ("" when unnamed or unknown).
+    pub(crate) fn service_port_name(&self, cluster: &crate::backend::ClusterRef) -> String {
+        self.services
+            .get(&cluster.service)
+            .and_then(|svc| svc.spec.as_ref()?.ports.as_ref())
+            .and_then(|ports| ports.iter().find(|p| p.port == cluster.port))
+            .and_then(|p| p.name.clone())
+            .unwrap_or_default()
     }
 
     /// Whether the Gateway belongs to one of our GatewayClasses.

@@ -5,8 +5,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 use portico_api::config::v1::Config;
+use portico_api::gateway::BackendTlsPolicy;
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
-use portico_api::k8s::{EndpointSlice, Namespace, Secret, Service};
+use portico_api::k8s::{ConfigMap, EndpointSlice, Namespace, Secret, Service};
 use portico_api::names;
 
 use crate::status::{ObjectRef, Statuses};
@@ -29,6 +30,11 @@ pub struct Inputs {
     /// Certificates for HTTPS listeners (`kubernetes.io/tls`), see [`crate::tls`]. Other
     /// Secrets may be listed too; only the ones a listener refers to are read.
     pub secrets: Vec<Secret>,
+    /// TLS from the proxies to Services, see [`crate::backend_tls`].
+    pub backend_tls_policies: Vec<BackendTlsPolicy>,
+    /// CA bundles (`ca.crt`) that BackendTLSPolicies refer to; other ConfigMaps may be
+    /// listed too and are ignored.
+    pub config_maps: Vec<ConfigMap>,
 }
 
 #[derive(Clone, Debug)]

@@ -5,12 +5,14 @@
 //! status changes: an unchanged condition keeps the time it already had, so rewriting the
 //! same status is a no-op patch.
 
-use portico_api::gateway::{gatewayclasses, gateways, httproutes, listenersets};
+use portico_api::gateway::{
+    backendtlspolicies, gatewayclasses, gateways, httproutes, listenersets,
+};
 use portico_api::k8s::{self, Time};
 
 use crate::status::{
     Condition, GatewayClassStatus, GatewayStatus, HttpRouteStatus, ListenerSetStatus,
-    ListenerStatus, RouteGroupKind,
+    ListenerStatus, PolicyStatus, RouteGroupKind,
 };
 
 impl Condition {
@@ -218,6 +220,49 @@ impl HttpRouteStatus {
             });
         }
         httproutes::HttpRouteStatus { parents }
+    }
+}
+
+impl PolicyStatus {
+    /// The full BackendTLSPolicy status to write: ancestors of other controllers in
+    /// `previous` are kept, ours replaced by these. An empty `PolicyStatus` removes our
+    /// ancestors from a policy no Gateway of ours uses any more.
+    pub fn to_kube(
+        &self,
+        controller_name: &str,
+        now: &Time,
+        previous: Option<&backendtlspolicies::BackendTlsPolicyStatus>,
+    ) -> backendtlspolicies::BackendTlsPolicyStatus {
+        let old = previous.map(|p| p.ancestors.as_slice()).unwrap_or_default();
+        let mut ancestors: Vec<backendtlspolicies::BackendTlsPolicyStatusAncestors> = old
+            .iter()
+            .filter(|a| a.controller_name != controller_name)
+            .cloned()
+            .collect();
+        for ancestor in &self.ancestors {
+            let r = &ancestor.ancestor_ref;
+            let ancestor_ref = backendtlspolicies::BackendTlsPolicyStatusAncestorsAncestorRef {
+                group: r.group.clone(),
+                kind: r.kind.clone(),
+                name: r.name.clone(),
+                namespace: r.namespace.clone(),
+                port: r.port,
+                section_name: r.section_name.clone(),
+            };
+            let old_conditions = old
+                .iter()
+                .find(|a| {
+                    a.controller_name == ancestor.controller_name && a.ancestor_ref == ancestor_ref
+                })
+                .map(|a| a.conditions.as_slice())
+                .unwrap_or_default();
+            ancestors.push(backendtlspolicies::BackendTlsPolicyStatusAncestors {
+                ancestor_ref,
+                conditions: conditions(&ancestor.conditions, now, old_conditions),
+                controller_name: ancestor.controller_name.clone(),
+            });
+        }
+        backendtlspolicies::BackendTlsPolicyStatus { ancestors }
     }
 }
 

@@ -18,6 +18,8 @@
 //!                                                 │
 //!                                                 └─> config::build ─> Config
 //!             Secrets ─> tls::resolve_all (HTTPS certificateRefs) ──> tls::apply ┘
+//!             BackendTLSPolicies + ConfigMaps ─> backend_tls (in the Index) ─> Cluster.tls,
+//!                                                 BackendTLSPolicy status (ancestors = Gateways)
 //! ```
 //!
 //! Invalid objects never stop the translation: the worst an object can do is get a
@@ -25,6 +27,7 @@
 
 mod attach;
 mod backend;
+mod backend_tls;
 mod class;
 mod config;
 mod conflict;
@@ -55,8 +58,8 @@ pub use inputs::{Inputs, Options, Output, UsableAddresses};
 pub use ipnet::IpNet;
 pub use status::{
     Condition, ConditionStatus, GatewayClassStatus, GatewayStatus, GatewayStatusAddress,
-    HttpRouteStatus, ListenerSetStatus, ListenerStatus, ObjectRef, ParentReference, RouteGroupKind,
-    RouteParentStatus, Statuses,
+    HttpRouteStatus, ListenerSetStatus, ListenerStatus, ObjectRef, ParentReference,
+    PolicyAncestorStatus, PolicyStatus, RouteGroupKind, RouteParentStatus, Statuses,
 };
 
 use index::Index;
@@ -113,6 +116,8 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
                 .insert(child.key.clone(), plan.listener_set_status(child, counts));
         }
     }
+
+    statuses.backend_tls_policies = backend_tls::statuses(&index, &routes);
 
     let mut config = config::build(&index, &plans, &routes);
     tls::apply(&mut config, &listener_tls);

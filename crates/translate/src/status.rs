@@ -12,9 +12,12 @@
 //! │                         │                              (only Gateways of our classes)
 //! │                         └── name, supportedKinds, attachedRoutes, conditions
 //! ├── listener_sets     ns/name -> conditions, listeners[] (only those whose parent is one of our Gateways)
-//! └── http_routes       ns/name -> parents[]               (only routes with a parentRef to one of our
+//! ├── http_routes       ns/name -> parents[]               (only routes with a parentRef to one of our
 //!                           │                               Gateways or to a ListenerSet of one)
 //!                           └── parentRef, controllerName, conditions
+//! └── backend_tls_policies  ns/name -> ancestors[]      (only policies that apply to a backend of a
+//!                           │                               route attached to one of our Gateways)
+//!                           └── ancestorRef (Gateway), controllerName, conditions
 //! ```
 
 use std::collections::BTreeMap;
@@ -66,6 +69,10 @@ pub struct Statuses {
     /// absent: a writer should drop the parent entries that carry our controllerName from
     /// them (see [`HttpRouteStatus::to_kube`]).
     pub http_routes: BTreeMap<ObjectRef, HttpRouteStatus>,
+    /// BackendTLSPolicies that apply to a backend of a route attached to one of our
+    /// Gateways; left out of the YAML when there are none (see [`crate::backend_tls`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub backend_tls_policies: BTreeMap<ObjectRef, PolicyStatus>,
 }
 
 /// `"True"`, `"False"` or `"Unknown"`.
@@ -193,6 +200,25 @@ pub struct HttpRouteStatus {
 pub struct RouteParentStatus {
     pub parent_ref: ParentReference,
     pub controller_name: String,
+    pub conditions: Vec<Condition>,
+}
+
+/// The status of a policy (BackendTLSPolicy): one entry per ancestor, here the Gateways
+/// whose routes send traffic to the policy's target.
+#[derive(Serialize, Debug, Clone, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    /// Sorted by ancestor namespace and name.
+    pub ancestors: Vec<PolicyAncestorStatus>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyAncestorStatus {
+    /// The Gateway (group, kind, namespace and name all set).
+    pub ancestor_ref: ParentReference,
+    pub controller_name: String,
+    /// Accepted, ResolvedRefs.
     pub conditions: Vec<Condition>,
 }
 

@@ -112,6 +112,12 @@ fn parse_inputs(text: &str) -> Result<Inputs, String> {
             ("gateway.networking.k8s.io", "ReferenceGrant") => inputs
                 .reference_grants
                 .push(serde_yaml_ng::from_value(value).map_err(err)?),
+            ("gateway.networking.k8s.io", "BackendTLSPolicy") => inputs
+                .backend_tls_policies
+                .push(serde_yaml_ng::from_value(value).map_err(err)?),
+            ("", "ConfigMap") => inputs
+                .config_maps
+                .push(serde_yaml_ng::from_value(value).map_err(err)?),
             ("", "Service") => inputs
                 .services
                 .push(serde_yaml_ng::from_value(value).map_err(err)?),
@@ -144,6 +150,8 @@ fn reverse(inputs: &Inputs) -> Inputs {
         namespaces: rev(&inputs.namespaces),
         reference_grants: rev(&inputs.reference_grants),
         secrets: rev(&inputs.secrets),
+        backend_tls_policies: rev(&inputs.backend_tls_policies),
+        config_maps: rev(&inputs.config_maps),
     }
 }
 

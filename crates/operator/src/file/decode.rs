@@ -25,8 +25,9 @@
 use std::borrow::Cow;
 use std::path::Path;
 
+use portico_api::gateway::BackendTlsPolicy;
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
-use portico_api::k8s::{EndpointSlice, Namespace, Secret, Service};
+use portico_api::k8s::{ConfigMap, EndpointSlice, Namespace, Secret, Service};
 use portico_api::kube::{Resource, ResourceExt};
 use portico_api::names::NAMESPACE_NAME_LABEL;
 use serde::de::DeserializeOwned;
@@ -175,7 +176,10 @@ fn decode_object(
         .or_else(|| want.decode::<EndpointSlice>(&[], source))
         .or_else(|| want.decode::<Namespace>(&[], source))
         // Certificates for HTTPS listeners (`kubernetes.io/tls`), read by the translator.
-        .or_else(|| want.decode::<Secret>(&[], source));
+        .or_else(|| want.decode::<Secret>(&[], source))
+        // TLS to backends, and the CA bundles it refers to.
+        .or_else(|| want.decode::<BackendTlsPolicy>(&[], source))
+        .or_else(|| want.decode::<ConfigMap>(&[], source));
     let Some(decoded) = decoded else {
         debug!(
             path = %path.display(),

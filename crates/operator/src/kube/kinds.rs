@@ -19,8 +19,9 @@
 use std::fmt::Debug;
 
 use kube::runtime::watcher::Event;
+use portico_api::gateway::BackendTlsPolicy;
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
-use portico_api::k8s::{EndpointSlice, Namespace, Secret, Service};
+use portico_api::k8s::{ConfigMap, EndpointSlice, Namespace, Secret, Service};
 use portico_api::kube::Resource;
 use serde::de::DeserializeOwned;
 
@@ -55,6 +56,8 @@ watched!(
     EndpointSlice => endpoint_slices,
     Namespace => namespaces,
     Secret => secrets,
+    BackendTlsPolicy => backend_tls_policies,
+    ConfigMap => config_maps,
 );
 
 /// Drops what the translator never reads and what changes on every write:

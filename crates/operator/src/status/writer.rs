@@ -29,12 +29,12 @@ use std::time::Duration;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use portico_api::gateway::{
-    Gateway, GatewayClass, HttpRoute, ListenerSet, gatewayclasses, gateways, httproutes,
-    listenersets,
+    BackendTlsPolicy, Gateway, GatewayClass, HttpRoute, ListenerSet, backendtlspolicies,
+    gatewayclasses, gateways, httproutes, listenersets,
 };
 use portico_api::k8s::Time;
 use portico_api::k8s_openapi::jiff::Timestamp;
-use portico_translate::{HttpRouteStatus, Statuses};
+use portico_translate::{HttpRouteStatus, PolicyStatus, Statuses};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -128,6 +128,13 @@ impl WithStatus for Gateway {
 
 impl WithStatus for ListenerSet {
     type Status = listenersets::ListenerSetStatus;
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+}
+
+impl WithStatus for BackendTlsPolicy {
+    type Status = backendtlspolicies::BackendTlsPolicyStatus;
     fn status(&self) -> Option<&Self::Status> {
         self.status.as_ref()
     }
@@ -277,7 +284,38 @@ impl StatusWriter {
                 .await;
             failed += usize::from(matches!(outcome, Outcome::Failed));
         }
+
+        let no_ancestors = PolicyStatus::default();
+        for policy in &inputs.backend_tls_policies {
+            let key = ObjectKey::of(policy);
+            // As for routes: a policy no Gateway of ours uses any more loses our
+            // ancestor entries; policies we never wrote to are left alone.
+            let desired = match statuses.backend_tls_policies.get(&object_ref(&key)) {
+                Some(desired) => desired,
+                None if self.has_our_ancestors(policy) => &no_ancestors,
+                None => continue,
+            };
+            if !*leader.borrow() {
+                return failed;
+            }
+            let api: Api<BackendTlsPolicy> = namespaced_api(&self.client, &key);
+            let controller_name = self.controller_name.clone();
+            let outcome = self
+                .write_one(&api, policy, |current| {
+                    desired.to_kube(&controller_name, &now, current)
+                })
+                .await;
+            failed += usize::from(matches!(outcome, Outcome::Failed));
+        }
         failed
+    }
+
+    fn has_our_ancestors(&self, policy: &BackendTlsPolicy) -> bool {
+        policy.status.as_ref().is_some_and(|s| {
+            s.ancestors
+                .iter()
+                .any(|a| a.controller_name == self.controller_name)
+        })
     }
 
     fn has_our_parents(&self, route: &HttpRoute) -> bool {
@@ -301,6 +339,7 @@ impl StatusWriter {
             .chain(keys(&i.gateways))
             .chain(keys(&i.listener_sets))
             .chain(keys(&i.http_routes))
+            .chain(keys(&i.backend_tls_policies))
             .collect();
         self.written.retain(|id, _| live.contains(id));
     }
