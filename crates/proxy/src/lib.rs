@@ -46,7 +46,11 @@
 //! - ⑩ filters after hop-by-hop removal, for the same reason as ⑤ on the way back.
 //!
 //! Errors on the request path are [`RequestError`]s: they say which side failed
-//! ([`ErrorSide`]) and whether a retry would be safe, and become local replies.
+//! ([`ErrorSide`]) and whether a retry would be safe, and become local replies. On a
+//! GRPCRoute entry, and for any gRPC request (`content-type: application/grpc*`), the
+//! local reply is a gRPC status instead (UNIMPLEMENTED for no route, UNAVAILABLE,
+//! DEADLINE_EXCEEDED, INTERNAL; see `grpc.rs`), and gRPC always goes to backends over
+//! HTTP/2.
 
 #![forbid(unsafe_code)]
 
@@ -54,6 +58,7 @@ mod body;
 mod error;
 mod exchange;
 mod filters;
+mod grpc;
 mod handle;
 mod headers;
 mod listener;

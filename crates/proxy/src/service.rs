@@ -14,7 +14,7 @@ use crate::{
     error::{BoxError, RequestError},
     exchange::exchange,
     filters::Verdict,
-    headers,
+    grpc, headers,
     table::{ListenerRoutes, Route, RoutingTable, Target, request_host},
     upgrade::Upgrade,
     upstream::{ProxyBody, Upstream},
@@ -50,10 +50,15 @@ pub(crate) async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let version = req.version();
+    let grpc_request = grpc::is_grpc(req.headers());
 
     let (result, route) = forward(&shared.upstream, &table, &conn, &host, req).await;
+    // A gRPC client reads errors from grpc-status only: the proxy's own errors on a
+    // GRPCRoute, or for a gRPC request that found no route, are gRPC statuses.
+    let grpc = grpc_request || route.is_some_and(|r| r.grpc);
     let (mut response, error) = match result {
         Ok(response) => (response, None),
+        Err(error) if grpc => (grpc::local_reply(&error), Some(error)),
         Err(error) => (local_reply(error.status()), Some(error)),
     };
     // The downstream connection's version, whatever the upstream spoke: hyper frames the
@@ -65,7 +70,7 @@ pub(crate) async fn handle(
         listener = %conn.listener,
         client = %conn.client,
         %method, %host, %path,
-        route = route.unwrap_or(""),
+        route = route.map_or("", |r| r.name.as_str()),
         status = response.status().as_u16(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         error = error.as_ref().map(tracing::field::display),
@@ -76,15 +81,15 @@ pub(crate) async fn handle(
     response
 }
 
-/// Routes, then serves within the route's request timeout. Returns the route's name
-/// (when one matched) for the log line.
+/// Routes, then serves within the route's request timeout. Returns the route (when one
+/// matched) for the log line and the kind of local reply.
 async fn forward<'t>(
     upstream: &Upstream,
     table: &'t RoutingTable,
     conn: &Conn,
     host: &str,
     req: Request<Incoming>,
-) -> (Result<Response<ProxyBody>, RequestError>, Option<&'t str>) {
+) -> (Result<Response<ProxyBody>, RequestError>, Option<&'t Route>) {
     // 2. Route on the request as the client sent it, before anything rewrites headers:
     //    matches are written against what clients send.
     let Some(listener) = table.listeners.get(&*conn.listener) else {
@@ -102,7 +107,7 @@ async fn forward<'t>(
         };
         return (Err(error), None);
     };
-    let name = Some(route.name.as_str());
+    let matched = Some(route);
 
     // 3. The route's request timeout covers everything from here to the response head,
     //    every attempt and backoff included.
@@ -113,7 +118,7 @@ async fn forward<'t>(
             .await
             .unwrap_or(Err(RequestError::RequestTimeout { after })),
     };
-    (result, name)
+    (result, matched)
 }
 
 async fn serve(

@@ -5,7 +5,8 @@
 //! ├── http1: hyper-util legacy client, a keep-alive pool keyed by endpoint
 //! │          (`http://<ip>:<port>`); the request keeps its Host header
 //! └── h2c:   one multiplexed HTTP/2 connection per endpoint, made by us so that
-//!            `:authority` carries the request's host, not the endpoint
+//!            `:authority` carries the request's host, not the endpoint; gRPC
+//!            requests always take it
 //! ```
 //!
 //! Both live as long as the proxy, not a config: a config swap must not drop warm
@@ -94,7 +95,15 @@ impl Upstream {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        match cluster.protocol {
+        // gRPC needs HTTP/2 (trailers, streams): a gRPC request goes over h2c even to a
+        // cluster whose Service port did not say `appProtocol: kubernetes.io/h2c`, as
+        // HTTP/1.1 could only fail it.
+        let protocol = if crate::grpc::is_grpc(req.headers()) {
+            UpstreamProtocol::H2c
+        } else {
+            cluster.protocol
+        };
+        match protocol {
             UpstreamProtocol::Http1 => {
                 // HTTP/1.1 carries the host in the Host header; the URI names the
                 // endpoint so that the pool is keyed by it (hyper-util sends the

@@ -79,6 +79,8 @@ pub(crate) struct Route {
     pub(crate) backends: WeightedBackends,
     pub(crate) timeouts: Timeouts,
     pub(crate) retry: Option<RetryPolicy>,
+    /// A GRPCRoute entry: the proxy's own errors are gRPC statuses (crate::grpc).
+    pub(crate) grpc: bool,
 }
 
 impl RoutingTable {
@@ -240,6 +242,7 @@ impl Route {
             backends: WeightedBackends::build(&r.backends, cluster)?,
             timeouts: Timeouts::compile(r.timeouts.as_ref()),
             retry: r.retry.as_ref().map(RetryPolicy::compile),
+            grpc: r.grpc,
         })
     }
 }
