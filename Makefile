@@ -31,11 +31,8 @@ test:
 ## 127.0.10.0/24: run as root, or `sysctl net.ipv4.ip_unprivileged_port_start=0`.
 ## One case: `make conformance CONFORMANCE_ARGS='--run-test HTTPRouteWeight'`.
 ##
-## Known failures, to shrink as features land (upstream's -skip-tests):
-## - HTTPRouteRedirectPortAndScheme: a redirect without a scheme on an HTTPS listener
-##   answers with `http://` (the listener's scheme must be kept).
-CONFORMANCE_KNOWN_FAILURES := \
-	HTTPRouteRedirectPortAndScheme
+## Known failures, to shrink as features land (upstream's -skip-tests): none today.
+CONFORMANCE_KNOWN_FAILURES :=
 CONFORMANCE_ARGS ?=
 comma := ,
 empty :=
@@ -45,7 +42,8 @@ conformance:
 	$(CARGO) build --bin portico --bin portico-echo
 	target/debug/portico conformance run --target standalone --cases e2e/cases \
 	  --data $(GATEWAY_API_DIR) --report e2e/conformance-report.yaml \
-	  --skip-tests $(subst $(space),$(comma),$(strip $(CONFORMANCE_KNOWN_FAILURES))) $(CONFORMANCE_ARGS)
+	  $(if $(strip $(CONFORMANCE_KNOWN_FAILURES)),--skip-tests $(subst $(space),$(comma),$(strip $(CONFORMANCE_KNOWN_FAILURES)))) \
+	  $(CONFORMANCE_ARGS)
 
 ## lint: formatting and clippy with warnings as errors; shellcheck on our scripts.
 lint:

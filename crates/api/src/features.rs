@@ -21,29 +21,52 @@ pub const SUPPORTED: &[&str] = &[
     // Listeners that differ only by hostname each get their own virtual host; a request
     // matches the most specific listener hostname only.
     "GatewayHTTPListenerIsolation",
+    // A request whose Host selects another HTTPS listener than its connection's SNI did
+    // gets 421 Misdirected Request (proxy: ListenerRoutes::misdirected).
+    "GatewayHTTPSListenerDetectMisdirectedRequests",
+    // spec.infrastructure labels and annotations are copied onto the Gateway's Service.
+    "GatewayInfrastructurePropagation",
     "GatewayPort8080",
+    // Core of GATEWAY-HTTP.
     "HTTPRoute",
+    "HTTPRoute303RedirectStatusCode",
+    "HTTPRoute307RedirectStatusCode",
+    "HTTPRoute308RedirectStatusCode",
+    // appProtocol kubernetes.io/h2c and kubernetes.io/ws on Service ports.
+    "HTTPRouteBackendProtocolH2C",
+    "HTTPRouteBackendProtocolWebSocket",
+    "HTTPRouteBackendRequestHeaderModification",
+    "HTTPRouteBackendTimeout",
+    "HTTPRouteCORS",
+    "HTTPRouteDestinationPortMatching",
+    "HTTPRouteHostRewrite",
     "HTTPRouteMethodMatching",
+    "HTTPRouteNamedRouteRule",
     "HTTPRouteParentRefPort",
+    "HTTPRoutePathRedirect",
+    "HTTPRoutePathRewrite",
+    "HTTPRoutePortRedirect",
     "HTTPRouteQueryParamMatching",
+    "HTTPRouteRequestMirror",
+    "HTTPRouteRequestMultipleMirrors",
+    "HTTPRouteRequestPercentageMirror",
+    "HTTPRouteRequestTimeout",
     "HTTPRouteResponseHeaderModification",
+    "HTTPRouteRetry",
+    "HTTPRouteSchemeRedirect",
+    // ListenerSets attach to Gateways, merge into their listeners and carry status.
+    "ListenerSet",
+    // Core of GATEWAY-HTTP.
     "ReferenceGrant",
 ];
 
 /// Features the translator handles in part, with what is still missing before they can
 /// move to [`SUPPORTED`]. Informative: nothing reads it but people and the report.
-pub const NOT_YET: &[(&str, &str)] = &[
-    (
-        "GatewayStaticAddresses",
-        "the translator tells usable from unusable spec.addresses through Options::usable_addresses; \
+pub const NOT_YET: &[(&str, &str)] = &[(
+    "GatewayStaticAddresses",
+    "the translator tells usable from unusable spec.addresses through Options::usable_addresses; \
          standalone mode and the conformance runner must pass the networks they can bind",
-    ),
-    (
-        "ListenerSet",
-        "ListenerSets attach, merge and carry status; the upstream tests also expect GRPCRoute \
-         in the supportedKinds of HTTP listeners and HTTPS listeners in ListenerSets",
-    ),
-];
+)];
 
 /// Whether Portico claims `feature`.
 pub fn is_supported(feature: &str) -> bool {

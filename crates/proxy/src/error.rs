@@ -104,6 +104,8 @@ pub enum ErrorSide {
 pub enum RequestError {
     #[error("no route for host {host:?} path {path:?}")]
     NoRoute { host: String, path: String },
+    #[error("host {host:?} is served by another listener than the TLS server name {sni:?}")]
+    Misdirected { host: String, sni: String },
     #[error("listener {0} is not in the running config")]
     ListenerGone(String),
     #[error("route {route} has no backend with a weight")]
@@ -148,9 +150,10 @@ impl RequestError {
     /// Which side failed.
     pub fn side(&self) -> ErrorSide {
         match self {
-            Self::NoRoute { .. } | Self::BadRequest(_) | Self::ClientBody(_) => {
-                ErrorSide::Downstream
-            }
+            Self::NoRoute { .. }
+            | Self::Misdirected { .. }
+            | Self::BadRequest(_)
+            | Self::ClientBody(_) => ErrorSide::Downstream,
             Self::NoReadyEndpoint { .. }
             | Self::Connect { .. }
             | Self::Upstream { .. }
@@ -190,6 +193,7 @@ impl RequestError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
             Self::BadRequest(_) | Self::ClientBody(_) => StatusCode::BAD_REQUEST,
             Self::NoBackend { .. }
             | Self::InvalidBackend { .. }

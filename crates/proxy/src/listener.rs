@@ -184,7 +184,10 @@ impl AcceptLoop {
             let conn = Arc::new(Conn {
                 listener: name.clone(),
                 client,
+                sni: Default::default(),
             });
+            // Learns the SNI once the handshake is done (HTTPS: misdirected requests).
+            let handshake_conn = conn.clone();
             let shared = shared.clone();
             let builder = builder.clone();
             let watcher = graceful.watcher();
@@ -207,7 +210,12 @@ impl AcceptLoop {
                     () = cut.cancelled() => return,
                 };
                 match handshake {
-                    Ok(Ok(stream)) => serve(&builder, stream, svc, watcher, cut, client).await,
+                    Ok(Ok(stream)) => {
+                        if let Some(sni) = stream.get_ref().1.server_name() {
+                            let _ = handshake_conn.sni.set(sni.into());
+                        }
+                        serve(&builder, stream, svc, watcher, cut, client).await;
+                    }
                     // No certificate for the SNI, no common version or cipher, not TLS
                     // at all: rustls has sent an alert where it could.
                     Ok(Err(error)) => tracing::debug!(%client, %error, "TLS handshake failed"),

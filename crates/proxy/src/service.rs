@@ -1,7 +1,11 @@
 //! The request path, assembled in one place. Each step says why it sits where it does;
 //! the crate docs draw the whole lifecycle.
 
-use std::{net::SocketAddr, sync::Arc, time::Instant};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -33,6 +37,10 @@ pub(crate) struct Shared {
 pub(crate) struct Conn {
     pub(crate) listener: Arc<str>,
     pub(crate) client: SocketAddr,
+    /// The server name (SNI) the TLS handshake was served for, on HTTPS listeners when
+    /// the client sent one. Set once, when the handshake completes: the connection's
+    /// service is made before it, and no request is read before it.
+    pub(crate) sni: OnceLock<Box<str>>,
 }
 
 /// Serves one request. Never fails: every error becomes a local reply.
@@ -99,6 +107,17 @@ async fn forward<'t>(
             None,
         );
     };
+    // A TLS connection serves the virtual host its SNI selected; a request for a host
+    // of another one must go on a connection of its own (ListenerRoutes::misdirected).
+    if let Some(sni) = conn.sni.get()
+        && listener.misdirected(sni, host)
+    {
+        let error = RequestError::Misdirected {
+            host: host.to_owned(),
+            sni: sni.to_string(),
+        };
+        return (Err(error), None);
+    }
     let (parts, body) = req.into_parts();
     let Some(route) = listener.route(host, &parts) else {
         let error = RequestError::NoRoute {
@@ -137,7 +156,11 @@ async fn serve(
     //    the route's filters, so that a RequestHeaderModifier has the last word on what
     //    the backend sees, as the route author expects.
     headers::strip_hop_by_hop(&mut parts.headers, true);
-    let request_id = headers::add_forwarding(&mut parts.headers, conn.client.ip(), "http");
+    let request_id = headers::add_forwarding(
+        &mut parts.headers,
+        conn.client.ip(),
+        listener.downstream.scheme,
+    );
 
     // 6. The route's filters, in order. A redirect or a CORS preflight answers here,
     //    before a backend is chosen: such rules often have none.

@@ -189,6 +189,15 @@ async fn sni_alpn_and_a_plain_listener_beside() {
     assert_eq!(response.version(), http::Version::HTTP_11);
     let (status, body) = answer(response).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // The backend learns that the client spoke TLS to us.
+    assert_eq!(body["headers"]["x-forwarded-proto"][0], "https", "{body}");
+    // The same connection, reused for a name another listener serves (its certificate
+    // covers it): 421, so that the client opens a connection of its own for it.
+    let response = sender.send_request(get("a.example.com")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST);
+    // A name of the same listener is still routed on it.
+    let response = sender.send_request(get("c.example.com")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
 
     // No virtual host for this name and none without hostname: the handshake fails, and
     // the listener keeps serving.

@@ -71,7 +71,7 @@ pub struct RunConfig {
     /// it exists.
     pub crds: Option<PathBuf>,
     pub report: Option<PathBuf>,
-    /// Claimed features; `None`: [`features::CLAIMED`].
+    /// Claimed features; `None`: [`portico_api::features::SUPPORTED`].
     pub supported_features: Option<Vec<String>>,
     /// Cases skipped as known failures.
     pub skip_tests: Vec<String>,
@@ -171,7 +171,10 @@ pub async fn run(
     }
     let claimed: BTreeSet<String> = match &config.supported_features {
         Some(list) => list.iter().cloned().collect(),
-        None => features::CLAIMED.iter().map(|s| (*s).to_owned()).collect(),
+        None => portico_api::features::SUPPORTED
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
     };
     let setup_file = setup::SetupFile::read(&config.data.join("conformance/setup.yaml"))
         .map_err(RunError::Setup)?;

@@ -123,20 +123,23 @@ impl RoutingTable {
             })?;
             let port = u16::try_from(l.port)
                 .map_err(|_| ProxyError::invalid(&l.name, ConfigError::Port(l.port)))?;
-            if !matches!(
-                pb::Protocol::try_from(l.protocol),
-                Ok(pb::Protocol::Http | pb::Protocol::Https)
-            ) {
-                // HTTPS routes like HTTP once TLS is off (the listener terminates it, see
-                // crate::tls). TLS, TCP and UDP listeners come with later work; skipping
-                // them keeps the HTTP ones of the same config serving.
-                tracing::warn!(
-                    listener = %l.name,
-                    protocol = l.protocol,
-                    "listener protocol not supported yet, not serving it"
-                );
-                continue;
-            }
+            // The scheme clients use on this listener: redirects without a scheme keep
+            // it, and the backend learns it from x-forwarded-proto.
+            let scheme = match pb::Protocol::try_from(l.protocol) {
+                Ok(pb::Protocol::Http) => "http",
+                Ok(pb::Protocol::Https) => "https",
+                _ => {
+                    // HTTPS routes like HTTP once TLS is off (the listener terminates it, see
+                    // crate::tls). TLS, TCP and UDP listeners come with later work; skipping
+                    // them keeps the HTTP ones of the same config serving.
+                    tracing::warn!(
+                        listener = %l.name,
+                        protocol = l.protocol,
+                        "listener protocol not supported yet, not serving it"
+                    );
+                    continue;
+                }
+            };
             let mut vhosts = Vec::with_capacity(l.virtual_hosts.len());
             for v in &l.virtual_hosts {
                 vhosts.push(VirtualHost::build(v, &clusters)?);
@@ -145,12 +148,7 @@ impl RoutingTable {
                 l.name.clone(),
                 ListenerRoutes {
                     addr: SocketAddr::new(ip, port),
-                    // Only HTTP listeners are served so far; an HTTPS one will say
-                    // "https" here.
-                    downstream: Downstream {
-                        scheme: "http",
-                        port,
-                    },
+                    downstream: Downstream { scheme, port },
                     vhosts,
                 },
             );
@@ -172,15 +170,7 @@ impl ListenerRoutes {
     /// `*.example.com` belongs to the first, and routes attached only to the wildcard
     /// listener cannot answer it (listener isolation).
     pub(crate) fn route(&self, host: &str, req: &Parts) -> Option<&Route> {
-        let mut best: Option<&VirtualHost> = None;
-        for v in &self.vhosts {
-            if v.hostname.matches(host)
-                && best.is_none_or(|b| v.hostname.specificity() > b.hostname.specificity())
-            {
-                best = Some(v);
-            }
-        }
-        let vhost = best?;
+        let vhost = self.vhosts.get(self.vhost_for(host)?)?;
         tracing::trace!(vhost = %vhost.name, "virtual host selected");
         // Gateway API (HTTPRouteRule precedence): "Largest number of characters in a
         // matching non-wildcard hostname. Largest number of characters in a matching
@@ -192,6 +182,36 @@ impl ListenerRoutes {
             .filter(|g| g.hostname.matches(host))
             .flat_map(|g| g.routes.iter())
             .find(|r| r.matcher.matches(req))
+    }
+
+    /// The index of the most specific virtual host matching `host`: an exact hostname
+    /// beats any wildcard, a longer wildcard a shorter one, and a listener without
+    /// hostname comes last.
+    fn vhost_for(&self, host: &str) -> Option<usize> {
+        let mut best: Option<(usize, &VirtualHost)> = None;
+        for (i, v) in self.vhosts.iter().enumerate() {
+            if v.hostname.matches(host)
+                && best.is_none_or(|(_, b)| v.hostname.specificity() > b.hostname.specificity())
+            {
+                best = Some((i, v));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    /// Whether a request for `host` came on a TLS connection whose handshake was served
+    /// for another virtual host (the one `sni` selects), so that the client must open a
+    /// new connection for it: 421 Misdirected Request (RFC 9110 section 15.5.20). This
+    /// happens when a client reuses a connection for another name its certificate
+    /// covers (HTTP/2 connection coalescing), or sends a Host unrelated to its SNI.
+    ///
+    /// Gateway API (GatewayHTTPSListenerDetectMisdirectedRequests; the upstream test
+    /// `HTTPRouteHTTPSListenerDetectMisdirectedRequests`): HTTPS listeners on the same
+    /// port answer 421 when the Host header selects a different listener than the SNI
+    /// did; a Host that selects the same listener is routed (and gets 404 when no route
+    /// of that listener matches).
+    pub(crate) fn misdirected(&self, sni: &str, host: &str) -> bool {
+        self.vhost_for(&sni.to_ascii_lowercase()) != self.vhost_for(host)
     }
 }
 

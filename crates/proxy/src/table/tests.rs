@@ -242,6 +242,69 @@ fn virtual_host_selection_and_isolation() {
     }
 }
 
+/// The upstream HTTPRouteHTTPSListenerDetectMisdirectedRequests table, row by row:
+/// (SNI, Host, misdirected). Listeners: none, `second-example.org`, `*.wildcard.org`,
+/// `fourth-example.wildcard.org`, all on one port.
+#[test]
+fn misdirected_when_host_and_sni_select_different_vhosts() {
+    let catch_all = |name: &str, hostname: &str| {
+        vhost(
+            name,
+            hostname,
+            vec![group("", vec![route(name, prefix("/"))])],
+        )
+    };
+    let table = build(&config(vec![
+        catch_all("https", ""),
+        catch_all("with-hostname", "second-example.org"),
+        catch_all("wildcard", "*.wildcard.org"),
+        catch_all("matching-wildcard", "fourth-example.wildcard.org"),
+    ]));
+    let l = &table.listeners["l"];
+    let rows = [
+        ("example.org", "example.org", false),
+        ("example.org", "second-example.org", true),
+        ("example.org", "unknown-example.org", false),
+        ("second-example.org", "second-example.org", false),
+        ("second-example.org", "example.org", true),
+        ("second-example.org", "unknown-example.org", true),
+        (
+            "third-example.wildcard.org",
+            "third-example.wildcard.org",
+            false,
+        ),
+        (
+            "third-example.wildcard.org",
+            "fith-example.wildcard.org",
+            false,
+        ),
+        (
+            "third-example.wildcard.org",
+            "fourth-example.wildcard.org",
+            true,
+        ),
+        ("third-example.wildcard.org", "second-example.org", true),
+        ("third-example.wildcard.org", "unknown-example.org", true),
+        (
+            "fourth-example.wildcard.org",
+            "fourth-example.wildcard.org",
+            false,
+        ),
+        (
+            "fourth-example.wildcard.org",
+            "fith-example.wildcard.org",
+            true,
+        ),
+        ("unknown-example.org", "example.org", false),
+        ("unknown-example.org", "unknown-example.org", false),
+        // SNI is case-insensitive; the request host arrives lowercased.
+        ("Second-Example.ORG", "second-example.org", false),
+    ];
+    for (sni, host, want) in rows {
+        assert_eq!(l.misdirected(sni, host), want, "SNI {sni}, Host {host}");
+    }
+}
+
 #[test]
 fn no_matching_vhost_is_no_route() {
     let table = build(&config(vec![vhost(
@@ -461,6 +524,24 @@ fn non_http_listeners_are_skipped() {
     c.listeners.push(tcp);
     let table = build(&c);
     assert_eq!(table.listeners.keys().collect::<Vec<_>>(), ["l"]);
+}
+
+/// The listener's scheme reaches redirects and x-forwarded-proto: an HTTPS listener
+/// says "https" (HTTPRouteRedirectPortAndScheme: "a redirect without scheme on an HTTPS
+/// listener keeps https").
+#[test]
+fn listener_scheme_follows_its_protocol() {
+    let mut c = config(vec![]);
+    let mut https = c.listeners[0].clone();
+    https.name = "https".to_owned();
+    https.port = 8443;
+    https.protocol = pb::Protocol::Https as i32;
+    c.listeners.push(https);
+    let table = build(&c);
+    let scheme = |name: &str| table.listeners[name].downstream.scheme;
+    assert_eq!(scheme("l"), "http");
+    assert_eq!(scheme("https"), "https");
+    assert_eq!(table.listeners["https"].downstream.port, 8443);
 }
 
 #[test]
