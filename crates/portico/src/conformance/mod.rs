@@ -25,6 +25,7 @@ mod checks;
 mod cluster;
 mod defaults;
 pub mod features;
+mod grpc;
 mod http;
 mod kubelet;
 mod manifest;

@@ -11,7 +11,8 @@
 //!     │          redirect Location
 //!     ├─ then `weighted`: batches, shares per Service within the tolerance
 //!     └─ then `mirrored_to`: the mirror Service's pods logged the request
-//!   gRPC, TLS, TCP, UDP: not implemented in the runner yet (the case fails and says so)
+//!   gRPC: grpc.rs (same rules: 3 in a row within the bound)
+//!   TLS, TCP, UDP: not implemented in the runner yet (the case fails and says so)
 //! ```
 //!
 //! A failure names the request and the expectation that broke with what was seen:
@@ -73,7 +74,9 @@ pub(crate) async fn run(
 ) -> Result<(), String> {
     match &item.exchange {
         Exchange::Http(request, expect) => run_http(target, item, request, expect, deadline).await,
-        Exchange::Grpc(..) => Err(not_implemented("gRPC requests")),
+        Exchange::Grpc(request, expect) => {
+            super::grpc::run(target, item, request, expect, deadline).await
+        }
         Exchange::TlsTcp(..) => Err(not_implemented("TLS passthrough requests")),
         Exchange::Tcp(..) => Err(not_implemented("TCP requests")),
         Exchange::Udp(..) => Err(not_implemented("UDP requests")),
@@ -85,7 +88,7 @@ pub(crate) fn not_implemented(what: &str) -> String {
 }
 
 /// Where a Gateway is reached: its status address and the port.
-async fn gateway_addr(
+pub(crate) async fn gateway_addr(
     target: &mut Target,
     item: &RequestCase,
     deadline: Instant,
