@@ -13,6 +13,10 @@
 //!    they loaded), and the certificates of running HTTPS listeners (handshakes from
 //!    now on get them; open connections keep theirs);
 //! 5. start accepting on the newly bound sockets, now that the table knows them.
+//!
+//! Stream listeners (TLS, TCP, UDP; crate::l4) follow the same steps with a table of
+//! their own: built in 1, stale sockets stopped in 2 (before any HTTP bind, so that a
+//! port moving from TCP to HTTP is free), swapped in 4, bound and started in 5.
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
@@ -22,6 +26,7 @@ use tokio::{sync::Mutex, task::JoinHandle};
 
 use crate::{
     error::{ListenerError, ProxyError},
+    l4::{self, StreamTable, Streams},
     listener::{self, Running},
     options::ProxyOptions,
     service::Shared,
@@ -35,6 +40,7 @@ use crate::{
 /// reported by [`ProxyHandle::listener_errors`] while the others serve.
 pub async fn start(options: ProxyOptions, initial: Config) -> Result<ProxyHandle, ProxyError> {
     let handle = ProxyHandle {
+        streams: Arc::new(Streams::new(&options)),
         shared: Arc::new(Shared {
             table: ArcSwap::from_pointee(RoutingTable::empty()),
             upstream: Upstream::new(&options),
@@ -52,6 +58,8 @@ pub async fn start(options: ProxyOptions, initial: Config) -> Result<ProxyHandle
 #[derive(Debug)]
 pub struct ProxyHandle {
     shared: Arc<Shared>,
+    /// The stream routes (TLS, TCP, UDP) and what their connections share.
+    streams: Arc<Streams>,
     options: ProxyOptions,
     /// Listeners by name; the mutex serializes updates (never held by requests).
     state: Mutex<State>,
@@ -66,6 +74,8 @@ struct State {
     draining: Vec<JoinHandle<()>>,
     /// The certificate resolvers of the running HTTPS listeners, by listener name.
     tls: BTreeMap<String, Arc<CertResolver>>,
+    /// The running stream listeners (TLS, TCP, UDP).
+    l4: l4::Running,
 }
 
 #[derive(Debug, Default)]
@@ -110,6 +120,18 @@ impl ProxyHandle {
         };
 
         let provider = tls::provider();
+        let streams = match StreamTable::build(&config, &self.streams.table.load(), &provider) {
+            Ok(streams) => streams,
+            Err(error) => {
+                tracing::warn!(version = %config.version, %error, "config rejected");
+                return Err(error);
+            }
+        };
+        let stream_sockets: BTreeMap<String, _> = streams
+            .sockets()
+            .into_iter()
+            .map(|(name, (addr, kind))| (name, (self.effective_addr(addr), kind)))
+            .collect();
         let mut certificates = tls::tables(&config, &provider);
 
         let mut state = self.state.lock().await;
@@ -143,6 +165,10 @@ impl ProxyHandle {
                 summary.removed.push(name);
             }
         }
+        for (name, task) in state.l4.stop_stale(&stream_sockets).await {
+            state.draining.push(task);
+            summary.removed.push(name);
+        }
         state.draining.retain(|task| !task.is_finished());
 
         // 3. Bind the listeners that are not running.
@@ -161,8 +187,9 @@ impl ProxyHandle {
         }
 
         // 4. Swap.
-        let listener_names: Vec<String> = table.listeners.keys().cloned().collect();
+        let mut listener_names: Vec<String> = table.listeners.keys().cloned().collect();
         self.shared.table.store(Arc::new(table));
+        self.streams.table.store(Arc::new(streams));
         for (name, resolver) in &state.tls {
             if let Some(table) = certificates.remove(name) {
                 resolver.swap(table);
@@ -197,6 +224,7 @@ impl ProxyHandle {
                 self.shared.clone(),
                 &self.options,
                 server_config,
+                self.streams.clone(),
             ) {
                 Ok(running) => {
                     state.running.insert(name.clone(), running);
@@ -209,11 +237,17 @@ impl ProxyHandle {
             }
         }
 
+        let (added, errors) = state.l4.start_new(&stream_sockets, &self.streams);
+        summary.added.extend(added);
+        summary.listener_errors.extend(errors);
+        listener_names.extend(stream_sockets.keys().cloned());
+
         self.status.store(Arc::new(Status {
             bound: state
                 .running
                 .iter()
                 .map(|(name, r)| (name.clone(), r.local_addr))
+                .chain(state.l4.bound().map(|(name, addr)| (name.clone(), addr)))
                 .collect(),
             errors: summary.listener_errors.clone(),
         }));
@@ -255,6 +289,7 @@ impl ProxyHandle {
         for (_, running) in std::mem::take(&mut state.running) {
             tasks.push(running.stop().await);
         }
+        tasks.extend(state.l4.stop_all().await);
         for task in tasks {
             // Each task is bounded by the drain timeout; a join error means it
             // panicked, and then there is nothing left to wait for.

@@ -1,7 +1,9 @@
 //! Listeners: one bound socket each, with an accept loop that serves HTTP/1.1 and
 //! HTTP/2 prior knowledge (h2c) on the same port and drains on stop. An HTTPS listener
 //! first completes a TLS handshake (certificates by SNI, see crate::tls; ALPN h2 or
-//! http/1.1), then serves the same way over the TLS stream.
+//! http/1.1), then serves the same way over the TLS stream. An HTTPS socket that also
+//! carries TLS routes reads the ClientHello first and hands connections whose SNI a
+//! TLS route matches to crate::l4.
 //!
 //! ```text
 //! stop token ──> accept loop breaks ──> socket dropped ──> `closed` fires
@@ -30,6 +32,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::{
     error::ListenerError,
+    l4::{Rewind, Sniffed, Streams},
     options::ProxyOptions,
     service::{self, Conn, Shared},
 };
@@ -85,6 +88,7 @@ impl Running {
         shared: Arc<Shared>,
         options: &ProxyOptions,
         tls: Option<Arc<ServerConfig>>,
+        streams: Arc<Streams>,
     ) -> Result<Self, ListenerError> {
         let local_addr = listener.local_addr().map_err(|e| ListenerError {
             listener: name.to_owned(),
@@ -101,6 +105,7 @@ impl Running {
             stop: stop.clone(),
             drain_timeout: options.drain_timeout,
             tls: tls.map(TlsAcceptor::from),
+            streams,
         };
         let task = tokio::spawn(accept.run(closed_tx));
         Ok(Self {
@@ -146,6 +151,8 @@ struct AcceptLoop {
     stop: CancellationToken,
     drain_timeout: Duration,
     tls: Option<TlsAcceptor>,
+    /// The TLS routes sharing this socket, if any.
+    streams: Arc<Streams>,
 }
 
 impl AcceptLoop {
@@ -158,6 +165,7 @@ impl AcceptLoop {
             stop,
             drain_timeout,
             tls,
+            streams,
         } = self;
         let graceful = GracefulShutdown::new();
         // Cuts the connections still open when the drain deadline passes.
@@ -193,6 +201,8 @@ impl AcceptLoop {
             let watcher = graceful.watcher();
             let cut = cut.clone();
             let tls = tls.clone();
+            let streams = streams.clone();
+            let listener_name = name.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
                     let shared = shared.clone();
@@ -202,6 +212,20 @@ impl AcceptLoop {
                 let Some(acceptor) = tls else {
                     serve(&builder, stream, svc, watcher, cut, client).await;
                     return;
+                };
+                // TLS routes on this socket: the SNI decides who gets the connection
+                // (bounded by the ClientHello's own size and time limits).
+                let stream = if streams.shares_socket(&listener_name) {
+                    let sniffed = tokio::select! {
+                        sniffed = streams.sniff(&listener_name, stream, client) => sniffed,
+                        () = cut.cancelled() => return,
+                    };
+                    match sniffed {
+                        Sniffed::Http(stream) => stream,
+                        Sniffed::Taken | Sniffed::Dropped => return,
+                    }
+                } else {
+                    Rewind::new(bytes::BytesMut::new(), stream)
                 };
                 // The handshake is not watched by the graceful shutdown: it is bounded by
                 // its own timeout, and a listener that stops does not wait for it.

@@ -25,6 +25,17 @@ pub struct ProxyOptions {
     /// where the configured ports (80, 443) are taken or privileged. A listener whose
     /// configured port is 0 binds an ephemeral port in any case.
     pub ephemeral_ports: bool,
+    /// TCP and TLS stream routes: a forwarded connection on which no byte moved in
+    /// either direction for this long is closed (both sides), so that dead peers do not
+    /// hold sockets forever.
+    pub stream_idle_timeout: Duration,
+    /// UDP routes: a client flow (client address and port -> one backend socket) that
+    /// saw no datagram in either direction for this long is forgotten and its socket
+    /// closed; the client's next datagram opens a new flow.
+    pub udp_idle_timeout: Duration,
+    /// UDP routes: flows kept per listener. Datagrams of new clients are dropped while
+    /// the table is full (established flows keep working).
+    pub max_udp_flows: usize,
 }
 
 impl Default for ProxyOptions {
@@ -36,6 +47,9 @@ impl Default for ProxyOptions {
             upstream_idle_timeout: Duration::from_secs(90),
             drain_timeout: Duration::from_secs(10),
             ephemeral_ports: false,
+            stream_idle_timeout: Duration::from_secs(3600),
+            udp_idle_timeout: Duration::from_secs(60),
+            max_udp_flows: 16_384,
         }
     }
 }

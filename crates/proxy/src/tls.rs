@@ -197,6 +197,44 @@ pub(crate) fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The server side of a TLSRoute rule with `tls.mode: Terminate` (crate::l4): the
+/// rule's certificates (the one suiting the client's signature schemes, whatever the
+/// SNI: the route was already chosen by it), TLS 1.2 and 1.3, and no ALPN, since what
+/// runs inside is opaque to the proxy. Certificates that do not load are logged and
+/// left out; `None` when none loads.
+pub(crate) fn termination_config(
+    route: &str,
+    tls: &pb::TlsTermination,
+    provider: &Arc<CryptoProvider>,
+) -> Option<Arc<ServerConfig>> {
+    let mut certs = Vec::new();
+    for cert in &tls.certificates {
+        match certified_key(cert, provider) {
+            Ok(key) => certs.push(Arc::new(key)),
+            Err(reason) => {
+                tracing::error!(%route, certificate = %cert.name, %reason, "certificate not loaded");
+            }
+        }
+    }
+    if certs.is_empty() {
+        return None;
+    }
+    let resolver = Arc::new(CertResolver::new(SniTable {
+        hosts: vec![(String::new(), certs)],
+    }));
+    match ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    {
+        Ok(builder) => Some(Arc::new(
+            builder.with_no_client_auth().with_cert_resolver(resolver),
+        )),
+        Err(error) => {
+            tracing::error!(%route, %error, "TLS termination not available");
+            None
+        }
+    }
+}
+
 /// Builds the certificate table of every HTTPS listener of `config`, by listener name.
 pub(crate) fn tables(config: &pb::Config, provider: &CryptoProvider) -> BTreeMap<String, SniTable> {
     config
