@@ -41,6 +41,8 @@ impl ProxyError {
 pub enum ConfigError {
     #[error("duplicate listener name")]
     DuplicateListener,
+    #[error("cluster TLS: {0}")]
+    UpstreamTls(String),
     #[error("duplicate cluster name")]
     DuplicateCluster,
     #[error("invalid IP address {address:?}: {error}")]
@@ -126,6 +128,14 @@ pub enum RequestError {
         endpoint: SocketAddr,
         error: BoxError,
     },
+    /// The TLS handshake with a cluster endpoint failed (BackendTLSPolicy): an untrusted
+    /// chain or a name the certificate does not carry. Never retried in cleartext.
+    #[error("TLS to {endpoint} ({cluster}) failed: {reason}")]
+    UpstreamTls {
+        cluster: String,
+        endpoint: SocketAddr,
+        reason: String,
+    },
     #[error("no response from {endpoint} ({cluster}) within {after:?}")]
     BackendTimeout {
         cluster: String,
@@ -157,6 +167,7 @@ impl RequestError {
             Self::NoReadyEndpoint { .. }
             | Self::Connect { .. }
             | Self::Upstream { .. }
+            | Self::UpstreamTls { .. }
             | Self::BackendTimeout { .. }
             | Self::RequestTimeout { .. } => ErrorSide::Upstream,
             Self::ListenerGone(_)
@@ -201,7 +212,7 @@ impl RequestError {
             Self::ListenerGone(_) | Self::NoReadyEndpoint { .. } | Self::Connect { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::Upstream { .. } | Self::UpstreamTls { .. } => StatusCode::BAD_GATEWAY,
             Self::BackendTimeout { .. } | Self::RequestTimeout { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
             }

@@ -61,7 +61,6 @@ mod filters;
 mod grpc;
 mod handle;
 mod headers;
-mod l4;
 mod listener;
 mod options;
 mod service;
@@ -69,6 +68,7 @@ mod table;
 mod tls;
 mod upgrade;
 mod upstream;
+mod upstream_tls;
 
 pub use error::{ConfigError, ErrorSide, ListenerError, ProxyError, RequestError};
 pub use handle::{ProxyHandle, UpdateSummary, start};

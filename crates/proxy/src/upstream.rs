@@ -41,6 +41,7 @@ use crate::{
     error::{BoxError, RequestError},
     options::ProxyOptions,
     table::{ClusterState, UpstreamProtocol},
+    upstream_tls::TlsClients,
 };
 
 /// The body of every response the proxy returns: an upstream body or a local reply.
@@ -55,6 +56,8 @@ pub(crate) type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
 pub(crate) struct Upstream {
     http1: Client<HttpConnector, RequestBody>,
     h2c: H2cPool,
+    /// Clusters with TLS (BackendTLSPolicy), see crate::upstream_tls.
+    tls: TlsClients,
 }
 
 impl Upstream {
@@ -73,6 +76,7 @@ impl Upstream {
                 connect_timeout: options.connect_timeout,
                 senders: Arc::default(),
             },
+            tls: TlsClients::new(options),
         }
     }
 
@@ -111,6 +115,13 @@ impl Upstream {
                 if let Some(authority) = authority {
                     req.headers_mut().insert(header::HOST, authority);
                 }
+                if let Some(tls) = &cluster.tls {
+                    *req.version_mut() = Version::HTTP_11;
+                    return self
+                        .tls
+                        .send(cluster, tls, UpstreamProtocol::Http1, endpoint, req)
+                        .await;
+                }
                 *req.uri_mut() = uri(endpoint.to_string().as_str(), path)?;
                 *req.version_mut() = Version::HTTP_11;
                 self.http1.request(req).await.map_err(|error| {
@@ -129,6 +140,12 @@ impl Upstream {
                     .map_or_else(|| endpoint.to_string(), str::to_owned);
                 *req.uri_mut() = uri(&authority, path)?;
                 *req.version_mut() = Version::HTTP_2;
+                if let Some(tls) = &cluster.tls {
+                    return self
+                        .tls
+                        .send(cluster, tls, UpstreamProtocol::H2c, endpoint, req)
+                        .await;
+                }
                 self.h2c.send(cluster, endpoint, req).await
             }
         }

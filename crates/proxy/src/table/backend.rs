@@ -20,13 +20,15 @@ use std::{
 
 use portico_api::config::v1 as pb;
 
-use crate::{error::ConfigError, filters::RouteFilters};
+use crate::{error::ConfigError, filters::RouteFilters, upstream_tls::UpstreamTlsConfig};
 
 /// A cluster as the proxy serves it.
 #[derive(Debug)]
 pub(crate) struct ClusterState {
     pub(crate) name: String,
     pub(crate) protocol: UpstreamProtocol,
+    /// TLS to the endpoints (BackendTLSPolicy); `None`: cleartext.
+    pub(crate) tls: Option<Arc<UpstreamTlsConfig>>,
     /// Ready endpoints only: not-ready ones are never picked.
     endpoints: Vec<SocketAddr>,
     next: AtomicUsize,
@@ -65,9 +67,17 @@ impl ClusterState {
             // default appProtocol for HTTP routes.
             _ => UpstreamProtocol::Http1,
         };
+        // Built once per cluster config: the TLS clients key their pools on this
+        // instance (see crate::upstream_tls).
+        let tls = c
+            .tls
+            .as_ref()
+            .map(|t| UpstreamTlsConfig::build(t, protocol == UpstreamProtocol::H2c).map(Arc::new))
+            .transpose()?;
         Ok(Self {
             name: c.name.clone(),
             protocol,
+            tls,
             endpoints,
             next: AtomicUsize::new(0),
             source: c.clone(),
