@@ -61,6 +61,7 @@ mod filters;
 mod grpc;
 mod handle;
 mod headers;
+mod l4;
 mod listener;
 mod options;
 mod service;
