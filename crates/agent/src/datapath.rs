@@ -116,6 +116,9 @@ pub struct Datapath {
     services: HashMap<MapData, SvcKey, SvcValue>,
     backends: HashMap<MapData, u32, Backend>,
     slots: Slots,
+    /// What the maps hold, as last written or adopted: [`Datapath::sync`] diffs against it,
+    /// so that a change to one Service writes that Service only (no map read per sync).
+    programmed: BTreeMap<Frontend, ServiceEntry>,
     // Held so that the links stay ours until the pins replace them; dropping them leaves
     // the programs attached through the pins.
     _links: Vec<PinnedLink>,
@@ -170,6 +173,7 @@ impl Datapath {
             services,
             backends,
             slots: Slots::new(BACKEND_SLOTS),
+            programmed: BTreeMap::new(),
             _links: links,
             _ebpf: ebpf,
             pin_dir: pin_dir.to_path_buf(),
@@ -213,6 +217,7 @@ impl Datapath {
         for slot in &orphans {
             self.backends.remove(slot).map_err(map_err(BACKENDS_MAP))?;
         }
+        self.programmed = self.list()?.into_iter().map(|e| (e.frontend, e)).collect();
         if !runs.is_empty() || !orphans.is_empty() {
             info!(
                 services = runs.len(),
@@ -255,6 +260,7 @@ impl Datapath {
         if let Some((old_value, _)) = old {
             self.release(old_value.offset..old_value.offset + old_value.count);
         }
+        self.programmed.insert(entry.frontend, entry.clone());
         debug!(frontend = %entry.frontend, backends = value.count, "service programmed");
         Ok(())
     }
@@ -293,10 +299,14 @@ impl Datapath {
         let key = frontend.key();
         let value = match self.services.get(&key, 0) {
             Ok(value) => value,
-            Err(MapError::KeyNotFound) => return Ok(false),
+            Err(MapError::KeyNotFound) => {
+                self.programmed.remove(frontend);
+                return Ok(false);
+            }
             Err(e) => return Err(map_err(SERVICES_MAP)(e)),
         };
         self.services.remove(&key).map_err(map_err(SERVICES_MAP))?;
+        self.programmed.remove(frontend);
         self.release(value.offset..value.offset + value.count);
         debug!(%frontend, "service deleted");
         Ok(true)
@@ -322,34 +332,66 @@ impl Datapath {
         list_maps(&self.services, &self.backends)
     }
 
-    /// Makes the programmed services exactly `desired`, touching only those that differ.
+    /// The number of services programmed, as this agent knows them.
+    pub fn service_count(&self) -> usize {
+        self.programmed.len()
+    }
+
+    /// The number of backend slots in use.
+    pub fn backend_count(&self) -> u32 {
+        BACKEND_SLOTS - self.slots.available()
+    }
+
+    /// Makes the programmed services exactly `desired`, writing only those that differ
+    /// from what this agent programmed (or adopted) last: an unchanged Service costs no
+    /// map access at all.
     pub fn sync(&mut self, desired: &[ServiceEntry]) -> Result<SyncStats, DatapathError> {
-        let current: BTreeMap<Frontend, ServiceEntry> =
-            self.list()?.into_iter().map(|e| (e.frontend, e)).collect();
-        let mut stats = SyncStats::default();
-        let mut wanted = BTreeMap::new();
-        for entry in desired {
-            wanted.insert(entry.frontend, entry);
+        let plan = plan_sync(&self.programmed, desired);
+        for entry in &plan.upserts {
+            self.upsert_service(entry)?;
         }
-        for (frontend, entry) in &wanted {
-            match current.get(frontend) {
-                Some(have) if have == *entry => stats.unchanged += 1,
-                Some(_) => {
-                    self.upsert_service(entry)?;
-                    stats.updated += 1;
-                }
-                None => {
-                    self.upsert_service(entry)?;
-                    stats.added += 1;
-                }
+        for frontend in &plan.removals {
+            self.delete_service(frontend)?;
+        }
+        Ok(plan.stats)
+    }
+}
+
+/// What [`Datapath::sync`] must write to go from `current` to `desired`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct SyncPlan {
+    pub(crate) upserts: Vec<ServiceEntry>,
+    pub(crate) removals: Vec<Frontend>,
+    pub(crate) stats: SyncStats,
+}
+
+/// The diff of `current` and `desired`; of two desired entries with one frontend, the
+/// last wins.
+pub(crate) fn plan_sync(
+    current: &BTreeMap<Frontend, ServiceEntry>,
+    desired: &[ServiceEntry],
+) -> SyncPlan {
+    let wanted: BTreeMap<Frontend, &ServiceEntry> =
+        desired.iter().map(|e| (e.frontend, e)).collect();
+    let mut plan = SyncPlan::default();
+    for (frontend, entry) in &wanted {
+        match current.get(frontend) {
+            Some(have) if have == *entry => plan.stats.unchanged += 1,
+            Some(_) => {
+                plan.upserts.push((*entry).clone());
+                plan.stats.updated += 1;
+            }
+            None => {
+                plan.upserts.push((*entry).clone());
+                plan.stats.added += 1;
             }
         }
-        for frontend in current.keys().filter(|f| !wanted.contains_key(f)) {
-            self.delete_service(frontend)?;
-            stats.removed += 1;
-        }
-        Ok(stats)
     }
+    for frontend in current.keys().filter(|f| !wanted.contains_key(f)) {
+        plan.removals.push(*frontend);
+        plan.stats.removed += 1;
+    }
+    plan
 }
 
 /// Makes sure `pin_dir` and its `links/` exist on a bpffs; returns `links/`.
@@ -462,5 +504,51 @@ pub fn remove_pinned(pin_dir: &Path) -> io::Result<()> {
     match fs::remove_dir_all(pin_dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::service::{BackendEntry, Protocol};
+
+    fn entry(vip: &str, backends: &[&str]) -> ServiceEntry {
+        ServiceEntry {
+            frontend: Frontend::new(vip.parse().unwrap(), Protocol::Tcp),
+            flags: 0,
+            backends: backends
+                .iter()
+                .map(|b| BackendEntry {
+                    addr: b.parse().unwrap(),
+                    weight: 1,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn sync_plans_writes_for_changed_services_only() {
+        let kept = entry("10.96.0.1:80", &["10.0.0.1:80"]);
+        let changed = entry("10.96.0.2:80", &["10.0.0.2:80"]);
+        let gone = entry("10.96.0.3:80", &["10.0.0.3:80"]);
+        let current: BTreeMap<Frontend, ServiceEntry> = [&kept, &changed, &gone]
+            .into_iter()
+            .map(|e| (e.frontend, e.clone()))
+            .collect();
+        let changed_now = entry("10.96.0.2:80", &["10.0.0.2:80", "10.0.0.4:80"]);
+        let new = entry("10.96.0.5:80", &[]);
+        let plan = plan_sync(&current, &[kept, changed_now.clone(), new.clone()]);
+        assert_eq!(plan.upserts, [changed_now, new]);
+        assert_eq!(plan.removals, [gone.frontend]);
+        assert_eq!(
+            plan.stats,
+            SyncStats {
+                added: 1,
+                updated: 1,
+                removed: 1,
+                unchanged: 1
+            }
+        );
     }
 }

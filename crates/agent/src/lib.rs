@@ -19,11 +19,17 @@
 //! - [`source`]: Kubernetes Services and EndpointSlices into service entries;
 //!   [`manifests`]: those of a folder of YAML.
 //! - [`bpffs`]: the BPF filesystem the maps are pinned on.
-//! - [`run`]: the agent binary's configuration and main loop; [`probe`]: its diagnostic
+//! - [`agent`]: the long-running agent (a source's snapshots into the datapath);
+//!   [`watch_kube`], [`watch_dir`]: its sources; [`inventory`]: what they know;
+//!   [`kube_client`]: reaching the API server without kube-proxy.
+//! - [`run`]: the one-shot `run --once`, `list` and the printer; [`probe`]: its diagnostic
 //!   client.
 
+pub mod agent;
 pub mod bpffs;
 pub mod datapath;
+pub mod inventory;
+pub mod kube_client;
 pub mod l2;
 pub mod manifests;
 pub mod maps;
@@ -35,6 +41,8 @@ pub mod service;
 mod slots;
 pub mod source;
 pub mod steering;
+pub mod watch_dir;
+pub mod watch_kube;
 
 pub use datapath::{Datapath, DatapathError, SyncStats, list_pinned, remove_pinned};
 pub use l2::L2Announcer;

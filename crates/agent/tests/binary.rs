@@ -66,7 +66,7 @@ fn run_programs_a_folder_and_list_prints_it() {
     let file = dir.path().join("web.yaml");
     std::fs::write(&file, manifests(Some(backend.port()))).unwrap();
 
-    let out = agent(&lab, &["run"], Some(dir.path()));
+    let out = agent(&lab, &["run", "--once"], Some(dir.path()));
     assert!(
         out.contains("programmed: 1 added, 0 updated, 0 removed, 0 unchanged"),
         "{out}"
@@ -81,7 +81,7 @@ fn run_programs_a_folder_and_list_prints_it() {
 
     // The endpoint goes away: a second run updates the one service, which now refuses.
     std::fs::write(&file, manifests(None)).unwrap();
-    let out = agent(&lab, &["run"], Some(dir.path()));
+    let out = agent(&lab, &["run", "--once"], Some(dir.path()));
     assert!(out.contains("0 added, 1 updated, 0 removed"), "{out}");
     assert!(
         out.contains("10.123.100.10:80/TCP    (none: refuses connections)"),
@@ -91,4 +91,49 @@ fn run_programs_a_folder_and_list_prints_it() {
         lab.probe(&["tcp", "10.123.100.10:80"]),
         ["error kind=ConnectionRefused os=111"]
     );
+}
+
+#[test]
+fn run_watches_the_folder_and_reprograms_on_change() {
+    let Some(mut lab) = Lab::new("run_watches_the_folder_and_reprograms_on_change") else {
+        return;
+    };
+    let backend = lab.tcp_backend("10.123.0.2", "web-0");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("web.yaml");
+    std::fs::write(&file, manifests(Some(backend.port()))).unwrap();
+    let mut child = Command::new(AGENT)
+        .arg("run")
+        .arg("--pin-dir")
+        .arg(&lab.pin_dir)
+        .arg("--cgroup")
+        .arg(&lab.cgroup)
+        .arg("--no-mount-bpffs")
+        .arg("--from-dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Bounded waits: the first state, then the change, each within 10 s.
+    let wait_for = |want: &str| {
+        let started = std::time::Instant::now();
+        loop {
+            let got = lab.probe(&["tcp", "10.123.100.10:80", "--timeout-ms", "300"]);
+            if got.first().is_some_and(|l| l.contains(want)) {
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "wanted {want}, got {got:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait_for("reply=web-0");
+    // The endpoint goes away while the agent runs: the file change alone reprograms it.
+    std::fs::write(&file, manifests(None)).unwrap();
+    wait_for("kind=ConnectionRefused");
+    let _ = child.kill();
+    let _ = child.wait();
 }
