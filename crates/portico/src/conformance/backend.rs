@@ -13,15 +13,21 @@
 //!
 //! The request log is how the runner learns that a mirrored request arrived: the
 //! mirror's answer goes to nobody.
+//!
+//! A pod may play one of echo-basic's L4 modes instead ([`EchoRole`]): the TCP line
+//! protocol (plain, and over TLS with the pod's certificate) or the UDP echo. Each
+//! container port it plays then has an address of its own (`port_for`).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use portico_echo::{EchoConfig, EchoServer, Identity, SeenRequest};
+use portico_echo::{
+    EchoConfig, EchoServer, Identity, LineConfig, LineServer, LineTls, SeenRequest, UdpServer,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -73,12 +79,35 @@ enum Running {
         stderr: Arc<Mutex<VecDeque<String>>>,
     },
     InProcess(EchoServer),
+    /// echo-basic's L4 modes inside the runner (dropping the handles stops them).
+    InProcessL4 {
+        _line: Vec<LineServer>,
+        _udp: Option<UdpServer>,
+    },
+}
+
+/// What a stand-in pod serves, from its container's environment (echo-basic's
+/// `TCP_ECHO_SERVER`, `UDP_ECHO_SERVER` and their ports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EchoRole {
+    /// HTTP (and h2c, gRPC) on one socket, whatever container port asks.
+    Http,
+    /// The TCP line protocol on `port`, and over TLS on `tls.0` with that certificate.
+    Tcp {
+        port: i64,
+        tls: Option<(i64, LineTls)>,
+    },
+    /// The UDP echo on `port`.
+    Udp { port: i64 },
 }
 
 /// A running stand-in pod.
 #[derive(Debug)]
 pub(crate) struct Backend {
     addr: SocketAddr,
+    /// L4 roles: container port -> where the process serves it (HTTP: empty, every
+    /// port is `addr`).
+    ports: BTreeMap<i64, SocketAddr>,
     log: Log,
     running: Running,
 }
@@ -88,6 +117,192 @@ impl Backend {
         match mode {
             EchoMode::Process(bin) => Self::start_process(bin, identity).await,
             EchoMode::InProcess => Self::start_in_process(identity).await,
+        }
+    }
+
+    /// Starts a pod in `role` (see [`EchoRole`]).
+    pub(crate) async fn start_role(
+        mode: &EchoMode,
+        identity: Identity,
+        role: &EchoRole,
+    ) -> Result<Self, String> {
+        match (role, mode) {
+            (EchoRole::Http, _) => Self::start(mode, identity).await,
+            (_, EchoMode::InProcess) => Self::start_l4_in_process(identity, role).await,
+            (_, EchoMode::Process(bin)) => Self::start_l4_process(bin, identity, role).await,
+        }
+    }
+
+    async fn start_l4_in_process(identity: Identity, role: &EchoRole) -> Result<Self, String> {
+        let pod = identity.pod.clone();
+        let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let mut ports = BTreeMap::new();
+        let mut line = Vec::new();
+        let mut udp = None;
+        match role {
+            EchoRole::Http => return Err(format!("pod {pod}: not an L4 role")),
+            EchoRole::Tcp { port, tls } => {
+                let reported = |p: i64| u16::try_from(p).unwrap_or_default();
+                let config = |tls: Option<LineTls>| LineConfig {
+                    listen: local,
+                    identity: identity.clone(),
+                    tls,
+                    tcp_port: reported(*port),
+                    tls_port: tls_port(role).map(reported),
+                };
+                let plain = portico_echo::serve_line(config(None))
+                    .await
+                    .map_err(|e| format!("pod {pod}: {e}"))?;
+                ports.insert(*port, plain.local_addr());
+                line.push(plain);
+                if let Some((tls_port, cert)) = tls {
+                    let server = portico_echo::serve_line(config(Some(cert.clone())))
+                        .await
+                        .map_err(|e| format!("pod {pod}: {e}"))?;
+                    ports.insert(*tls_port, server.local_addr());
+                    line.push(server);
+                }
+            }
+            EchoRole::Udp { port } => {
+                let server = portico_echo::serve_udp(local, identity)
+                    .await
+                    .map_err(|e| format!("pod {pod}: {e}"))?;
+                ports.insert(*port, server.local_addr());
+                udp = Some(server);
+            }
+        }
+        let addr = ports
+            .values()
+            .next()
+            .copied()
+            .ok_or_else(|| format!("pod {pod}: nothing to serve"))?;
+        Ok(Self {
+            addr,
+            ports,
+            log: Arc::default(),
+            running: Running::InProcessL4 {
+                _line: line,
+                _udp: udp,
+            },
+        })
+    }
+
+    /// `portico-echo --tcp-echo` or `--udp-echo`: the first stdout line is the plain
+    /// (or UDP) address, the second the TLS one when there is TLS.
+    async fn start_l4_process(
+        bin: &Path,
+        identity: Identity,
+        role: &EchoRole,
+    ) -> Result<Self, String> {
+        let pod = identity.pod.clone();
+        let mut command = Command::new(bin);
+        command
+            .arg("--pod")
+            .arg(&identity.pod)
+            .arg("--namespace")
+            .arg(&identity.namespace)
+            .arg("--service")
+            .arg(&identity.service);
+        // The certificate files are deleted once the process has printed its
+        // addresses: it reads them before it listens.
+        let mut files = Vec::new();
+        let mut expected = Vec::new();
+        match role {
+            EchoRole::Http => return Err(format!("pod {pod}: not an L4 role")),
+            EchoRole::Tcp { port, tls } => {
+                command
+                    .args(["--tcp-echo", "--tcp-listen", "127.0.0.1:0", "--tcp-port"])
+                    .arg(port.to_string());
+                expected.push(("listening on ", *port));
+                if let Some((tls_port, cert)) = tls {
+                    // A folder of its own per pod (names are unique among running
+                    // pods; the process id keeps two runners apart).
+                    let dir = std::env::temp_dir()
+                        .join(format!("portico-echo-{}-{pod}", std::process::id()));
+                    let (crt, key) = (dir.join("crt"), dir.join("key"));
+                    std::fs::create_dir_all(&dir)
+                        .and_then(|()| std::fs::write(&crt, &cert.cert_chain_pem))
+                        .and_then(|()| std::fs::write(&key, &cert.private_key_pem))
+                        .map_err(|e| format!("pod {pod}: writing its certificate: {e}"))?;
+                    command
+                        .args(["--tls-listen", "127.0.0.1:0", "--tls-port"])
+                        .arg(tls_port.to_string())
+                        .arg("--tls-cert")
+                        .arg(&crt)
+                        .arg("--tls-key")
+                        .arg(&key);
+                    files.push(dir);
+                    expected.push(("tls listening on ", *tls_port));
+                }
+            }
+            EchoRole::Udp { port } => {
+                command
+                    .args(["--udp-echo", "--udp-listen", "127.0.0.1:0", "--udp-port"])
+                    .arg(port.to_string());
+                expected.push(("listening on ", *port));
+            }
+        }
+        let mut child = command
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("pod {pod}: cannot start {}: {e}", bin.display()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| format!("pod {pod}: no stdout"))?;
+        let stderr = keep_stderr(&mut child);
+        let mut lines = BufReader::new(stdout).lines();
+        let mut ports = BTreeMap::new();
+        for (prefix, port) in expected {
+            let line = tokio::time::timeout(START_TIMEOUT, lines.next_line()).await;
+            let addr = match line {
+                Ok(Ok(Some(line))) => line
+                    .strip_prefix(prefix)
+                    .and_then(|a| a.trim().parse::<SocketAddr>().ok())
+                    .ok_or_else(|| format!("pod {pod}: unexpected line {line:?}")),
+                Ok(Ok(None)) => Err(format!("pod {pod}: exited before listening")),
+                Ok(Err(e)) => Err(format!("pod {pod}: reading stdout: {e}")),
+                Err(_) => Err(format!("pod {pod}: not listening after {START_TIMEOUT:?}")),
+            };
+            match addr {
+                Ok(addr) => {
+                    ports.insert(port, addr);
+                }
+                Err(e) => {
+                    let _ = child.kill().await;
+                    return Err(format!("{e}; stderr:\n  {}", said(&stderr)));
+                }
+            }
+        }
+        for dir in files {
+            if let Err(error) = std::fs::remove_dir_all(&dir) {
+                tracing::debug!(%error, dir = %dir.display(), "removing a pod's certificate folder");
+            }
+        }
+        let addr = ports
+            .values()
+            .next()
+            .copied()
+            .ok_or_else(|| format!("pod {pod}: nothing to serve"))?;
+        Ok(Self {
+            addr,
+            ports,
+            log: Arc::default(),
+            running: Running::Process { child, stderr },
+        })
+    }
+
+    /// Where the pod serves container port `port`: its own address in an L4 role,
+    /// the one HTTP address otherwise.
+    pub(crate) fn port_for(&self, port: i64) -> Option<SocketAddr> {
+        if self.ports.is_empty() {
+            Some(self.addr)
+        } else {
+            self.ports.get(&port).copied()
         }
     }
 
@@ -117,6 +332,7 @@ impl Backend {
         });
         Ok(Self {
             addr: server.local_addr(),
+            ports: BTreeMap::new(),
             log,
             running: Running::InProcess(server),
         })
@@ -142,26 +358,8 @@ impl Backend {
             .stdout
             .take()
             .ok_or_else(|| format!("pod {pod}: no stdout"))?;
-        let stderr_pipe = child
-            .stderr
-            .take()
-            .ok_or_else(|| format!("pod {pod}: no stderr"))?;
 
-        let stderr: Arc<Mutex<VecDeque<String>>> = Arc::default();
-        let kept = stderr.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr_pipe).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::debug!(target: "portico::conformance::echo", "{line}");
-                if let Ok(mut kept) = kept.lock() {
-                    if kept.len() == STDERR_LINES {
-                        kept.pop_front();
-                    }
-                    kept.push_back(line);
-                }
-            }
-        });
-
+        let stderr = keep_stderr(&mut child);
         let mut lines = BufReader::new(stdout).lines();
         let first = tokio::time::timeout(START_TIMEOUT, lines.next_line()).await;
         let addr = match first {
@@ -177,11 +375,7 @@ impl Backend {
             Ok(addr) => addr,
             Err(e) => {
                 let _ = child.kill().await;
-                let said = stderr
-                    .lock()
-                    .map(|l| l.iter().cloned().collect::<Vec<_>>().join("\n  "))
-                    .unwrap_or_default();
-                return Err(format!("{e}; stderr:\n  {said}"));
+                return Err(format!("{e}; stderr:\n  {}", said(&stderr)));
             }
         };
 
@@ -197,6 +391,7 @@ impl Backend {
         });
         Ok(Self {
             addr,
+            ports: BTreeMap::new(),
             log,
             running: Running::Process { child, stderr },
         })
@@ -211,7 +406,7 @@ impl Backend {
     pub(crate) fn alive(&mut self) -> bool {
         match &mut self.running {
             Running::Process { child, .. } => matches!(child.try_wait(), Ok(None)),
-            Running::InProcess(_) => true,
+            Running::InProcess(_) | Running::InProcessL4 { .. } => true,
         }
     }
 
@@ -230,7 +425,7 @@ impl Backend {
                 .lock()
                 .map(|l| l.iter().cloned().collect::<Vec<_>>().join(" / "))
                 .unwrap_or_default(),
-            Running::InProcess(_) => String::new(),
+            Running::InProcess(_) | Running::InProcessL4 { .. } => String::new(),
         }
     }
 
@@ -244,7 +439,50 @@ impl Backend {
                 }
             }
             Running::InProcess(server) => server.shutdown().await,
+            Running::InProcessL4 { .. } => {}
         }
+    }
+}
+
+type Stderr = Arc<Mutex<VecDeque<String>>>;
+
+/// Keeps the last lines a child writes on stderr (for messages about a pod that died).
+fn keep_stderr(child: &mut Child) -> Stderr {
+    let stderr: Stderr = Arc::default();
+    let Some(pipe) = child.stderr.take() else {
+        return stderr;
+    };
+    let kept = stderr.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::debug!(target: "portico::conformance::echo", "{line}");
+            if let Ok(mut kept) = kept.lock() {
+                if kept.len() == STDERR_LINES {
+                    kept.pop_front();
+                }
+                kept.push_back(line);
+            }
+        }
+    });
+    stderr
+}
+
+fn said(stderr: &Stderr) -> String {
+    stderr
+        .lock()
+        .map(|l| l.iter().cloned().collect::<Vec<_>>().join("\n  "))
+        .unwrap_or_default()
+}
+
+/// The TLS port of a TCP role.
+fn tls_port(role: &EchoRole) -> Option<i64> {
+    match role {
+        EchoRole::Tcp {
+            tls: Some((port, _)),
+            ..
+        } => Some(*port),
+        _ => None,
     }
 }
 

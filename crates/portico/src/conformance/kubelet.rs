@@ -21,6 +21,15 @@
 //!
 //! A template change rolls the Deployment (new hash, new pods, old ones stopped); a
 //! pod whose process died is replaced, as `restartPolicy: Always` would.
+//!
+//! The container's environment picks what the echo plays, as it does for echo-basic:
+//! `TCP_ECHO_SERVER` the TCP line protocol on `TCP_PORT` (3000) and, with
+//! `TLS_SERVER_CERT`/`TLS_SERVER_PRIV_KEY` files mounted from a Secret volume, over TLS
+//! on `TLS_PORT` (8443) with that certificate (a pod whose Secret does not exist yet
+//! stays pending, as in a cluster); `UDP_ECHO_SERVER` the UDP echo on `UDP_PORT`
+//! (8080). The coredns Deployment of the base manifests is played by the UDP echo on
+//! port 53: it stands in for a DNS server by answering every datagram (the UDPRoute
+//! cases check the answering pod and the echoed payload, not DNS).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,7 +37,7 @@ use portico_api::names::ENDPOINT_SLICE_SERVICE_LABEL;
 use portico_echo::Identity;
 use serde_json::{Value, json};
 
-use super::backend::{Backend, EchoMode};
+use super::backend::{Backend, EchoMode, EchoRole};
 use super::cluster::{Cluster, Key, Owner};
 
 /// Images the stand-in can play: the upstream conformance echo servers.
@@ -39,6 +48,11 @@ const ECHO_IMAGES: &[&str] = &["gateway-api/echo-basic", "gateway-api/echo-advan
 /// HTTPS port (8443) is not mapped: the stand-in speaks no TLS, and sending cleartext
 /// where a pod expects TLS would pass where a cluster fails.
 const ECHO_HTTP_PORTS: &[(&str, i64)] = &[("HTTP_PORT", 3000), ("H2C_PORT", 3001)];
+
+/// The DNS server image of the base manifests (the UDPRoute backends), played by the
+/// UDP echo on port 53.
+const DNS_IMAGE: &str = "coredns/coredns";
+const DNS_PORT: i64 = 53;
 
 /// The label that marks slices this controller owns.
 const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
@@ -74,6 +88,7 @@ struct Template {
     labels: BTreeMap<String, String>,
     named_ports: BTreeMap<String, i64>,
     served_ports: BTreeSet<i64>,
+    role: EchoRole,
 }
 
 #[derive(Debug)]
@@ -132,11 +147,10 @@ impl Kubelet {
                 let mode = self.mode.clone();
                 let t = t.clone();
                 // Reserve the name now so that the next replica gets another.
-                starting.push((
-                    name,
-                    t,
-                    async move { Backend::start(&mode, identity).await },
-                ));
+                let role = t.role.clone();
+                starting.push((name, t, async move {
+                    Backend::start_role(&mode, identity, &role).await
+                }));
             }
         }
         let names: Vec<(String, Template)> = starting
@@ -303,7 +317,7 @@ fn templates(cluster: &Cluster) -> Vec<Template> {
         let Some(template) = deployment.pointer("/spec/template") else {
             continue;
         };
-        let Some(mut t) = pod_template(&key.namespace, template) else {
+        let Some(mut t) = pod_template(cluster, &key.namespace, template) else {
             continue;
         };
         t.workload = Workload::Deployment(key.name.clone(), template_hash(template));
@@ -315,7 +329,7 @@ fn templates(cluster: &Cluster) -> Vec<Template> {
         out.push(t);
     }
     for (key, pod) in cluster.list("Pod") {
-        if let Some(mut t) = pod_template(&key.namespace, pod) {
+        if let Some(mut t) = pod_template(cluster, &key.namespace, pod) {
             t.workload = Workload::Pod(key.name.clone());
             out.push(t);
         }
@@ -323,13 +337,14 @@ fn templates(cluster: &Cluster) -> Vec<Template> {
     out
 }
 
-/// The pod a template (or a Pod) describes, if it runs an echo image.
-fn pod_template(namespace: &str, template: &Value) -> Option<Template> {
+/// The pod a template (or a Pod) describes, if it runs an echo image (or the DNS
+/// image the UDP echo plays); `None` too while a Secret it mounts does not exist.
+fn pod_template(cluster: &Cluster, namespace: &str, template: &Value) -> Option<Template> {
     let containers = template.pointer("/spec/containers")?.as_array()?;
     let echo = containers.iter().find(|c| {
-        c["image"]
-            .as_str()
-            .is_some_and(|image| ECHO_IMAGES.iter().any(|e| image.contains(e)))
+        c["image"].as_str().is_some_and(|image| {
+            ECHO_IMAGES.iter().any(|e| image.contains(e)) || image.contains(DNS_IMAGE)
+        })
     })?;
     let labels = string_map(template.pointer("/metadata/labels"));
     let mut named_ports = BTreeMap::new();
@@ -346,14 +361,21 @@ fn pod_template(namespace: &str, template: &Value) -> Option<Template> {
         .flatten()
         .filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?)))
         .collect();
-    let served_ports = ECHO_HTTP_PORTS
-        .iter()
-        .map(|(var, default)| {
-            env.get(var)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(*default)
-        })
-        .collect();
+    let role = echo_role(cluster, namespace, template, echo, &env)?;
+    let served_ports = match &role {
+        EchoRole::Http => ECHO_HTTP_PORTS
+            .iter()
+            .map(|(var, default)| {
+                env.get(var)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(*default)
+            })
+            .collect(),
+        EchoRole::Tcp { port, tls } => std::iter::once(*port)
+            .chain(tls.as_ref().map(|(p, _)| *p))
+            .collect(),
+        EchoRole::Udp { port } => BTreeSet::from([*port]),
+    };
     Some(Template {
         namespace: namespace.to_owned(),
         workload: Workload::Pod(String::new()),
@@ -361,7 +383,92 @@ fn pod_template(namespace: &str, template: &Value) -> Option<Template> {
         labels,
         named_ports,
         served_ports,
+        role,
     })
+}
+
+/// What the echo container asks to play (see the module docs). `None`: TLS asked for
+/// with a certificate whose Secret is not there (yet).
+fn echo_role(
+    cluster: &Cluster,
+    namespace: &str,
+    template: &Value,
+    container: &Value,
+    env: &BTreeMap<&str, &str>,
+) -> Option<EchoRole> {
+    if container["image"]
+        .as_str()
+        .is_some_and(|i| i.contains(DNS_IMAGE))
+    {
+        return Some(EchoRole::Udp { port: DNS_PORT });
+    }
+    let set = |var: &str| env.get(var).is_some_and(|v| !v.is_empty());
+    let port =
+        |var: &str, default: i64| env.get(var).and_then(|v| v.parse().ok()).unwrap_or(default);
+    if set("TCP_ECHO_SERVER") {
+        let tls = match (env.get("TLS_SERVER_CERT"), env.get("TLS_SERVER_PRIV_KEY")) {
+            (Some(cert), Some(key)) => {
+                let file =
+                    |path: &str| mounted_secret_file(cluster, namespace, template, container, path);
+                let Some((cert, key)) = file(cert).zip(file(key)) else {
+                    tracing::debug!(%namespace, "echo pod pending: its certificate Secret is missing");
+                    return None;
+                };
+                Some((
+                    port("TLS_PORT", 8443),
+                    portico_echo::LineTls {
+                        cert_chain_pem: cert,
+                        private_key_pem: key,
+                    },
+                ))
+            }
+            _ => None,
+        };
+        return Some(EchoRole::Tcp {
+            port: port("TCP_PORT", 3000),
+            tls,
+        });
+    }
+    if set("UDP_ECHO_SERVER") {
+        return Some(EchoRole::Udp {
+            port: port("UDP_PORT", 8080),
+        });
+    }
+    Some(EchoRole::Http)
+}
+
+/// The content of the file at `path` in the container, when a Secret volume mounted
+/// there provides it (`items[].path` names the file, else the Secret key does).
+fn mounted_secret_file(
+    cluster: &Cluster,
+    namespace: &str,
+    template: &Value,
+    container: &Value,
+    path: &str,
+) -> Option<Vec<u8>> {
+    let mounts = container["volumeMounts"].as_array()?;
+    let (mount, rest) = mounts.iter().find_map(|m| {
+        let dir = m["mountPath"].as_str()?.trim_end_matches('/');
+        let rest = path.strip_prefix(dir)?.strip_prefix('/')?;
+        Some((m, rest))
+    })?;
+    let volume = template
+        .pointer("/spec/volumes")?
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == mount["name"])?;
+    let secret = volume["secret"]["secretName"].as_str()?;
+    let key = volume["secret"]["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["path"].as_str() == Some(rest)))
+        .and_then(|i| i["key"].as_str())
+        .unwrap_or(rest);
+    let data = cluster
+        .get(&Key::new("Secret", namespace, secret))?
+        .get("data")?
+        .get(key)?
+        .as_str()?;
+    super::base64::decode(data).ok()
 }
 
 /// A stable 10-character hash of a pod template, in the pod name alphabet (what the
@@ -472,13 +579,17 @@ fn slice(
                 .or_else(|| pod.named_ports.get(name).copied()),
             _ => None,
         };
-        // Every port the echo serves is the process's one port.
-        if !number.is_some_and(|n| pod.served_ports.contains(&n)) {
+        // HTTP: every port the echo serves is the process's one port; L4 roles serve
+        // each port on an address of its own.
+        let Some(served) = number
+            .filter(|n| pod.served_ports.contains(n))
+            .and_then(|n| pod.backend.port_for(n))
+        else {
             continue;
-        }
+        };
         let mut entry = json!({
             "name": sp["name"].as_str().unwrap_or(""),
-            "port": pod.backend.addr().port(),
+            "port": served.port(),
             "protocol": sp["protocol"].as_str().unwrap_or("TCP"),
         });
         if let Some(app) = sp["appProtocol"].as_str() {
@@ -621,6 +732,105 @@ mod tests {
         let after: Vec<String> = kubelet.pods.keys().map(|k| k.1.clone()).collect();
         assert_eq!(after.len(), 1);
         assert_ne!(before, after);
+        kubelet.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn l4_roles_follow_the_environment_and_wait_for_their_secret() {
+        use tokio::io::AsyncBufReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cluster = Cluster::new(dir.path().to_owned(), Defaulter::default());
+        let tcp = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "tcp", "namespace": "ns"},
+            "spec": {"selector": {"matchLabels": {"app": "tcp"}},
+                     "template": {"metadata": {"labels": {"app": "tcp"}},
+                                  "spec": {"containers": [{"name": "c", "image": ECHO,
+                                           "volumeMounts": [{"name": "v", "mountPath": "/etc/secret-volume"}],
+                                           "env": [{"name": "TCP_ECHO_SERVER", "value": "1"},
+                                                   {"name": "TLS_SERVER_CERT", "value": "/etc/secret-volume/crt"},
+                                                   {"name": "TLS_SERVER_PRIV_KEY", "value": "/etc/secret-volume/key"}]}],
+                                           "volumes": [{"name": "v", "secret": {"secretName": "cert",
+                                               "items": [{"key": "tls.crt", "path": "crt"}, {"key": "tls.key", "path": "key"}]}}]}}}
+        });
+        cluster.apply(tcp, Owner::Case).unwrap();
+        cluster
+            .apply(
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "tcp", "namespace": "ns"},
+                       "spec": {"selector": {"app": "tcp"}, "ports": [{"name": "plain", "port": 3000}, {"name": "tls", "port": 8443}]}}),
+                Owner::Case,
+            )
+            .unwrap();
+        cluster
+            .apply(
+                deployment("coredns", 1, "registry.k8s.io/coredns/coredns:v1.12.2"),
+                Owner::Case,
+            )
+            .unwrap();
+        cluster
+            .apply(
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dns", "namespace": "ns"},
+                       "spec": {"selector": {"app": "coredns"}, "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}}),
+                Owner::Case,
+            )
+            .unwrap();
+        let mut kubelet = Kubelet::new(EchoMode::InProcess);
+        kubelet.reconcile(&mut cluster).await.unwrap();
+        assert!(
+            kubelet.pods_of_service(&cluster, "ns", "tcp").is_empty(),
+            "pending without its Secret"
+        );
+        assert_eq!(kubelet.pods_of_service(&cluster, "ns", "dns").len(), 1);
+
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["abc.example.com".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        cluster
+            .apply(
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cert", "namespace": "ns"},
+                       "type": "kubernetes.io/tls",
+                       "data": {"tls.crt": crate::conformance::base64::encode(cert.pem().as_bytes()),
+                                "tls.key": crate::conformance::base64::encode(key.serialize_pem().as_bytes())}}),
+                Owner::Case,
+            )
+            .unwrap();
+        kubelet.reconcile(&mut cluster).await.unwrap();
+        let pods = kubelet.pods_of_service(&cluster, "ns", "tcp");
+        assert_eq!(pods.len(), 1);
+        let slice = cluster
+            .get(&Key::new(
+                "EndpointSlice",
+                "ns",
+                &format!("tcp-{}", pods[0].0),
+            ))
+            .unwrap();
+        let port = |i: usize| slice["ports"][i]["port"].as_u64().unwrap();
+        assert_ne!(port(0), port(1), "plain and TLS each have a socket");
+        let plain = pods[0].1.port_for(3000).unwrap();
+        assert_eq!(u64::from(plain.port()), port(0));
+        let socket = tokio::net::TcpStream::connect(plain).await.unwrap();
+        let mut welcome = String::new();
+        tokio::io::BufReader::new(socket)
+            .read_line(&mut welcome)
+            .await
+            .unwrap();
+        assert_eq!(welcome.trim_end(), portico_echo::WELCOME);
+
+        let dns = kubelet.pods_of_service(&cluster, "ns", "dns")[0]
+            .1
+            .port_for(53)
+            .unwrap();
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.send_to(b"foo.bar.com.", dns).await.unwrap();
+        let mut buf = [0u8; 2048];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), client.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let reply: portico_echo::UdpReport = serde_json::from_slice(&buf[..n]).unwrap();
+        assert_eq!(reply.request, "foo.bar.com.");
         kubelet.shutdown().await;
     }
 

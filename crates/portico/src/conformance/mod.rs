@@ -36,6 +36,7 @@ mod privileges;
 mod report;
 mod requests;
 mod setup;
+mod stream;
 mod target;
 mod tls;
 

@@ -12,7 +12,7 @@
 //!     ├─ then `weighted`: batches, shares per Service within the tolerance
 //!     └─ then `mirrored_to`: the mirror Service's pods logged the request
 //!   gRPC: grpc.rs (same rules: 3 in a row within the bound)
-//!   TLS, TCP, UDP: not implemented in the runner yet (the case fails and says so)
+//!   TLS, TCP, UDP: stream.rs (the echo's line protocol; UDP JSON echo)
 //! ```
 //!
 //! A failure names the request and the expectation that broke with what was seen:
@@ -77,9 +77,15 @@ pub(crate) async fn run(
         Exchange::Grpc(request, expect) => {
             super::grpc::run(target, item, request, expect, deadline).await
         }
-        Exchange::TlsTcp(..) => Err(not_implemented("TLS passthrough requests")),
-        Exchange::Tcp(..) => Err(not_implemented("TCP requests")),
-        Exchange::Udp(..) => Err(not_implemented("UDP requests")),
+        Exchange::TlsTcp(request, expect) => {
+            super::stream::run_stream(target, item, Some(request), expect, deadline).await
+        }
+        Exchange::Tcp(_, expect) => {
+            super::stream::run_stream(target, item, None, expect, deadline).await
+        }
+        Exchange::Udp(request, expect) => {
+            super::stream::run_udp(target, item, request, expect, deadline).await
+        }
     }
 }
 
