@@ -56,6 +56,10 @@
 //! echo-basic's L4 modes are here too, for TCPRoute, TLSRoute and UDPRoute backends:
 //! the TCP line protocol, plain or over TLS ([`serve_line`], `--tcp-echo`), and the UDP
 //! echo ([`serve_udp`], `--udp-echo`).
+//!
+//! Like echo-basic given `TLS_SERVER_CERT` and `TLS_SERVER_PRIVKEY`, the same echo
+//! answers over HTTPS too ([`serve_https`], `--https-cert`): the backend of the
+//! BackendTLSPolicy cases.
 
 mod config;
 mod error;
@@ -67,6 +71,7 @@ mod report;
 mod requests;
 mod server;
 mod service;
+mod tls;
 mod udp;
 
 pub use config::{DEFAULT_LISTEN, EchoConfig, Identity};
@@ -75,4 +80,5 @@ pub use line::{LineConfig, LineReport, LineServer, LineTls, TlsReport, WELCOME, 
 pub use report::{EchoReport, SET_HEADER};
 pub use requests::SeenRequest;
 pub use server::{EchoServer, serve};
+pub use tls::serve_https;
 pub use udp::{UdpReport, UdpServer, serve_udp};

@@ -10,6 +10,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use portico_echo::{DEFAULT_LISTEN, EchoConfig, Identity};
+
+/// echo-basic's HTTPS_PORT default.
+const DEFAULT_HTTPS_PORT: u16 = 8443;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -89,6 +92,20 @@ struct Args {
     /// Bind the UDP echo here instead of 0.0.0.0:--udp-port.
     #[arg(long)]
     udp_listen: Option<SocketAddr>,
+
+    /// PEM certificate chain to also serve the HTTP echo over TLS with (echo-basic's
+    /// HTTPS server, given TLS_SERVER_CERT and TLS_SERVER_PRIVKEY); the second stdout
+    /// line is then `https listening on ADDR`.
+    #[arg(long, requires = "https_key")]
+    https_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of --https-cert.
+    #[arg(long, requires = "https_cert")]
+    https_key: Option<std::path::PathBuf>,
+
+    /// Where to serve HTTPS; default 0.0.0.0:8443 (echo-basic's HTTPS_PORT).
+    #[arg(long)]
+    https_listen: Option<SocketAddr>,
 
     /// PEM certificate chain of the TLS line protocol.
     #[arg(long, env = "TLS_SERVER_CERT", requires = "tls_key")]
@@ -190,6 +207,25 @@ impl L4Plan {
 }
 
 impl Args {
+    /// Where and with what certificate to serve HTTPS, when --https-cert is given.
+    fn https_plan(&self) -> anyhow::Result<Option<(SocketAddr, portico_echo::LineTls)>> {
+        let (Some(cert), Some(key)) = (&self.https_cert, &self.https_key) else {
+            return Ok(None);
+        };
+        let read = |path: &std::path::PathBuf| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let tls = portico_echo::LineTls {
+            cert_chain_pem: read(cert)?,
+            private_key_pem: read(key)?,
+        };
+        let listen = self.https_listen.unwrap_or(SocketAddr::from((
+            Ipv4Addr::UNSPECIFIED,
+            DEFAULT_HTTPS_PORT,
+        )));
+        Ok(Some((listen, tls)))
+    }
+
     fn into_config(self) -> EchoConfig {
         // `log_requests` is not part of the server's config: the binary subscribes.
         let listen = match (self.listen, self.http_port) {
@@ -228,6 +264,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let log_requests = args.log_requests;
     let l4 = args.l4_plan();
+    let https = args.https_plan()?;
     let config = args.into_config();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -243,6 +280,16 @@ async fn main() -> anyhow::Result<()> {
     if let Some(plan) = l4 {
         return plan.run(config.identity, stop).await;
     }
+    let https_server = match https {
+        Some((listen, tls)) => {
+            let config = EchoConfig {
+                listen,
+                ..config.clone()
+            };
+            Some(portico_echo::serve_https(config, &tls).await?)
+        }
+        None => None,
+    };
     let server = portico_echo::serve(config).await?;
     // Subscribed before the address is out: no request can come earlier.
     let requests = log_requests.then(|| server.subscribe_requests());
@@ -250,6 +297,11 @@ async fn main() -> anyhow::Result<()> {
     writeln!(stdout, "listening on {}", server.local_addr())
         .and_then(|()| stdout.flush())
         .context("writing the bound address to stdout")?;
+    if let Some(https) = &https_server {
+        writeln!(stdout, "https listening on {}", https.local_addr())
+            .and_then(|()| stdout.flush())
+            .context("writing the bound address to stdout")?;
+    }
     drop(stdout);
     if let Some(requests) = requests {
         tokio::spawn(print_requests(requests));
@@ -257,6 +309,9 @@ async fn main() -> anyhow::Result<()> {
 
     stop.wait().await;
     tracing::info!("shutting down");
+    if let Some(https) = https_server {
+        https.shutdown().await;
+    }
     server.shutdown().await;
     Ok(())
 }
@@ -334,7 +389,26 @@ mod tests {
             udp_listen: None,
             tls_cert: None,
             tls_key: None,
+            https_cert: None,
+            https_key: None,
+            https_listen: None,
         }
+    }
+
+    #[test]
+    fn https_needs_a_certificate_and_a_key() {
+        assert!(args(None, None).https_plan().unwrap().is_none());
+        assert!(Args::try_parse_from(["portico-echo", "--https-cert", "c.pem"]).is_err());
+        let parsed = Args::try_parse_from([
+            "portico-echo",
+            "--https-cert",
+            "/nonexistent/c.pem",
+            "--https-key",
+            "/nonexistent/k.pem",
+        ])
+        .unwrap();
+        // Unreadable files are an error, not a silent cleartext-only start.
+        assert!(parsed.https_plan().is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{EchoConfig, Identity};
@@ -48,6 +49,14 @@ pub struct EchoServer {
 /// Binds `config.listen` and serves until the returned handle is shut down or dropped.
 /// Must be called inside a tokio runtime.
 pub async fn serve(config: EchoConfig) -> Result<EchoServer, EchoError> {
+    serve_with(config, None).await
+}
+
+/// [`serve`], over TLS when `tls` is given (see [`crate::tls`]).
+pub(crate) async fn serve_with(
+    config: EchoConfig,
+    tls: Option<TlsAcceptor>,
+) -> Result<EchoServer, EchoError> {
     let addr = config.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -60,6 +69,7 @@ pub async fn serve(config: EchoConfig) -> Result<EchoServer, EchoError> {
         pod = %config.identity.pod,
         namespace = %config.identity.namespace,
         service = %config.identity.service,
+        tls = tls.is_some(),
         "echo server listening"
     );
 
@@ -67,6 +77,7 @@ pub async fn serve(config: EchoConfig) -> Result<EchoServer, EchoError> {
     let requests = request_log();
     let task = tokio::spawn(accept_loop(
         listener,
+        tls,
         Arc::new(config.identity),
         requests.clone(),
         cancel.clone(),
@@ -113,6 +124,7 @@ impl Drop for EchoServer {
 
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     identity: Arc<Identity>,
     requests: RequestLog,
     cancel: CancellationToken,
@@ -151,6 +163,29 @@ async fn accept_loop(
                                 .map(|response| response.map(AnyBody::new))
                         }
                     });
+                    if let Some(acceptor) = &tls {
+                        // The handshake runs in the connection's task, so a slow client
+                        // cannot stall the accept loop; the connection is watched for
+                        // the drain once it speaks HTTP.
+                        let (acceptor, builder, watcher) =
+                            (acceptor.clone(), builder.clone(), graceful.watcher());
+                        connections.spawn(async move {
+                            let stream = match acceptor.accept(stream).await {
+                                Ok(stream) => stream,
+                                Err(error) => {
+                                    tracing::debug!(%remote, %error, "TLS handshake failed");
+                                    return;
+                                }
+                            };
+                            let connection = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .into_owned();
+                            if let Err(error) = watcher.watch(connection).await {
+                                tracing::debug!(%remote, %error, "connection ended with an error");
+                            }
+                        });
+                        continue;
+                    }
                     let connection = builder
                         .serve_connection(TokioIo::new(stream), service)
                         .into_owned();
