@@ -158,23 +158,27 @@ pub(crate) fn settle_across_gateways(plans: &mut BTreeMap<ObjectRef, GatewayPlan
     order.sort_by(|a, b| (a.0.is_none(), a.0, &a.1).cmp(&(b.0.is_none(), b.0, &b.1)));
     let order: Vec<ObjectRef> = order.into_iter().map(|(_, key)| key).collect();
 
-    // (socket, hostname) -> "<ns>/<gateway>/<listener>" that owns it.
-    let mut owners: BTreeMap<(SocketAddr, Option<String>), String> = BTreeMap::new();
+    // (socket, UDP?, hostname) -> "<ns>/<gateway>/<listener>" that owns it: a UDP socket
+    // and a TCP one on the same port are two sockets.
+    type Slot = (SocketAddr, bool, Option<String>);
+    let mut owners: BTreeMap<Slot, String> = BTreeMap::new();
     for key in order {
         let Some(plan) = plans.get_mut(&key) else {
             continue;
         };
         let addresses = plan.addresses.clone();
+        // Behind Services each Gateway has proxy ports of its own (crate::proxy_port).
+        let proxy_ports = plan.proxy_ports.clone();
         for listener in plan.listeners.iter_mut().filter(|l| l.is_valid()) {
             let owner = format!("{key}/{}", listener.name);
-            let slots: Vec<(SocketAddr, Option<String>)> = addresses
+            let port = proxy_ports
+                .get(&listener.port)
+                .copied()
+                .unwrap_or(listener.port);
+            let udp = is_udp(listener);
+            let slots: Vec<Slot> = addresses
                 .iter()
-                .map(|ip| {
-                    (
-                        SocketAddr::new(*ip, listener.port),
-                        listener.hostname.clone(),
-                    )
-                })
+                .map(|ip| (SocketAddr::new(*ip, port), udp, listener.hostname.clone()))
                 .collect();
             let taken = slots
                 .iter()

@@ -3,8 +3,12 @@
 //! ```text
 //! GatewayPlan                      one per Gateway of one of our GatewayClasses
 //! ├── problem                      GatewayClass not accepted / InvalidParameters
-//! ├── addresses: Vec<IpAddr>       where its listeners bind (spec.addresses or assigned)
-//! ├── address_problem              UnsupportedAddress / AddressNotUsable
+//! ├── addresses: Vec<IpAddr>       where its listeners bind (spec.addresses or assigned;
+//! │                                default_address behind a Service)
+//! ├── status_addresses             what status.addresses reports (the bind addresses,
+//! │                                or the Service's load balancer address)
+//! ├── proxy_ports                  listener port -> proxy port (Exposure::Service only)
+//! ├── address_problem              UnsupportedAddress / AddressNotUsable / AddressNotAssigned
 //! ├── listeners: Vec<ListenerPlan> the merged list, in precedence order: the Gateway's
 //! │                                own (spec order), then each attached ListenerSet's
 //! ├── allowed_listeners            spec.allowedListeners, resolved (default None)
@@ -28,9 +32,10 @@ use portico_api::k8s::Time;
 use crate::class;
 use crate::conflict;
 use crate::index::{Index, object_ref};
-use crate::inputs::UsableAddresses;
+use crate::inputs::{Exposure, Options, UsableAddresses};
 use crate::listener::{ListenerPlan, Origin};
 use crate::listener_set::{self, ListenerSetPlan};
+use crate::proxy_port::ProxyPorts;
 use crate::selector::AllowedNamespaces;
 use crate::status::ObjectRef;
 use crate::tls;
@@ -46,6 +51,11 @@ pub(crate) struct GatewayPlan<'a> {
     /// Why the Gateway is not accepted, whatever its listeners and addresses.
     pub(crate) problem: Option<GatewayProblem>,
     pub(crate) addresses: Vec<IpAddr>,
+    /// What `status.addresses` reports once programmed.
+    pub(crate) status_addresses: Vec<IpAddr>,
+    /// Listener port -> the proxy port that serves it (behind a Service); empty when the
+    /// proxy binds the listener ports themselves.
+    pub(crate) proxy_ports: BTreeMap<u16, u16>,
     pub(crate) address_problem: Option<AddressProblem>,
     pub(crate) listeners: Vec<ListenerPlan>,
     /// Listeners dropped because an earlier one has the same name (the API server forbids
@@ -69,12 +79,19 @@ pub(crate) enum AddressProblem {
     Unsupported(String),
     /// An IPAddress we cannot use: the Gateway is accepted but not programmed.
     NotUsable(String),
+    /// Behind a Service: the Service has no load balancer address yet, or not the one
+    /// the Gateway asks for. Accepted, not programmed.
+    NotAssigned(String),
 }
 
 /// Plans every Gateway of one of our classes with the ListenerSets attached to it, then
 /// settles conflicts between Gateways that end up on the same socket.
 pub(crate) fn plan_gateways<'a>(index: &Index<'a>) -> BTreeMap<ObjectRef, GatewayPlan<'a>> {
     let options = index.options;
+    let proxy_ports = match options.exposure {
+        Exposure::Direct => ProxyPorts::default(),
+        Exposure::Service => ProxyPorts::from_index(index),
+    };
     let mut plans: BTreeMap<ObjectRef, GatewayPlan<'a>> = index
         .gateways
         .values()
@@ -82,12 +99,22 @@ pub(crate) fn plan_gateways<'a>(index: &Index<'a>) -> BTreeMap<ObjectRef, Gatewa
         .filter(|g| index.is_ours(g))
         .map(|g| {
             let key = object_ref(&g.metadata);
-            let default_address = options
-                .assigned_addresses
-                .get(&key)
-                .copied()
-                .unwrap_or(options.default_address);
-            let plan = plan_gateway(index, g, default_address, &options.usable_addresses);
+            let mut plan = match options.exposure {
+                Exposure::Direct => {
+                    let default_address = options
+                        .assigned_addresses
+                        .get(&key)
+                        .copied()
+                        .unwrap_or(options.default_address);
+                    plan_gateway(index, g, default_address, &options.usable_addresses)
+                }
+                Exposure::Service => plan_service_gateway(index, g, options),
+            };
+            plan.proxy_ports = proxy_ports
+                .iter()
+                .filter(|(gateway, _, _)| **gateway == key)
+                .map(|(_, port, proxy)| (port, proxy))
+                .collect();
             (key, plan)
         })
         .collect();
@@ -114,8 +141,81 @@ fn plan_gateway<'a>(
     default_address: IpAddr,
     usable: &UsableAddresses,
 ) -> GatewayPlan<'a> {
-    let key = object_ref(&gateway.metadata);
     let (addresses, address_problem) = bind_addresses(gateway, default_address, usable);
+    let mut plan = plan_listeners(index, gateway);
+    plan.status_addresses = addresses.clone();
+    plan.addresses = addresses;
+    plan.address_problem = address_problem;
+    plan
+}
+
+/// A Gateway reached through its Service: the proxy binds `default_address` (the
+/// Service's targetPorts on the proxy pods), and the Gateway's address is its Service's
+/// load balancer address, `assigned_addresses`.
+///
+/// Gateway API (Gateway conditions): "AddressNotAssigned [...] This reason is used with
+/// the "Programmed" condition when none of the requested addresses have been assigned
+/// to the Gateway." and (GatewayStatus addresses): "Addresses lists the network
+/// addresses that have been bound to the Gateway." With no address there is nothing to
+/// report: the Gateway waits, not programmed, rather than claim `0.0.0.0`.
+fn plan_service_gateway<'a>(
+    index: &Index<'_>,
+    gateway: &'a Gateway,
+    options: &Options,
+) -> GatewayPlan<'a> {
+    let mut plan = plan_listeners(index, gateway);
+    let key = &plan.key;
+    // Requested values are checked as in standalone mode (types, IP syntax); which
+    // addresses can be had is the load balancer's answer, not ours.
+    let (requested, problem) =
+        bind_addresses(gateway, options.default_address, &UsableAddresses::Any);
+    if problem.is_some() {
+        plan.address_problem = problem;
+        return plan;
+    }
+    let asked: Vec<IpAddr> = if gateway
+        .spec
+        .addresses
+        .iter()
+        .flatten()
+        .any(|a| a.value.as_deref().is_some_and(|v| !v.is_empty()))
+    {
+        requested
+    } else {
+        Vec::new()
+    };
+    plan.address_problem = match options.assigned_addresses.get(key) {
+        None if asked.is_empty() => Some(AddressProblem::NotAssigned(
+            "the Gateway's Service has no load balancer address yet".to_owned(),
+        )),
+        None => Some(AddressProblem::NotAssigned(format!(
+            "the Gateway's Service has not been given the requested address(es) {} yet",
+            quoted_ips(&asked)
+        ))),
+        Some(ip) if !asked.is_empty() && !asked.contains(ip) => {
+            Some(AddressProblem::NotAssigned(format!(
+                "requested address(es) {} but the Gateway's Service got {ip}",
+                quoted_ips(&asked)
+            )))
+        }
+        Some(ip) => {
+            plan.status_addresses = vec![*ip];
+            None
+        }
+    };
+    plan.addresses = vec![options.default_address];
+    plan
+}
+
+fn quoted_ips(ips: &[IpAddr]) -> String {
+    let v: Vec<String> = ips.iter().map(ToString::to_string).collect();
+    let r: Vec<&str> = v.iter().map(String::as_str).collect();
+    quoted(&r)
+}
+
+/// The plan of a Gateway without its addresses: class, parameters, listeners.
+fn plan_listeners<'a>(index: &Index<'_>, gateway: &'a Gateway) -> GatewayPlan<'a> {
+    let key = object_ref(&gateway.metadata);
     let mut listeners: Vec<ListenerPlan> = Vec::new();
     let mut duplicate_names = Vec::new();
     for spec in &gateway.spec.listeners {
@@ -130,8 +230,10 @@ fn plan_gateway<'a>(
         problem: gateway_problem(index, gateway),
         generation: gateway.metadata.generation,
         created: gateway.metadata.creation_timestamp.as_ref(),
-        addresses,
-        address_problem,
+        addresses: Vec::new(),
+        status_addresses: Vec::new(),
+        proxy_ports: BTreeMap::new(),
+        address_problem: None,
         listeners,
         duplicate_names,
         allowed_listeners: AllowedNamespaces::from_allowed_listeners(
@@ -294,6 +396,15 @@ impl GatewayPlan<'_> {
     /// Accepted with addresses we can bind: its valid listeners go into the config.
     pub(crate) fn is_programmed(&self) -> bool {
         self.accepted() && self.address_problem.is_none()
+    }
+
+    /// The port the proxy binds for `listener`: its proxy port behind a Service
+    /// ([`crate::proxy_port`]), else the listener's own port.
+    pub(crate) fn bind_port(&self, listener: &ListenerPlan) -> u16 {
+        self.proxy_ports
+            .get(&listener.port)
+            .copied()
+            .unwrap_or(listener.port)
     }
 }
 

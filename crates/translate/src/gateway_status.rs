@@ -1,7 +1,8 @@
 //! The status of a planned Gateway and of each of its own listeners.
 //!
 //! Gateway conditions: Accepted (Accepted, ListenersNotValid, UnsupportedAddress,
-//! InvalidParameters, Invalid) and Programmed (Programmed, Invalid, AddressNotUsable).
+//! InvalidParameters, Invalid) and Programmed (Programmed, Invalid, AddressNotUsable,
+//! AddressNotAssigned).
 //! Listener conditions, in this order: Accepted, Programmed, ResolvedRefs
 //! (InvalidRouteKinds) and Conflicted (ProtocolConflict, HostnameConflict). Every
 //! condition carries the `observedGeneration` of the object that declares it.
@@ -91,6 +92,14 @@ impl GatewayPlan<'_> {
                 message.clone(),
                 generation,
             )
+        } else if let Some(AddressProblem::NotAssigned(message)) = &self.address_problem {
+            Condition::new(
+                condition::PROGRAMMED,
+                false,
+                reason::ADDRESS_NOT_ASSIGNED,
+                message.clone(),
+                generation,
+            )
         } else {
             Condition::new(
                 condition::PROGRAMMED,
@@ -102,7 +111,7 @@ impl GatewayPlan<'_> {
         };
 
         let addresses = if self.is_programmed() {
-            self.addresses
+            self.status_addresses
                 .iter()
                 .map(|ip| GatewayStatusAddress {
                     type_: IP_ADDRESS.to_owned(),
