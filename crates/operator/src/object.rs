@@ -7,6 +7,7 @@
 //!            ├─ Gateway        (namespaced)       key: (Some(namespace), name)
 //!            ├─ ListenerSet    (namespaced)
 //!            ├─ HttpRoute      (namespaced)
+//!            ├─ GrpcRoute, TlsRoute, TcpRoute, UdpRoute (namespaced)
 //!            ├─ ReferenceGrant (namespaced)
 //!            ├─ Service        (namespaced)
 //!            ├─ Secret         (namespaced)  certificates of HTTPS listeners
@@ -23,6 +24,7 @@ use std::fmt;
 
 use portico_api::gateway::BackendTlsPolicy;
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
+use portico_api::gateway::{GrpcRoute, TcpRoute, TlsRoute, UdpRoute};
 use portico_api::k8s::{ConfigMap, EndpointSlice, Namespace, ObjectMeta, Secret, Service};
 use portico_api::k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use portico_api::kube::Resource;
@@ -101,6 +103,10 @@ pub enum Object {
     Gateway(Gateway),
     ListenerSet(ListenerSet),
     HttpRoute(HttpRoute),
+    GrpcRoute(GrpcRoute),
+    TlsRoute(TlsRoute),
+    TcpRoute(TcpRoute),
+    UdpRoute(UdpRoute),
     ReferenceGrant(ReferenceGrant),
     Service(Service),
     EndpointSlice(EndpointSlice),
@@ -118,6 +124,10 @@ macro_rules! with_object {
             Object::Gateway($o) => $body,
             Object::ListenerSet($o) => $body,
             Object::HttpRoute($o) => $body,
+            Object::GrpcRoute($o) => $body,
+            Object::TlsRoute($o) => $body,
+            Object::TcpRoute($o) => $body,
+            Object::UdpRoute($o) => $body,
             Object::ReferenceGrant($o) => $body,
             Object::Service($o) => $body,
             Object::EndpointSlice($o) => $body,
@@ -179,6 +189,10 @@ from_kind!(
     Gateway(Gateway),
     ListenerSet(ListenerSet),
     HttpRoute(HttpRoute),
+    GrpcRoute(GrpcRoute),
+    TlsRoute(TlsRoute),
+    TcpRoute(TcpRoute),
+    UdpRoute(UdpRoute),
     ReferenceGrant(ReferenceGrant),
     Service(Service),
     EndpointSlice(EndpointSlice),
@@ -199,6 +213,10 @@ mod tests {
         assert!(is_namespaced::<Gateway>());
         assert!(is_namespaced::<ListenerSet>());
         assert!(is_namespaced::<HttpRoute>());
+        assert!(is_namespaced::<GrpcRoute>());
+        assert!(is_namespaced::<TlsRoute>());
+        assert!(is_namespaced::<TcpRoute>());
+        assert!(is_namespaced::<UdpRoute>());
         assert!(is_namespaced::<ReferenceGrant>());
         assert!(is_namespaced::<Service>());
         assert!(is_namespaced::<EndpointSlice>());

@@ -8,6 +8,7 @@
 //!         ├─ gateways:        Index<Gateway>
 //!         ├─ listener_sets:   Index<ListenerSet>
 //!         ├─ http_routes:     Index<HttpRoute>
+//!         ├─ grpc_routes, tls_routes, tcp_routes, udp_routes: one Index each
 //!         ├─ reference_grants:Index<ReferenceGrant>
 //!         ├─ services:        Index<Service>
 //!         ├─ endpoint_slices: Index<EndpointSlice>
@@ -28,6 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use portico_api::gateway::BackendTlsPolicy;
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
+use portico_api::gateway::{GrpcRoute, TcpRoute, TlsRoute, UdpRoute};
 use portico_api::k8s::{ConfigMap, EndpointSlice, Namespace, Secret, Service};
 use portico_api::kube::Resource;
 
@@ -110,6 +112,10 @@ pub struct Store {
     pub gateways: Index<Gateway>,
     pub listener_sets: Index<ListenerSet>,
     pub http_routes: Index<HttpRoute>,
+    pub grpc_routes: Index<GrpcRoute>,
+    pub tls_routes: Index<TlsRoute>,
+    pub tcp_routes: Index<TcpRoute>,
+    pub udp_routes: Index<UdpRoute>,
     pub reference_grants: Index<ReferenceGrant>,
     pub services: Index<Service>,
     pub endpoint_slices: Index<EndpointSlice>,
@@ -131,6 +137,10 @@ impl Store {
             Object::Gateway(o) => self.gateways.apply(o),
             Object::ListenerSet(o) => self.listener_sets.apply(o),
             Object::HttpRoute(o) => self.http_routes.apply(o),
+            Object::GrpcRoute(o) => self.grpc_routes.apply(o),
+            Object::TlsRoute(o) => self.tls_routes.apply(o),
+            Object::TcpRoute(o) => self.tcp_routes.apply(o),
+            Object::UdpRoute(o) => self.udp_routes.apply(o),
             Object::ReferenceGrant(o) => self.reference_grants.apply(o),
             Object::Service(o) => self.services.apply(o),
             Object::EndpointSlice(o) => self.endpoint_slices.apply(o),
@@ -149,6 +159,10 @@ impl Store {
             Object::Gateway(_) => self.gateways.contains_key(&key),
             Object::ListenerSet(_) => self.listener_sets.contains_key(&key),
             Object::HttpRoute(_) => self.http_routes.contains_key(&key),
+            Object::GrpcRoute(_) => self.grpc_routes.contains_key(&key),
+            Object::TlsRoute(_) => self.tls_routes.contains_key(&key),
+            Object::TcpRoute(_) => self.tcp_routes.contains_key(&key),
+            Object::UdpRoute(_) => self.udp_routes.contains_key(&key),
             Object::ReferenceGrant(_) => self.reference_grants.contains_key(&key),
             Object::Service(_) => self.services.contains_key(&key),
             Object::EndpointSlice(_) => self.endpoint_slices.contains_key(&key),
@@ -168,6 +182,10 @@ impl Store {
         add(&self.gateways, &mut out);
         add(&self.listener_sets, &mut out);
         add(&self.http_routes, &mut out);
+        add(&self.grpc_routes, &mut out);
+        add(&self.tls_routes, &mut out);
+        add(&self.tcp_routes, &mut out);
+        add(&self.udp_routes, &mut out);
         add(&self.reference_grants, &mut out);
         add(&self.services, &mut out);
         add(&self.endpoint_slices, &mut out);
@@ -185,6 +203,10 @@ impl Store {
             gateways: self.gateways.to_vec(),
             listener_sets: self.listener_sets.to_vec(),
             http_routes: self.http_routes.to_vec(),
+            grpc_routes: self.grpc_routes.to_vec(),
+            tls_routes: self.tls_routes.to_vec(),
+            tcp_routes: self.tcp_routes.to_vec(),
+            udp_routes: self.udp_routes.to_vec(),
             services: self.services.to_vec(),
             endpoint_slices: self.endpoint_slices.to_vec(),
             namespaces: self.namespaces.to_vec(),
@@ -201,6 +223,10 @@ impl Store {
             + self.gateways.len()
             + self.listener_sets.len()
             + self.http_routes.len()
+            + self.grpc_routes.len()
+            + self.tls_routes.len()
+            + self.tcp_routes.len()
+            + self.udp_routes.len()
             + self.reference_grants.len()
             + self.services.len()
             + self.endpoint_slices.len()

@@ -281,8 +281,8 @@ spec: {}
 fn unknown_kinds_are_skipped_without_error() {
     let text = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: echo}}\nspec: {{}}\n\
-         ---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\n\
-         ---\napiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {{name: g}}\n\
+         ---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: c}}\n\
+         ---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: BackendLBPolicy\nmetadata: {{name: g}}\n\
          ---\n{}",
         common::service("default", "echo")
     );

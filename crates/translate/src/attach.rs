@@ -28,7 +28,6 @@
 
 use std::collections::BTreeMap;
 
-use portico_api::gateway::httproutes::HttpRouteParentRefs;
 use portico_api::names::{self, condition, kind, reason};
 
 use crate::gateway::GatewayPlan;
@@ -63,13 +62,13 @@ pub(crate) fn attach(
     plans: &BTreeMap<ObjectRef, GatewayPlan<'_>>,
     route: &CompiledRoute<'_>,
 ) -> (Option<HttpRouteStatus>, Vec<Attachment>) {
-    let generation = route.route.metadata.generation;
+    let generation = route.generation;
     let resolved_refs = resolved_refs(route, generation);
     let mut parents: Vec<RouteParentStatus> = Vec::new();
     let mut attachments: Vec<Attachment> = Vec::new();
-    let mut seen: Vec<&HttpRouteParentRefs> = Vec::new();
+    let mut seen: Vec<&ParentReference> = Vec::new();
 
-    for parent_ref in route.route.spec.parent_refs.iter().flatten() {
+    for parent_ref in &route.parent_refs {
         if seen.contains(&parent_ref) {
             continue;
         }
@@ -133,7 +132,7 @@ pub(crate) fn attach(
 /// server applies to the spec (group `gateway.networking.k8s.io`, kind `Gateway`), so
 /// that the entry matches the stored parentRef whether or not the route came through an
 /// API server.
-fn status_parent_ref(parent_ref: &HttpRouteParentRefs) -> ParentReference {
+fn status_parent_ref(parent_ref: &ParentReference) -> ParentReference {
     ParentReference {
         group: Some(
             parent_ref
@@ -159,7 +158,7 @@ fn find_parent<'p, 'a>(
     index: &Index<'_>,
     plans: &'p BTreeMap<ObjectRef, GatewayPlan<'a>>,
     route_namespace: &str,
-    parent_ref: &HttpRouteParentRefs,
+    parent_ref: &ParentReference,
 ) -> Option<Parent<'p, 'a>> {
     let group = parent_ref
         .group
@@ -206,7 +205,7 @@ fn attach_to_parent(
     index: &Index<'_>,
     parent: &Parent<'_, '_>,
     route: &CompiledRoute<'_>,
-    parent_ref: &HttpRouteParentRefs,
+    parent_ref: &ParentReference,
 ) -> Result<Vec<(String, Attachment)>, (&'static str, String)> {
     if let Some(why) = &parent.unavailable {
         return Err((reason::NO_MATCHING_PARENT, why.clone()));
@@ -238,15 +237,14 @@ fn attach_to_parent(
 
     let of_kind: Vec<&ListenerPlan> = selected
         .into_iter()
-        .filter(|l| l.allows_kind(names::GATEWAY_API_GROUP, kind::HTTP_ROUTE))
+        .filter(|l| l.allows_kind(names::GATEWAY_API_GROUP, route.kind))
         .collect();
     if of_kind.is_empty() {
         return Err((
             reason::NOT_ALLOWED_BY_LISTENERS,
             format!(
                 "no matching listener of {} allows kind {}",
-                parent.what,
-                kind::HTTP_ROUTE
+                parent.what, route.kind
             ),
         ));
     }

@@ -78,21 +78,35 @@ pub(crate) struct ResolvedBackends {
     pub(crate) errors: Vec<BackendError>,
 }
 
-/// Resolves a rule's backendRefs; `filters[i]` are the converted filters of `refs[i]`
-/// (see [`crate::filters::convert_backend`]).
+/// Resolves an HTTPRoute rule's backendRefs; `filters[i]` are the converted filters of
+/// `refs[i]` (see [`crate::filters::convert_backend`]).
 pub(crate) fn resolve_all(
     index: &Index<'_>,
     route_namespace: &str,
     refs: &[HttpRouteRulesBackendRefs],
     mut filters: Vec<Vec<Filter>>,
 ) -> ResolvedBackends {
-    let mut out = ResolvedBackends::default();
     filters.resize(refs.len(), Vec::new());
-    for (r, filters) in refs.iter().zip(filters) {
+    let weighted = refs
+        .iter()
+        .zip(filters)
+        .map(|(r, f)| (BackendRef::from(r), r.weight, f));
+    resolve_weighted(index, (kind::HTTP_ROUTE, route_namespace), weighted)
+}
+
+/// Resolves the backendRefs of a rule of any route kind, given as (reference, weight,
+/// filters); `from` is the route's kind and namespace (for ReferenceGrants).
+pub(crate) fn resolve_weighted<'r>(
+    index: &Index<'_>,
+    from: (&str, &str),
+    refs: impl IntoIterator<Item = (BackendRef<'r>, Option<i32>, Vec<Filter>)>,
+) -> ResolvedBackends {
+    let mut out = ResolvedBackends::default();
+    for (r, weight, filters) in refs {
         // Gateway API: "Weight [...] If unspecified, weight defaults to 1." The CRD bounds
         // it to 0..=1000000; a negative weight from unvalidated YAML counts as 0.
-        let weight = u32::try_from(r.weight.unwrap_or(1)).unwrap_or(0);
-        let target = match resolve(index, route_namespace, r.into()) {
+        let weight = u32::try_from(weight.unwrap_or(1)).unwrap_or(0);
+        let target = match resolve_from(index, from, r) {
             Ok(cluster) => {
                 let target = weighted_backend::Target::Cluster(cluster.name());
                 if weight > 0 && !out.clusters.contains(&cluster) {
@@ -118,14 +132,15 @@ pub(crate) fn resolve_all(
     out
 }
 
-/// Checks one backendRef, in the order that leaks the least: the kind first, then
-/// whether a cross-namespace reference is granted (before revealing whether the Service
-/// exists), then the Service and its port.
-pub(crate) fn resolve(
+/// Checks one backendRef of a route of kind `from.0` in namespace `from.1`, in the order
+/// that leaks the least: the kind first, then whether a cross-namespace reference is
+/// granted (before revealing whether the Service exists), then the Service and its port.
+pub(crate) fn resolve_from(
     index: &Index<'_>,
-    route_namespace: &str,
+    from: (&str, &str),
     r: BackendRef<'_>,
 ) -> Result<ClusterRef, BackendError> {
+    let (route_kind, route_namespace) = from;
     let group = r.group.unwrap_or("");
     let kind = r.kind.unwrap_or(kind::SERVICE);
     if !group.is_empty() || kind != kind::SERVICE {
@@ -144,11 +159,12 @@ pub(crate) fn resolve(
     // in the referent namespace to allow that namespace's owner to accept the reference."
     if namespace != route_namespace
         && !index.reference_granted(
-            (names::GATEWAY_API_GROUP, kind::HTTP_ROUTE, route_namespace),
+            (names::GATEWAY_API_GROUP, route_kind, route_namespace),
             ("", kind::SERVICE, namespace, r.name),
         )
     {
         return Err(BackendError::NotPermitted {
+            kind: route_kind.to_owned(),
             from: route_namespace.to_owned(),
             namespace: namespace.to_owned(),
             name: r.name.to_owned(),

@@ -16,7 +16,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use portico_api::config::v1::{Config, HostRoutes, Listener, Protocol, VirtualHost};
+use portico_api::config::v1::{
+    ClusterProtocol, Config, HostRoutes, Listener, Protocol, VirtualHost,
+};
+use portico_api::names::kind;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
@@ -25,6 +28,7 @@ use crate::backend::{self, ClusterRef};
 use crate::gateway::GatewayPlan;
 use crate::hostname;
 use crate::index::Index;
+use crate::listener::ListenerPlan;
 use crate::route::{CompiledRoute, RouteEntry};
 use crate::status::ObjectRef;
 
@@ -49,6 +53,8 @@ pub(crate) fn build(
 
     let mut sockets: BTreeMap<(u16, IpAddr), Vec<VirtualHost>> = BTreeMap::new();
     let mut clusters: BTreeSet<ClusterRef> = BTreeSet::new();
+    // Service ports GRPCRoutes send to: HTTP/2 unless their appProtocol says otherwise.
+    let mut grpc_clusters: BTreeSet<ClusterRef> = BTreeSet::new();
     for plan in plans.values().filter(|p| p.is_programmed()) {
         for listener in plan.listeners.iter().filter(|l| l.is_valid()) {
             let routes = attached
@@ -57,6 +63,14 @@ pub(crate) fn build(
                 .unwrap_or_default();
             for (route, _) in routes {
                 clusters.extend(route.clusters.iter().cloned());
+                if route.kind == kind::GRPC_ROUTE {
+                    grpc_clusters.extend(route.clusters.iter().cloned());
+                }
+            }
+            // TLS, TCP and UDP listeners carry stream routes (crate::stream), not
+            // virtual hosts.
+            if !carries_http(listener) {
+                continue;
             }
             let vhost = VirtualHost {
                 name: format!("{}/{}", plan.key, listener.name),
@@ -67,7 +81,7 @@ pub(crate) fn build(
             };
             for address in &plan.addresses {
                 sockets
-                    .entry((plan.bind_port(listener), *address))
+                    .entry((listener.port, *address))
                     .or_default()
                     .push(vhost.clone());
             }
@@ -95,11 +109,38 @@ pub(crate) fn build(
         listeners,
         clusters: clusters
             .iter()
-            .map(|c| backend::build_cluster(index, c))
+            .map(|c| {
+                let mut cluster = backend::build_cluster(index, c);
+                if grpc_clusters.contains(c) && !has_app_protocol(index, c) {
+                    cluster.protocol = ClusterProtocol::H2c as i32;
+                }
+                cluster
+            })
             .collect(),
     };
     config.version = version(&config);
     config
+}
+
+/// Whether a Gateway listener routes HTTP: HTTP, and HTTPS once TLS is terminated.
+pub(crate) fn carries_http(listener: &ListenerPlan) -> bool {
+    listener.protocol == "HTTP" || listener.protocol == crate::tls::HTTPS
+}
+
+/// Whether the Service port names its protocol (`appProtocol`).
+///
+/// gRPC is HTTP/2 only ("gRPC [...] is built on HTTP/2"), so a Service port that only
+/// GRPCRoutes reach and that says nothing about its protocol is spoken to in cleartext
+/// HTTP/2 (h2c, prior knowledge); Gateway API (GRPCRoute): "Implementations supporting
+/// GRPCRoute with the HTTP ProtocolType MUST support HTTP/2 over cleartext TCP (h2c)".
+fn has_app_protocol(index: &Index<'_>, cluster: &ClusterRef) -> bool {
+    index
+        .services
+        .get(&cluster.service)
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.ports.as_ref())
+        .and_then(|ports| ports.iter().find(|p| p.port == cluster.port))
+        .is_some_and(|p| p.app_protocol.is_some())
 }
 
 /// Groups the entries of the attached routes by the hostnames they answer for, most
@@ -126,7 +167,7 @@ fn host_routes(routes: &[(&CompiledRoute<'_>, &[String])]) -> Vec<HostRoutes> {
 }
 
 /// A content hash of the config without its version: equal configs, equal versions.
-fn version(config: &Config) -> String {
+pub(crate) fn version(config: &Config) -> String {
     let digest = Sha256::digest(config.encode_to_vec());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -79,9 +79,11 @@ pub(crate) enum BackendError {
         name: String,
     },
     #[error(
-        "no ReferenceGrant in namespace {namespace:?} allows HTTPRoutes from {from:?} to refer to Service {name:?}"
+        "no ReferenceGrant in namespace {namespace:?} allows {kind}s from {from:?} to refer to Service {name:?}"
     )]
     NotPermitted {
+        /// The kind of the referring route.
+        kind: String,
         from: String,
         namespace: String,
         name: String,

@@ -64,6 +64,8 @@ const DEFAULT_FRACTION_DENOMINATOR: i32 = 100;
 #[derive(Clone, Copy)]
 pub(crate) struct Context<'i, 'a> {
     pub(crate) index: &'i Index<'a>,
+    /// The kind of the route the filters belong to (ReferenceGrants name it).
+    pub(crate) route_kind: &'static str,
     pub(crate) namespace: &'i str,
     pub(crate) rule: usize,
     pub(crate) prefix: Option<&'i str>,
@@ -517,7 +519,7 @@ fn mirror(
         port: r.port,
     };
     Ok(
-        backend::resolve(cx.index, cx.namespace, reference).map(|cluster| {
+        backend::resolve_from(cx.index, (cx.route_kind, cx.namespace), reference).map(|cluster| {
             (
                 RequestMirror {
                     cluster: cluster.name(),

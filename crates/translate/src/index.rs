@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
+use portico_api::gateway::{GrpcRoute, TcpRoute, TlsRoute, UdpRoute};
 use portico_api::k8s::{EndpointSlice, ObjectMeta, Service};
 use portico_api::names::{self, kind};
 
@@ -36,6 +37,10 @@ pub(crate) struct Index<'a> {
     pub(crate) gateways: BTreeMap<ObjectRef, &'a Gateway>,
     pub(crate) listener_sets: BTreeMap<ObjectRef, &'a ListenerSet>,
     pub(crate) http_routes: BTreeMap<ObjectRef, &'a HttpRoute>,
+    pub(crate) grpc_routes: BTreeMap<ObjectRef, &'a GrpcRoute>,
+    pub(crate) tls_routes: BTreeMap<ObjectRef, &'a TlsRoute>,
+    pub(crate) tcp_routes: BTreeMap<ObjectRef, &'a TcpRoute>,
+    pub(crate) udp_routes: BTreeMap<ObjectRef, &'a UdpRoute>,
     pub(crate) services: BTreeMap<ObjectRef, &'a Service>,
     /// EndpointSlices by the Service they belong to (`kubernetes.io/service-name`), in
     /// slice name order.
@@ -58,6 +63,10 @@ impl<'a> Index<'a> {
         let gateways = keyed(&inputs.gateways, |g| &g.metadata);
         let listener_sets = keyed(&inputs.listener_sets, |l| &l.metadata);
         let http_routes = keyed(&inputs.http_routes, |r| &r.metadata);
+        let grpc_routes = keyed(&inputs.grpc_routes, |r| &r.metadata);
+        let tls_routes = keyed(&inputs.tls_routes, |r| &r.metadata);
+        let tcp_routes = keyed(&inputs.tcp_routes, |r| &r.metadata);
+        let udp_routes = keyed(&inputs.udp_routes, |r| &r.metadata);
         let services = keyed(&inputs.services, |s| &s.metadata);
 
         let mut by_name: Vec<(ObjectRef, ObjectRef, &EndpointSlice)> = inputs
@@ -108,6 +117,10 @@ impl<'a> Index<'a> {
             gateways,
             listener_sets,
             http_routes,
+            grpc_routes,
+            tls_routes,
+            tcp_routes,
+            udp_routes,
             services,
             slices,
             namespace_labels,

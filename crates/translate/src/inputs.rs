@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use portico_api::config::v1::Config;
 use portico_api::gateway::BackendTlsPolicy;
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
+use portico_api::gateway::{GrpcRoute, TcpRoute, TlsRoute, UdpRoute};
 use portico_api::k8s::{ConfigMap, EndpointSlice, Namespace, Secret, Service};
 use portico_api::names;
 
@@ -23,6 +24,12 @@ pub struct Inputs {
     /// [`crate::listener_set`].
     pub listener_sets: Vec<ListenerSet>,
     pub http_routes: Vec<HttpRoute>,
+    pub grpc_routes: Vec<GrpcRoute>,
+    /// TLSRoutes (Passthrough and Terminate listeners), TCPRoutes and UDPRoutes, see
+    /// [`crate::stream`].
+    pub tls_routes: Vec<TlsRoute>,
+    pub tcp_routes: Vec<TcpRoute>,
+    pub udp_routes: Vec<UdpRoute>,
     pub services: Vec<Service>,
     pub endpoint_slices: Vec<EndpointSlice>,
     pub namespaces: Vec<Namespace>,
@@ -58,25 +65,6 @@ pub struct Options {
     /// on the schema Portico is built for, [`names::GATEWAY_API_BUNDLE_VERSION`], the
     /// default.
     pub crd_bundle_version: Option<String>,
-    /// How traffic reaches the proxies: standalone mode binds each Gateway's own
-    /// address and ports; in a cluster each Gateway is reached through its Service.
-    pub exposure: Exposure,
-}
-
-/// How clients reach a Gateway's listeners.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Exposure {
-    /// The proxy binds the Gateway's address (`spec.addresses`, `assigned_addresses` or
-    /// `default_address`) and each listener's own port: standalone mode.
-    #[default]
-    Direct,
-    /// In a cluster: clients reach the Gateway's Service, whose load balancer ingress
-    /// (`assigned_addresses`) is the Gateway's address. The proxy binds
-    /// `default_address` and, per listener port, the proxy port of
-    /// [`ProxyPorts`](crate::ProxyPorts) that the Service targets. A Gateway whose
-    /// Service has no address yet (or not the one it asks for) is
-    /// `Programmed=False` with reason AddressNotAssigned.
-    Service,
 }
 
 impl Default for Options {
@@ -87,7 +75,6 @@ impl Default for Options {
             assigned_addresses: BTreeMap::new(),
             usable_addresses: UsableAddresses::Any,
             crd_bundle_version: Some(names::GATEWAY_API_BUNDLE_VERSION.to_owned()),
-            exposure: Exposure::Direct,
         }
     }
 }

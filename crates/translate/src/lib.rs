@@ -13,10 +13,13 @@
 //!             │     (addresses, listeners, conflicts)         ▲
 //!             ├─ ListenerSets of those ──> merged into it ────┼───> ListenerSet status
 //!             │     (allowedListeners, precedence)            │ attachedRoutes
-//!             └─ HTTPRoutes ─> CompiledRoute ─> attach ───────┴───> HTTPRoute status
-//!                  (entries, backends)      (parentRefs × listeners)
-//!                                                 │
-//!                                                 └─> config::build ─> Config
+//!             └─ HTTPRoutes ─┐
+//!                GRPCRoutes ─┼> CompiledRoute ─> attach ──────┴───> route status per kind
+//!                TLSRoutes ──┤  (entries or      (parentRefs × listeners,
+//!                TCPRoutes ──┤   streams,         route_conflict: HTTP vs gRPC)
+//!                UDPRoutes ──┘   backends)              │
+//!                                                       ├─> config::build ─> Config
+//!                                                       └─> stream::apply (stream_routes)
 //!             Secrets ─> tls::resolve_all (HTTPS certificateRefs) ──> tls::apply ┘
 //!             BackendTLSPolicies + ConfigMaps ─> backend_tls (in the Index) ─> Cluster.tls,
 //!                                                 BackendTLSPolicy status (ancestors = Gateways)
@@ -36,6 +39,8 @@ mod error;
 mod filters;
 mod gateway;
 mod gateway_status;
+mod grpc;
+mod grpc_precedence;
 mod hostname;
 mod index;
 mod inputs;
@@ -46,22 +51,22 @@ mod listener_set_status;
 mod matches;
 mod policy;
 mod precedence;
-mod proxy_port;
 mod route;
+mod route_conflict;
 mod selector;
 mod status;
+mod stream;
 mod tls;
 
 use std::collections::BTreeMap;
 
 pub use hostname::hostname_matches;
-pub use inputs::{Exposure, Inputs, Options, Output, UsableAddresses};
+pub use inputs::{Inputs, Options, Output, UsableAddresses};
 pub use ipnet::IpNet;
-pub use proxy_port::{PROXY_PORT_BASE, PROXY_PORT_SPAN, ProxyPorts};
 pub use status::{
     Condition, ConditionStatus, GatewayClassStatus, GatewayStatus, GatewayStatusAddress,
     HttpRouteStatus, ListenerSetStatus, ListenerStatus, ObjectRef, ParentReference,
-    PolicyAncestorStatus, PolicyStatus, RouteGroupKind, RouteParentStatus, Statuses,
+    PolicyAncestorStatus, PolicyStatus, RouteGroupKind, RouteParentStatus, RouteStatus, Statuses,
 };
 
 use index::Index;
@@ -81,14 +86,45 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
     let secrets = tls::index_secrets(&inputs.secrets);
     let listener_tls = tls::resolve_all(&index, &secrets, &plans);
 
+    // Every route of every kind, compiled and attached; HTTPRoutes and GRPCRoutes that
+    // claim the same hostname on a listener are then settled (crate::route_conflict).
+    let compiled = index
+        .http_routes
+        .values()
+        .map(|r| route::compile(&index, r))
+        .chain(index.grpc_routes.values().map(|r| grpc::compile(&index, r)))
+        .chain(
+            index
+                .tls_routes
+                .values()
+                .map(|r| stream::compile_tls(&index, r)),
+        )
+        .chain(
+            index
+                .tcp_routes
+                .values()
+                .map(|r| stream::compile_tcp(&index, r)),
+        )
+        .chain(
+            index
+                .udp_routes
+                .values()
+                .map(|r| stream::compile_udp(&index, r)),
+        );
+    let mut attached: Vec<route_conflict::Attached<'_>> = compiled
+        .map(|c| {
+            let (status, attachments) = attach::attach(&index, &plans, &c);
+            (c, status, attachments)
+        })
+        .collect();
+    route_conflict::settle(&index, &mut attached);
+
     let mut routes = Vec::new();
     // (gateway, listener) -> attachedRoutes, listeners by `ListenerPlan::name`.
     let mut attached_counts: BTreeMap<ObjectRef, BTreeMap<String, i32>> = BTreeMap::new();
-    for route in index.http_routes.values() {
-        let compiled = route::compile(&index, route);
-        let (status, attachments) = attach::attach(&index, &plans, &compiled);
-        if let Some(status) = status {
-            statuses.http_routes.insert(compiled.key.clone(), status);
+    for (compiled, status, attachments) in attached {
+        if let (Some(status), Some(map)) = (status, statuses.routes_of_kind_mut(compiled.kind)) {
+            map.insert(compiled.key.clone(), status);
         }
         // Attachments are distinct: a route attached to a listener through several
         // parentRefs counts once there.
@@ -123,5 +159,12 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
 
     let mut config = config::build(&index, &plans, &routes);
     tls::apply(&mut config, &listener_tls);
+    let stream_problems = stream::apply(&mut config, &index, &secrets, &plans, &routes);
+    for (gateway, section_name, problem) in &stream_problems {
+        if let (Some(status), Some(plan)) = (statuses.gateways.get_mut(gateway), plans.get(gateway))
+        {
+            tls::patch_listener_status(status, section_name, problem, plan.generation);
+        }
+    }
     Output { config, statuses }
 }

@@ -23,19 +23,28 @@ use portico_api::names::{self, kind};
 use crate::selector::AllowedNamespaces;
 use crate::status::{ObjectRef, RouteGroupKind};
 
-/// Protocols the data plane serves today. HTTPS, TLS, TCP and UDP come later.
-const SUPPORTED_PROTOCOLS: &[&str] = &["HTTP"];
+/// Protocols the data plane serves. HTTPS listeners are planned as HTTP ones (see
+/// [`crate::gateway`]), so HTTPS is not listed here.
+const SUPPORTED_PROTOCOLS: &[&str] = &["HTTP", "TLS", "TCP", "UDP"];
 
 /// The route kinds a protocol carries, as far as Portico serves them.
 ///
 /// Gateway API (allowedRoutes.kinds): "A RouteGroupKind MUST correspond to kinds of
 /// Routes that are compatible with the application protocol specified in the Listener's
 /// Protocol field." and (listener status supportedKinds): "This MUST represent the kinds
-/// supported by an implementation for that Listener configuration." GRPCRoute is
-/// compatible with HTTP too; it joins this table when Portico serves GRPCRoutes.
+/// supported by an implementation for that Listener configuration." HTTP (and HTTPS,
+/// planned as HTTP) carries HTTPRoute and GRPCRoute (GRPCRoute: "Implementations
+/// supporting GRPCRoute with the HTTPS ProtocolType MUST accept HTTP/2 connections
+/// without an initial upgrade from HTTP/1.1 [...] Implementations supporting GRPCRoute
+/// with the HTTP ProtocolType MUST support HTTP/2 over cleartext TCP (h2c)"). A TLS
+/// listener carries TLSRoutes whether it passes TLS through or terminates it (the
+/// upstream TLSRouteListenerTerminateSupportedKinds test); TCP and UDP their own kinds.
 fn kinds_for_protocol(protocol: &str) -> &'static [&'static str] {
     match protocol {
-        "HTTP" => &[kind::HTTP_ROUTE],
+        "HTTP" => &[kind::HTTP_ROUTE, kind::GRPC_ROUTE],
+        "TLS" => &[kind::TLS_ROUTE],
+        "TCP" => &[kind::TCP_ROUTE],
+        "UDP" => &[kind::UDP_ROUTE],
         _ => &[],
     }
 }
@@ -224,9 +233,13 @@ mod tests {
     };
 
     fn http_route() -> RouteGroupKind {
+        of_kind(kind::HTTP_ROUTE)
+    }
+
+    fn of_kind(k: &str) -> RouteGroupKind {
         RouteGroupKind {
             group: names::GATEWAY_API_GROUP.into(),
-            kind: kind::HTTP_ROUTE.into(),
+            kind: k.into(),
         }
     }
 
@@ -240,7 +253,22 @@ mod tests {
             Vec<&'a str>,
         );
         let cases: Vec<Case<'_>> = vec![
-            ("HTTP", vec![], vec![http_route()], vec![]),
+            (
+                "HTTP",
+                vec![],
+                vec![http_route(), of_kind(kind::GRPC_ROUTE)],
+                vec![],
+            ),
+            ("TLS", vec![], vec![of_kind(kind::TLS_ROUTE)], vec![]),
+            ("TCP", vec![], vec![of_kind(kind::TCP_ROUTE)], vec![]),
+            ("UDP", vec![], vec![of_kind(kind::UDP_ROUTE)], vec![]),
+            (
+                "TCP",
+                vec![(None, "UDPRoute")],
+                vec![],
+                vec!["gateway.networking.k8s.io/UDPRoute"],
+            ),
+            // HTTPS listeners are planned as HTTP ones (crate::gateway).
             ("HTTPS", vec![], vec![], vec![]),
             ("INVALID", vec![], vec![], vec![]),
             (
@@ -321,7 +349,7 @@ mod tests {
         spec.port = 70000;
         assert!(!ListenerPlan::from_gateway(&spec, &gw).is_valid());
         spec.port = 80;
-        spec.protocol = "UDP".into();
+        spec.protocol = "SCTP".into();
         let plan = ListenerPlan::from_gateway(&spec, &gw);
         assert!(plan.unsupported_protocol && !plan.is_valid());
         assert_eq!(plan.name, "l");

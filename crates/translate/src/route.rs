@@ -14,12 +14,13 @@
 //! The same entries are placed in every virtual host the route attaches to (see
 //! [`crate::config`]), under each hostname of the intersection.
 
-use portico_api::config::v1::Route;
+use portico_api::config::v1::{Route, WeightedBackend};
 use portico_api::gateway::HttpRoute;
 use portico_api::gateway::httproutes::{
     HttpRouteRules, HttpRouteRulesFiltersType, HttpRouteRulesMatchesPathType,
 };
 use portico_api::k8s::Time;
+use portico_api::names::kind;
 
 use crate::backend::{self, ClusterRef};
 use crate::error::{BackendError, RouteError};
@@ -28,42 +29,113 @@ use crate::index::{Index, object_ref};
 use crate::matches;
 use crate::policy;
 use crate::precedence::Precedence;
-use crate::status::ObjectRef;
+use crate::status::{ObjectRef, ParentReference};
 
+/// A route of any kind, compiled. HTTPRoutes and GRPCRoutes fill `entries`, TLSRoutes,
+/// TCPRoutes and UDPRoutes fill `streams`; attachment ([`crate::attach`]) and status read
+/// only the kind-independent fields.
 #[derive(Debug)]
 pub(crate) struct CompiledRoute<'a> {
+    /// `HTTPRoute`, `GRPCRoute`, `TLSRoute`, `TCPRoute` or `UDPRoute`.
+    pub(crate) kind: &'static str,
     pub(crate) key: ObjectRef,
-    pub(crate) route: &'a HttpRoute,
+    pub(crate) generation: Option<i64>,
+    pub(crate) created: Option<&'a Time>,
+    /// `spec.parentRefs` as written.
+    pub(crate) parent_refs: Vec<ParentReference>,
     pub(crate) hostnames: Vec<String>,
     pub(crate) entries: Vec<RouteEntry>,
+    pub(crate) streams: Vec<StreamRule>,
     pub(crate) clusters: Vec<ClusterRef>,
     pub(crate) errors: Vec<RouteError>,
     pub(crate) backend_errors: Vec<BackendError>,
 }
 
+impl<'a> CompiledRoute<'a> {
+    /// An empty compiled route of `kind`, from its metadata, hostnames and parentRefs.
+    pub(crate) fn new(
+        kind: &'static str,
+        metadata: &'a portico_api::k8s::ObjectMeta,
+        hostnames: &[String],
+        parent_refs: Vec<ParentReference>,
+    ) -> Self {
+        Self {
+            kind,
+            key: object_ref(metadata),
+            generation: metadata.generation,
+            created: metadata.creation_timestamp.as_ref(),
+            parent_refs,
+            hostnames: hostnames.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            entries: Vec::new(),
+            streams: Vec::new(),
+            clusters: Vec::new(),
+            errors: Vec::new(),
+            backend_errors: Vec::new(),
+        }
+    }
+
+    /// Adds clusters a rule sends traffic to, once each.
+    pub(crate) fn add_clusters(&mut self, clusters: impl IntoIterator<Item = ClusterRef>) {
+        for cluster in clusters {
+            if !self.clusters.contains(&cluster) {
+                self.clusters.push(cluster);
+            }
+        }
+    }
+}
+
+/// `spec.parentRefs` of any route kind as the kind-independent [`ParentReference`]: every
+/// route kind's parentRef has the same fields (Gateway API `ParentReference`).
+macro_rules! parent_refs {
+    ($refs:expr) => {
+        $refs
+            .iter()
+            .flatten()
+            .map(|p| $crate::status::ParentReference {
+                group: p.group.clone(),
+                kind: p.kind.clone(),
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+                section_name: p.section_name.clone(),
+                port: p.port,
+            })
+            .collect::<Vec<_>>()
+    };
+}
+pub(crate) use parent_refs;
+
+/// One (rule, match) of an HTTPRoute or GRPCRoute, with its place in the precedence order.
 #[derive(Debug, Clone)]
 pub(crate) struct RouteEntry {
-    pub(crate) precedence: Precedence,
+    pub(crate) precedence: Rank,
     pub(crate) route: Route,
 }
 
+/// How entries of one hostname are ordered. The two kinds are never merged (GRPCRoute:
+/// "Merging MUST not be done between GRPCRoutes and HTTPRoutes."), and
+/// [`crate::route_conflict`] keeps them off shared hostnames; should they meet anyway,
+/// gRPC entries go first, as their matches are paths no browser asks for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Rank {
+    Grpc(crate::grpc_precedence::GrpcPrecedence),
+    Http(Precedence),
+}
+
+/// One rule of a TLSRoute, TCPRoute or UDPRoute: where its connections go.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamRule {
+    pub(crate) rule: usize,
+    pub(crate) backends: Vec<WeightedBackend>,
+}
+
 pub(crate) fn compile<'a>(index: &Index<'_>, route: &'a HttpRoute) -> CompiledRoute<'a> {
-    let key = object_ref(&route.metadata);
-    let mut compiled = CompiledRoute {
-        key: key.clone(),
-        route,
-        hostnames: route
-            .spec
-            .hostnames
-            .iter()
-            .flatten()
-            .map(|h| h.to_ascii_lowercase())
-            .collect(),
-        entries: Vec::new(),
-        clusters: Vec::new(),
-        errors: Vec::new(),
-        backend_errors: Vec::new(),
-    };
+    let mut compiled = CompiledRoute::new(
+        kind::HTTP_ROUTE,
+        &route.metadata,
+        route.spec.hostnames.as_deref().unwrap_or_default(),
+        parent_refs!(route.spec.parent_refs),
+    );
+    let key = compiled.key.clone();
 
     // The CRD defaults a missing `rules` to one rule matching PathPrefix `/` (with no
     // backends, so it answers 500); the API server applies it, a folder does not.
@@ -109,6 +181,7 @@ fn compile_rule(
     }
     let cx = Context {
         index,
+        route_kind: kind::HTTP_ROUTE,
         namespace: &key.namespace,
         rule: i,
         prefix: single_prefix(rule),
@@ -132,20 +205,13 @@ fn compile_rule(
     compiled.backend_errors.extend(resolved.errors);
     compiled.backend_errors.extend(converted_filters.errors);
     compiled.backend_errors.extend(filter_errors);
-    for cluster in resolved
-        .clusters
-        .into_iter()
-        .chain(converted_filters.clusters)
-    {
-        if !compiled.clusters.contains(&cluster) {
-            compiled.clusters.push(cluster);
-        }
-    }
+    compiled.add_clusters(resolved.clusters);
+    compiled.add_clusters(converted_filters.clusters);
 
-    let created: Option<&Time> = compiled.route.metadata.creation_timestamp.as_ref();
+    let created: Option<&Time> = compiled.created;
     for (j, m) in converted_matches.into_iter().enumerate() {
         compiled.entries.push(RouteEntry {
-            precedence: Precedence {
+            precedence: Rank::Http(Precedence {
                 path_kind: m.path_kind,
                 path_len: m.path_len,
                 has_method: !m.matcher.method.is_empty(),
@@ -155,7 +221,7 @@ fn compile_rule(
                 route: key.to_string(),
                 rule: i,
                 matcher: j,
-            },
+            }),
             route: Route {
                 name: format!("{key}/rule/{i}/match/{j}"),
                 route: key.to_string(),

@@ -69,11 +69,56 @@ pub struct Statuses {
     /// absent: a writer should drop the parent entries that carry our controllerName from
     /// them (see [`HttpRouteStatus::to_kube`]).
     pub http_routes: BTreeMap<ObjectRef, HttpRouteStatus>,
+    /// GRPCRoutes, TLSRoutes, TCPRoutes and UDPRoutes, on the same terms as `http_routes`
+    /// (every route kind has the same status shape); left out of the YAML when empty.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub grpc_routes: BTreeMap<ObjectRef, RouteStatus>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tls_routes: BTreeMap<ObjectRef, RouteStatus>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tcp_routes: BTreeMap<ObjectRef, RouteStatus>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub udp_routes: BTreeMap<ObjectRef, RouteStatus>,
     /// BackendTLSPolicies that apply to a backend of a route attached to one of our
     /// Gateways; left out of the YAML when there are none (see [`crate::backend_tls`]).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub backend_tls_policies: BTreeMap<ObjectRef, PolicyStatus>,
 }
+
+impl Statuses {
+    /// The status map of a route kind (`HTTPRoute`, `GRPCRoute`, ...); `None` for other
+    /// kinds.
+    pub fn routes_of_kind(&self, kind: &str) -> Option<&BTreeMap<ObjectRef, RouteStatus>> {
+        use portico_api::names::kind as k;
+        Some(match kind {
+            k::HTTP_ROUTE => &self.http_routes,
+            k::GRPC_ROUTE => &self.grpc_routes,
+            k::TLS_ROUTE => &self.tls_routes,
+            k::TCP_ROUTE => &self.tcp_routes,
+            k::UDP_ROUTE => &self.udp_routes,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn routes_of_kind_mut(
+        &mut self,
+        kind: &str,
+    ) -> Option<&mut BTreeMap<ObjectRef, RouteStatus>> {
+        use portico_api::names::kind as k;
+        Some(match kind {
+            k::HTTP_ROUTE => &mut self.http_routes,
+            k::GRPC_ROUTE => &mut self.grpc_routes,
+            k::TLS_ROUTE => &mut self.tls_routes,
+            k::TCP_ROUTE => &mut self.tcp_routes,
+            k::UDP_ROUTE => &mut self.udp_routes,
+            _ => return None,
+        })
+    }
+}
+
+/// The status of a route of any kind: the Gateway API gives every route kind the same
+/// `RouteStatus` (a list of parent statuses).
+pub type RouteStatus = HttpRouteStatus;
 
 /// `"True"`, `"False"` or `"Unknown"`.
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]

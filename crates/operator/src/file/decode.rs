@@ -4,6 +4,8 @@
 //! |----------------------------------------------|---------------------------------------|
 //! | `gateway.networking.k8s.io/v1` or `/v1beta1` | GatewayClass, Gateway, HTTPRoute, ReferenceGrant |
 //! | `gateway.networking.k8s.io/v1`               | ListenerSet                           |
+//! | `gateway.networking.k8s.io/v1`               | GRPCRoute                             |
+//! | `gateway.networking.k8s.io/v1`, `/v1alpha2`, `/v1alpha3` | TLSRoute, TCPRoute, UDPRoute |
 //! | `v1`                                         | Service, Namespace, Secret, `List` (its `items`) |
 //! | `discovery.k8s.io/v1`                        | EndpointSlice                         |
 //!
@@ -27,6 +29,7 @@ use std::path::Path;
 
 use portico_api::gateway::BackendTlsPolicy;
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
+use portico_api::gateway::{GrpcRoute, TcpRoute, TlsRoute, UdpRoute};
 use portico_api::k8s::{ConfigMap, EndpointSlice, Namespace, Secret, Service};
 use portico_api::kube::{Resource, ResourceExt};
 use portico_api::names::NAMESPACE_NAME_LABEL;
@@ -43,6 +46,9 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// Versions of the Gateway API kinds read besides the types' own (`v1`).
 const GATEWAY_API_OLDER_VERSIONS: &[&str] = &["v1beta1"];
+
+/// Versions of TLSRoute, TCPRoute and UDPRoute read besides `v1`.
+const STREAM_ROUTE_OLDER_VERSIONS: &[&str] = &["v1alpha2", "v1alpha3"];
 
 /// `apiVersion: v1`, `kind: List`: what `kubectl get -o yaml` prints for several objects.
 const LIST_API_VERSION: &str = "v1";
@@ -171,6 +177,12 @@ fn decode_object(
         .or_else(|| want.decode::<Gateway>(gw, source))
         .or_else(|| want.decode::<ListenerSet>(&[], source))
         .or_else(|| want.decode::<HttpRoute>(gw, source))
+        // GRPCRoute is v1 only; TLSRoute, TCPRoute and UDPRoute are v1 since v1.6 and
+        // were v1alpha2 (TLSRoute also v1alpha3) before, with the same fields we read.
+        .or_else(|| want.decode::<GrpcRoute>(&[], source))
+        .or_else(|| want.decode::<TlsRoute>(STREAM_ROUTE_OLDER_VERSIONS, source))
+        .or_else(|| want.decode::<TcpRoute>(STREAM_ROUTE_OLDER_VERSIONS, source))
+        .or_else(|| want.decode::<UdpRoute>(STREAM_ROUTE_OLDER_VERSIONS, source))
         .or_else(|| want.decode::<ReferenceGrant>(gw, source))
         .or_else(|| want.decode::<Service>(&[], source))
         .or_else(|| want.decode::<EndpointSlice>(&[], source))
@@ -368,6 +380,54 @@ mod tests {
         );
         let string_data = secret.string_data.clone().unwrap_or_default();
         assert_eq!(string_data.get("tls.key").map(String::as_str), Some("key"));
+    }
+
+    /// Every route kind reaches the store; TLSRoute, TCPRoute and UDPRoute also at the
+    /// alpha versions older manifests use, GRPCRoute only at v1.
+    #[test]
+    fn route_kinds_are_read() {
+        let text = "apiVersion: gateway.networking.k8s.io/v1\n\
+                    kind: GRPCRoute\n\
+                    metadata: {name: g, namespace: apps}\n\
+                    spec: {parentRefs: [{name: gw}], rules: [{matches: [{method: {service: a.B, method: C}}]}]}\n\
+                    ---\n\
+                    apiVersion: gateway.networking.k8s.io/v1alpha2\n\
+                    kind: TLSRoute\n\
+                    metadata: {name: t, namespace: apps}\n\
+                    spec: {hostnames: [a.example.com], rules: [{backendRefs: [{name: s, port: 443}]}]}\n\
+                    ---\n\
+                    apiVersion: gateway.networking.k8s.io/v1alpha2\n\
+                    kind: TCPRoute\n\
+                    metadata: {name: c, namespace: apps}\n\
+                    spec: {rules: [{backendRefs: [{name: s, port: 5432}]}]}\n\
+                    ---\n\
+                    apiVersion: gateway.networking.k8s.io/v1\n\
+                    kind: UDPRoute\n\
+                    metadata: {name: u, namespace: apps}\n\
+                    spec: {rules: [{backendRefs: [{name: s, port: 53}]}]}\n\
+                    ---\n\
+                    apiVersion: gateway.networking.k8s.io/v1alpha2\n\
+                    kind: GRPCRoute\n\
+                    metadata: {name: old, namespace: apps}\n\
+                    spec: {}\n";
+        let contents = super::super::parse_file(Path::new("r.yaml"), text).unwrap_or_default();
+        let kinds: Vec<String> = contents
+            .objects
+            .iter()
+            .map(|o| format!("{} {}", o.object.kind(), o.object.key()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "GRPCRoute apps/g",
+                "TLSRoute apps/t",
+                "TCPRoute apps/c",
+                "UDPRoute apps/u"
+            ]
+        );
+        let errors: Vec<String> = contents.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("v1alpha2 is not read"), "{errors:?}");
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! A CRD counts as installed when it serves the version our types are generated for.
 //! ListenerSets are optional: their CRD joined the standard channel in v1.5, and a
 //! cluster with older CRDs runs without them (the kind is then not watched).
+//! GRPCRoutes, TLSRoutes, TCPRoutes and UDPRoutes are watched when their CRD is there
+//! ([`kind_served`], asked by the provider itself): a cluster with the HTTP profile only
+//! runs without them.
 //! The GatewayClass CRD's `gateway.networking.k8s.io/bundle-version` annotation is read
 //! on the way: the translator reports on it in the GatewayClass `SupportedVersion`
 //! condition.
@@ -91,6 +94,18 @@ pub struct InstalledCrds {
     /// Whether the ListenerSet CRD serves our version (else ListenerSets are not
     /// watched).
     pub listener_sets: bool,
+}
+
+/// Whether the CRD of kind `K` is installed and serves the version of our types.
+pub(crate) async fn kind_served<K: Resource<DynamicType = ()>>(
+    client: &Client,
+) -> Result<bool, kube::Error> {
+    let crd = required::<K>();
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    Ok(api
+        .get_opt(&crd.name)
+        .await?
+        .is_some_and(|found| serves(&found, &crd.version)))
 }
 
 /// Whether `crd` serves `version`.

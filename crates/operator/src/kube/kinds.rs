@@ -21,6 +21,7 @@ use std::fmt::Debug;
 use kube::runtime::watcher::Event;
 use portico_api::gateway::BackendTlsPolicy;
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
+use portico_api::gateway::{GrpcRoute, TcpRoute, TlsRoute, UdpRoute};
 use portico_api::k8s::{ConfigMap, EndpointSlice, Namespace, Secret, Service};
 use portico_api::kube::Resource;
 use serde::de::DeserializeOwned;
@@ -51,6 +52,10 @@ watched!(
     Gateway => gateways,
     ListenerSet => listener_sets,
     HttpRoute => http_routes,
+    GrpcRoute => grpc_routes,
+    TlsRoute => tls_routes,
+    TcpRoute => tcp_routes,
+    UdpRoute => udp_routes,
     ReferenceGrant => reference_grants,
     Service => services,
     EndpointSlice => endpoint_slices,

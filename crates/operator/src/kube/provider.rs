@@ -6,6 +6,10 @@
 //!   watcher(Gateway)       │
 //!   watcher(ListenerSet)   │ (when its CRD is installed) Relist<K>::handle                     ┌─ Snapshot #n ─> status writer
 //!   watcher(HTTPRoute)     ├──────────────> Shared { Store,  ──notify──> translate task ─┤  (watch channel)
+//!   watcher(GRPCRoute)     │ (this and the next three when their CRD is installed)
+//!   watcher(TLSRoute)      │
+//!   watcher(TCPRoute)      │
+//!   watcher(UDPRoute)      │
 //!   watcher(ReferenceGrant)│                changes: u64,   (debounce, all kinds synced)  └─> Service reconciler
 //!   watcher(Service)       │                unsynced kinds }
 //!   watcher(EndpointSlice) │
@@ -28,6 +32,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
+use portico_api::gateway::{GrpcRoute, TcpRoute, TlsRoute, UdpRoute};
 use portico_api::k8s::{EndpointSlice, Namespace, Secret, Service};
 use portico_api::k8s_openapi::NamespaceResourceScope;
 use portico_translate::{Inputs, Options, Output, translate};
@@ -36,6 +41,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::kube::crds;
 use crate::kube::kinds::{Relist, Watched};
 use crate::service;
 use crate::store::Store;
@@ -123,6 +129,10 @@ impl KubeProvider {
             watches.namespaced::<ListenerSet>(all());
         }
         watches.namespaced::<HttpRoute>(all());
+        watches.namespaced_if_served::<GrpcRoute>();
+        watches.namespaced_if_served::<TlsRoute>();
+        watches.namespaced_if_served::<TcpRoute>();
+        watches.namespaced_if_served::<UdpRoute>();
         watches.namespaced::<ReferenceGrant>(all());
         watches.namespaced::<Service>(all());
         watches.namespaced::<EndpointSlice>(all());
@@ -159,6 +169,43 @@ impl Watches {
             &self.shutdown,
         );
         self.tasks.spawn(task);
+    }
+
+    /// Watches `K` if its CRD is installed, else counts it as listed (and empty): the
+    /// route kinds beyond HTTPRoute are optional. Whether it is installed is asked once,
+    /// when the watch starts; a failed check watches anyway (the watch retries).
+    fn namespaced_if_served<K>(&mut self)
+    where
+        K: Watched + kube::Resource<Scope = NamespaceResourceScope>,
+    {
+        let api = match &self.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let watch = watch_kind::<K>(
+            api,
+            watcher::Config::default(),
+            &self.shared,
+            &self.shutdown,
+        );
+        let client = self.client.clone();
+        let shared = self.shared.clone();
+        self.tasks.spawn(async move {
+            let kind = K::kind(&()).into_owned();
+            match crds::kind_served::<K>(&client).await {
+                Ok(true) => watch.await,
+                Ok(false) => {
+                    info!(kind, "kubernetes provider: CRD not installed, kind not watched");
+                    if shared.lock().unsynced.remove(&kind) {
+                        shared.changed.notify_one();
+                    }
+                }
+                Err(e) => {
+                    warn!(kind, error = %e, "kubernetes provider: cannot read the CRD, watching anyway");
+                    watch.await;
+                }
+            }
+        });
     }
 
     fn namespaced<K>(&mut self, config: watcher::Config)

@@ -188,6 +188,10 @@ impl View {
         loaded.add(&inputs.gateways);
         loaded.add(&inputs.listener_sets);
         loaded.add(&inputs.http_routes);
+        loaded.add(&inputs.grpc_routes);
+        loaded.add(&inputs.tls_routes);
+        loaded.add(&inputs.tcp_routes);
+        loaded.add(&inputs.udp_routes);
         loaded.add(&inputs.reference_grants);
         loaded.add(&inputs.services);
         loaded.add(&inputs.endpoint_slices);

@@ -29,6 +29,7 @@ fn convert(filters: serde_json::Value, prefix: Option<&str>) -> Result<RuleFilte
     convert_rule(
         Context {
             index: &index,
+            route_kind: portico_api::names::kind::HTTP_ROUTE,
             namespace: "ns",
             rule: 0,
             prefix,
@@ -326,6 +327,7 @@ fn backend_filters() {
     let index = Index::new(&inputs, &options);
     let cx = Context {
         index: &index,
+        route_kind: portico_api::names::kind::HTTP_ROUTE,
         namespace: "ns",
         rule: 1,
         prefix: None,
