@@ -73,6 +73,20 @@ fn grpc_route(name: &str, method: &str, backends: Vec<pb::WeightedBackend>) -> p
     }
 }
 
+/// `route`, matching only calls that carry metadata `name: yes`.
+fn only_with(mut route: pb::Route, name: &str) -> pb::Route {
+    route
+        .r#match
+        .get_or_insert_default()
+        .headers
+        .push(pb::HeaderMatch {
+            name: name.to_owned(),
+            kind: pb::StringMatchKind::Exact as i32,
+            value: "yes".to_owned(),
+        });
+    route
+}
+
 /// An h2c channel to the proxy at `addr` whose calls carry `:authority` `host`.
 async fn h2c(addr: SocketAddr, host: &str) -> GrpcEchoClient<Channel> {
     let channel = Channel::from_shared(format!("http://{addr}"))
@@ -89,7 +103,27 @@ async fn call(
     client: &mut GrpcEchoClient<Channel>,
     method: &str,
 ) -> Result<EchoResponse, tonic::Status> {
-    let request = tonic::Request::new(EchoRequest {});
+    send(client, method, tonic::Request::new(EchoRequest {})).await
+}
+
+/// A call carrying metadata `header: yes`.
+async fn call_with(
+    client: &mut GrpcEchoClient<Channel>,
+    method: &str,
+    header: &'static str,
+) -> Result<EchoResponse, tonic::Status> {
+    let mut request = tonic::Request::new(EchoRequest {});
+    request
+        .metadata_mut()
+        .insert(header, "yes".parse().unwrap());
+    send(client, method, request).await
+}
+
+async fn send(
+    client: &mut GrpcEchoClient<Channel>,
+    method: &str,
+    request: tonic::Request<EchoRequest>,
+) -> Result<EchoResponse, tonic::Status> {
     let response = match method {
         "Echo" => client.echo(request).await,
         "EchoTwo" => client.echo_two(request).await,
@@ -117,46 +151,26 @@ async fn calls_are_routed_by_method_and_errors_are_grpc_statuses() {
         l.local_addr().unwrap()
     };
     let slow = BlackHole::start().await;
-    let mut timed = grpc_route("timed", "EchoThree", vec![to("slow", 1)]);
-    timed
-        .r#match
-        .as_mut()
-        .unwrap()
-        .headers
-        .push(pb::HeaderMatch {
-            name: "x-slow".to_owned(),
-            kind: pb::StringMatchKind::Exact as i32,
-            value: "yes".to_owned(),
-        });
+    let mut timed = only_with(
+        grpc_route("timed", "EchoThree", vec![to("slow", 1)]),
+        "x-slow",
+    );
     timed.timeouts = Some(pb::Timeouts {
         request_ms: 300,
         backend_request_ms: 0,
     });
-    let mut down = grpc_route("down", "EchoTwo", vec![to("refused", 1)]);
-    down.r#match
-        .as_mut()
-        .unwrap()
-        .headers
-        .push(pb::HeaderMatch {
-            name: "x-down".to_owned(),
-            kind: pb::StringMatchKind::Exact as i32,
-            value: "yes".to_owned(),
-        });
-    let mut invalid = grpc_route(
-        "invalid",
-        "EchoTwo",
-        vec![support::invalid(1, "BackendNotFound: test/missing")],
+    let down = only_with(
+        grpc_route("down", "EchoTwo", vec![to("refused", 1)]),
+        "x-down",
     );
-    invalid
-        .r#match
-        .as_mut()
-        .unwrap()
-        .headers
-        .push(pb::HeaderMatch {
-            name: "x-invalid".to_owned(),
-            kind: pb::StringMatchKind::Exact as i32,
-            value: "yes".to_owned(),
-        });
+    let invalid = only_with(
+        grpc_route(
+            "invalid",
+            "EchoTwo",
+            vec![support::invalid(1, "BackendNotFound: test/missing")],
+        ),
+        "x-invalid",
+    );
     let proxy = start(config(
         "v1",
         vec![listener(
@@ -211,27 +225,21 @@ async fn calls_are_routed_by_method_and_errors_are_grpc_statuses() {
     assert!(status.message().contains("no ready endpoint"), "{status:?}");
 
     // A backend that refuses connections: UNAVAILABLE.
-    let mut request = tonic::Request::new(EchoRequest {});
-    request
-        .metadata_mut()
-        .insert("x-down", "yes".parse().unwrap());
-    let status = client.echo_two(request).await.unwrap_err();
+    let status = call_with(&mut client, "EchoTwo", "x-down")
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 
     // An invalid backendRef: INTERNAL.
-    let mut request = tonic::Request::new(EchoRequest {});
-    request
-        .metadata_mut()
-        .insert("x-invalid", "yes".parse().unwrap());
-    let status = client.echo_two(request).await.unwrap_err();
+    let status = call_with(&mut client, "EchoTwo", "x-invalid")
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Internal, "{status:?}");
 
     // The route's request timeout: DEADLINE_EXCEEDED.
-    let mut request = tonic::Request::new(EchoRequest {});
-    request
-        .metadata_mut()
-        .insert("x-slow", "yes".parse().unwrap());
-    let status = client.echo_three(request).await.unwrap_err();
+    let status = call_with(&mut client, "EchoThree", "x-slow")
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
 
     // No route for this host: UNIMPLEMENTED from the proxy, not an HTTP 404 page.
@@ -316,13 +324,18 @@ async fn grpc_over_an_https_listener_with_alpn_h2() {
         "grpc.example.com",
         vec![grpc_route("echo", "Echo", vec![to("v1", 1)])],
     );
-    v.tls = Some(pb::TlsTermination {
+    // Fields the contract gains later (client validation) keep their defaults; the
+    // update is needless until it has them.
+    #[allow(clippy::needless_update)]
+    let termination = pb::TlsTermination {
         certificates: vec![pb::Certificate {
             name: "test/grpc-cert".to_owned(),
             cert_chain_pem: cert.pem().into_bytes(),
             private_key_pem: key.serialize_pem().into_bytes(),
         }],
-    });
+        ..Default::default()
+    };
+    v.tls = Some(termination);
     let proxy = start(config(
         "v1",
         vec![pb::Listener {
