@@ -18,6 +18,8 @@
 //!   start-up CRD check, the leader Lease.
 //! - [`status`]: the leader's status writer.
 //! - [`service`]: one LoadBalancer Service per Gateway.
+//! - [`xds`]: the config server streaming each proxy its config (ACK/NACK, records,
+//!   NACKs on Gateway status, metrics).
 //! - [`run`]: [`run()`] and its [`Config`], what `portico-operator` calls.
 
 pub mod file;
@@ -29,6 +31,7 @@ pub mod service;
 pub mod status;
 pub mod store;
 pub mod watch;
+pub mod xds;
 
 /// The translator's input, which every provider produces.
 pub use portico_translate::Inputs;

@@ -6,12 +6,15 @@
 //!     ├─ wait_for_crds (names the missing ones, retries with backoff)
 //!     ├─ KubeProvider::spawn ──snapshots──┬─> status writer   ─┐ gated on
 //!     ├─ lease::spawn ──leader (bool)─────┼─> Service reconciler┘ the Lease
+//!     ├─ xds::start ──config server (--config-listen), proxies' NACKs onto the
+//!     │               snapshots the status writer gets, metrics port (--metrics-listen)
 //!     └─ shutdown: every task stops, the Lease is released
 //! ```
 //!
 //! `main.rs` only parses [`Config`] (flags with env fallbacks), sets up logging and the
 //! client, and calls [`run`]; tests call [`run`] with a client of the test API server.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +34,7 @@ use crate::kube::provider::{self, KubeProvider, ProviderConfig, Snapshots};
 use crate::kube::wait_for_crds;
 use crate::service;
 use crate::status::{FIELD_MANAGER, StatusCounters, StatusWriter, writer};
+use crate::xds::{ProxyRecords, ServerTls, XdsOptions};
 
 /// How long the tasks get to finish after shutdown (releasing the Lease included).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -87,6 +91,31 @@ pub struct Config {
     /// Log filter (tracing-subscriber EnvFilter syntax, e.g. "info,portico_operator=debug").
     #[arg(long, env = "PORTICO_LOG", default_value = "info")]
     pub log: String,
+
+    /// Serve proxies their config (gRPC) on this address, e.g. 0.0.0.0:18000; no config
+    /// server when unset. Needs --config-cert and --config-key, or --insecure.
+    #[arg(long, env = "PORTICO_CONFIG_LISTEN")]
+    pub config_listen: Option<SocketAddr>,
+
+    /// PEM certificate chain of the config server, signed by the CA the proxies trust.
+    #[arg(long, env = "PORTICO_CONFIG_CERT", requires = "config_key")]
+    pub config_cert: Option<PathBuf>,
+
+    /// PEM private key of --config-cert.
+    #[arg(long, env = "PORTICO_CONFIG_KEY", requires = "config_cert")]
+    pub config_key: Option<PathBuf>,
+
+    /// PEM CA file: proxies must present a client certificate it signed (mTLS).
+    #[arg(long, env = "PORTICO_CONFIG_CLIENT_CA")]
+    pub config_client_ca: Option<PathBuf>,
+
+    /// Serve the config in plaintext (no TLS). For local runs only.
+    #[arg(long, env = "PORTICO_INSECURE")]
+    pub insecure: bool,
+
+    /// Serve /metrics (Prometheus) and /healthz on this address, e.g. 0.0.0.0:9090.
+    #[arg(long, env = "PORTICO_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The default Lease name.
@@ -108,6 +137,12 @@ impl Config {
             lease_retry_period: DEFAULT_RETRY_PERIOD,
             debounce: provider::DEFAULT_DEBOUNCE,
             log: "info".to_owned(),
+            config_listen: None,
+            config_cert: None,
+            config_key: None,
+            config_client_ca: None,
+            insecure: false,
+            metrics_listen: None,
         }
     }
 
@@ -131,7 +166,27 @@ impl Config {
                 retry_period: self.lease_retry_period,
             });
         }
+        let tls = self.config_cert.is_some() || self.config_client_ca.is_some();
+        if self.config_listen.is_some() && self.insecure == tls {
+            return Err(ConfigError::ConfigServerTls);
+        }
         Ok(())
+    }
+
+    /// The config server's and metrics port's settings.
+    pub fn xds(&self) -> XdsOptions {
+        XdsOptions {
+            listen: self.config_listen,
+            tls: match (&self.config_cert, &self.config_key) {
+                (Some(cert), Some(key)) if !self.insecure => Some(ServerTls {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: self.config_client_ca.clone(),
+                }),
+                _ => None,
+            },
+            metrics_listen: self.metrics_listen,
+        }
     }
 
     /// The identity to hold the Lease as: the configured one, else the host (pod) name,
@@ -178,6 +233,12 @@ pub enum ConfigError {
     Infer(#[source] kube::config::InferConfigError),
     #[error("cannot build the Kubernetes client: {0}")]
     Client(#[source] kube::Error),
+    #[error(
+        "--config-listen needs either --config-cert and --config-key (TLS) or --insecure (plaintext), not both"
+    )]
+    ConfigServerTls,
+    #[error("config server: {0}")]
+    Xds(#[from] crate::xds::StartError),
 }
 
 /// A client for `kubeconfig`, or for the environment (in-cluster, then $KUBECONFIG)
@@ -210,6 +271,12 @@ pub struct Operator {
     pub snapshots: Snapshots,
     /// What the status writer did.
     pub status_counters: Arc<StatusCounters>,
+    /// The config server's bound address (`--config-listen`).
+    pub config_addr: Option<SocketAddr>,
+    /// The metrics port's bound address (`--metrics-listen`).
+    pub metrics_addr: Option<SocketAddr>,
+    /// Each proxy's last ACK and NACK.
+    pub proxies: ProxyRecords,
     tasks: JoinSet<()>,
     lease_task: JoinHandle<()>,
 }
@@ -274,6 +341,13 @@ pub async fn start(
         shutdown.clone(),
     );
     let mut tasks = provider.tasks;
+    let xds =
+        crate::xds::start(&config.xds(), provider.snapshots.clone(), shutdown.clone()).await?;
+    for task in xds.tasks {
+        tasks.spawn(async move {
+            let _ = task.await;
+        });
+    }
     let (leader, lease_task) = lease::spawn(client.clone(), lease, shutdown.clone());
 
     let status_writer = StatusWriter::new(
@@ -284,7 +358,8 @@ pub async fn start(
     let status_counters = status_writer.counters();
     tasks.spawn(writer::run(
         status_writer,
-        provider.snapshots.clone(),
+        // The proxies' NACKs make the Gateways they concern not programmed.
+        xds.status_snapshots,
         leader.clone(),
         shutdown.clone(),
     ));
@@ -299,6 +374,9 @@ pub async fn start(
         leader,
         snapshots: provider.snapshots,
         status_counters,
+        config_addr: xds.config_addr,
+        metrics_addr: xds.metrics_addr,
+        proxies: xds.records,
         tasks,
         lease_task,
     }))
@@ -338,6 +416,25 @@ mod tests {
     }
 
     #[test]
+    fn config_server_needs_tls_or_insecure() {
+        let mut config = Config::new("me");
+        config.config_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::ConfigServerTls)
+        ));
+        config.insecure = true;
+        assert!(config.validate().is_ok());
+        assert!(config.xds().tls.is_none());
+        config.config_cert = Some("tls.crt".into());
+        config.config_key = Some("tls.key".into());
+        assert!(config.validate().is_err(), "--insecure with TLS files");
+        config.insecure = false;
+        assert!(config.validate().is_ok());
+        assert!(config.xds().tls.is_some());
+    }
+
+    #[test]
     fn lease_timing_is_checked() {
         let mut config = Config::new("me");
         config.lease_retry_period = config.lease_duration;
@@ -364,6 +461,12 @@ mod tests {
             ("--lease-retry-period", "PORTICO_LEASE_RETRY_PERIOD"),
             ("--debounce", "PORTICO_DEBOUNCE"),
             ("--log", "PORTICO_LOG"),
+            ("--config-listen", "PORTICO_CONFIG_LISTEN"),
+            ("--config-cert", "PORTICO_CONFIG_CERT"),
+            ("--config-key", "PORTICO_CONFIG_KEY"),
+            ("--config-client-ca", "PORTICO_CONFIG_CLIENT_CA"),
+            ("--insecure", "PORTICO_INSECURE"),
+            ("--metrics-listen", "PORTICO_METRICS_LISTEN"),
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
             assert!(

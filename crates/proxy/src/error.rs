@@ -24,9 +24,21 @@ pub enum ProxyError {
         location: String,
         error: ConfigError,
     },
+    /// A listener of the config cannot bind, with `ProxyOptions::reject_unbindable`.
+    #[error("{0}")]
+    Unbindable(ListenerError),
 }
 
 impl ProxyError {
+    /// The config listener ("<address>:<port>") the error is about, when it is about
+    /// one: the operator maps it to the Gateways sharing that socket.
+    pub fn listener(&self) -> Option<&str> {
+        match self {
+            Self::Unbindable(error) => Some(&error.listener),
+            Self::InvalidConfig { .. } => None,
+        }
+    }
+
     pub(crate) fn invalid(location: impl Into<String>, error: ConfigError) -> Self {
         Self::InvalidConfig {
             location: location.into(),

@@ -25,6 +25,7 @@ use portico_api::config::v1::Config;
 use tokio::{sync::Mutex, task::JoinHandle};
 
 use crate::{
+    bind_check,
     error::{ListenerError, ProxyError},
     l4::{self, StreamTable, Streams},
     listener::{self, Running},
@@ -107,7 +108,9 @@ impl ProxyHandle {
     /// fails validation (e.g. a bad regex) returns `Err` and the running config stays.
     ///
     /// Listeners that cannot bind do not fail the update: they are in
-    /// [`UpdateSummary::listener_errors`] (and [`ProxyHandle::listener_errors`]).
+    /// [`UpdateSummary::listener_errors`] (and [`ProxyHandle::listener_errors`]), unless
+    /// `ProxyOptions::reject_unbindable` is set: then the update fails with
+    /// [`ProxyError::Unbindable`] before any listener is stopped or the table swapped.
     pub async fn update(&self, config: Config) -> Result<UpdateSummary, ProxyError> {
         // 1. Build. The previous table is only used to reuse unchanged clusters, so a
         //    concurrent update making it stale costs a rebuild, nothing more.
@@ -135,6 +138,16 @@ impl ProxyHandle {
         let mut certificates = tls::tables(&config, &provider);
 
         let mut state = self.state.lock().await;
+        // 1b. With `reject_unbindable` (the config stream), a socket that cannot be bound
+        //     rejects the config here, before anything running is touched.
+        if self.options.reject_unbindable
+            && let Err(error) = bind_check::check(&config, &self.status.load().bound, |a| {
+                self.effective_addr(a)
+            })
+        {
+            tracing::warn!(version = %config.version, %error, "config rejected");
+            return Err(error);
+        }
         let mut summary = UpdateSummary {
             version: table.version.clone(),
             previous_version: self.shared.table.load().version.clone(),

@@ -54,7 +54,9 @@
 
 #![forbid(unsafe_code)]
 
+mod bind_check;
 mod body;
+pub mod client;
 mod error;
 mod exchange;
 mod filters;

@@ -25,6 +25,11 @@ pub struct ProxyOptions {
     /// where the configured ports (80, 443) are taken or privileged. A listener whose
     /// configured port is 0 binds an ephemeral port in any case.
     pub ephemeral_ports: bool,
+    /// Reject a config (`ProxyHandle::update` fails, the running config stays) when one
+    /// of its listeners cannot bind, instead of serving the others and reporting it. The
+    /// config stream client sets this so that such a config becomes a NACK; standalone
+    /// mode leaves it off and reports the listener.
+    pub reject_unbindable: bool,
     /// TCP and TLS stream routes: a forwarded connection on which no byte moved in
     /// either direction for this long is closed (both sides), so that dead peers do not
     /// hold sockets forever.
@@ -47,6 +52,7 @@ impl Default for ProxyOptions {
             upstream_idle_timeout: Duration::from_secs(90),
             drain_timeout: Duration::from_secs(10),
             ephemeral_ports: false,
+            reject_unbindable: false,
             stream_idle_timeout: Duration::from_secs(3600),
             udp_idle_timeout: Duration::from_secs(60),
             max_udp_flows: 16_384,

@@ -511,6 +511,7 @@ fn bad_configs_are_rejected() {
                 assert_eq!(location, at, "{what}");
             }
             Ok(_) => panic!("{what}: accepted"),
+            Err(other) => panic!("{what}: {other}"),
         }
     }
 }
