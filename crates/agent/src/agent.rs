@@ -17,11 +17,14 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use aya::programs::XdpMode;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::bpffs;
 use crate::datapath::Datapath;
+use crate::l2::L2Announcer;
+use crate::l2_election::{self, ElectionConfig};
 use crate::nodeport::NodePort;
 use crate::run::{RunError, gateway_addresses};
 use crate::source::SourceOptions;
@@ -62,6 +65,27 @@ pub struct AgentStatus {
     pub attached: Vec<String>,
     /// Gateway addresses routed to this node.
     pub gateway_addresses: Vec<Ipv4Addr>,
+    /// LoadBalancer IPs this node won the election for and answers ARP for.
+    pub l2_announced: Vec<Ipv4Addr>,
+}
+
+/// L2 announcements: where, and how the nodes elect who answers for each IP.
+#[derive(Clone)]
+pub struct L2Setup {
+    pub client: kube::Client,
+    pub election: ElectionConfig,
+    /// The interfaces to answer ARP on.
+    pub interfaces: Vec<String>,
+}
+
+impl std::fmt::Debug for L2Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // kube's Client has no Debug of its own.
+        f.debug_struct("L2Setup")
+            .field("election", &self.election)
+            .field("interfaces", &self.interfaces)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The status, shared between the agent loop and whoever reports it.
@@ -72,6 +96,7 @@ pub type SharedStatus = Arc<Mutex<AgentStatus>>;
 pub async fn run(
     cfg: &AgentConfig,
     mut source: Snapshots,
+    l2: Option<L2Setup>,
     status: SharedStatus,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
@@ -97,6 +122,27 @@ pub async fn run(
             NodePort::load(&cfg.pin_dir, iface)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let l2_task = match l2 {
+        Some(l2) => {
+            let announcers = l2
+                .interfaces
+                .iter()
+                .map(|iface| {
+                    attached.push(format!("l2@{iface}"));
+                    L2Announcer::load(&cfg.pin_dir, iface, XdpMode::Skb)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(l2_election::spawn(
+                l2.client,
+                l2.election,
+                announcers,
+                source.clone(),
+                status.clone(),
+                shutdown.clone(),
+            ))
+        }
+        None => None,
+    };
     set_status(&status, |s| {
         s.attached = attached;
         s.services = dp.service_count();
@@ -157,11 +203,16 @@ pub async fn run(
             s.gateway_addresses = routed.iter().copied().collect();
         });
     }
+    shutdown.cancel();
+    if let Some(task) = l2_task {
+        // Withdraws and releases the Leases, so that another node answers at once.
+        let _ = task.await;
+    }
     info!("agent stopping; the pinned datapath keeps serving");
     Ok(())
 }
 
-fn set_status(status: &SharedStatus, f: impl FnOnce(&mut AgentStatus)) {
+pub(crate) fn set_status(status: &SharedStatus, f: impl FnOnce(&mut AgentStatus)) {
     // A poisoned lock only means a reader panicked mid-read; the data is still whole.
     let mut guard = status
         .lock()

@@ -11,8 +11,7 @@
 //!
 //! One node per IP: whoever wins the election for an IP calls [`L2Announcer::announce`],
 //! and the loser [`L2Announcer::withdraw`]. In a cluster the election is a Lease per IP
-//! (not wired yet: the agent has no Kubernetes client so far); the tests decide it
-//! themselves. The ARP answer is what makes the IP reachable; the traffic itself is then
+//! ([`crate::l2_election`]). The ARP answer is what makes the IP reachable; the traffic itself is then
 //! served by the NodePort programs or Gateway steering.
 
 use std::net::Ipv4Addr;
@@ -163,6 +162,16 @@ impl L2Announcer {
             Err(e) if is_not_found(&e) => Ok(false),
             Err(e) => Err(map_err(L2_MAP)(e)),
         }
+    }
+
+    /// Withdraws every IP announced on this interface (what a previous agent left);
+    /// returns how many there were.
+    pub fn withdraw_all(&mut self) -> Result<usize, DatapathError> {
+        let ips = self.announced()?;
+        for ip in &ips {
+            self.withdraw(*ip)?;
+        }
+        Ok(ips.len())
     }
 
     /// The IPs announced on this interface, sorted.

@@ -14,7 +14,8 @@
 //! - [`datapath`]: loading and attaching the programs, programming the maps, adoption of
 //!   pinned maps after a restart.
 //! - [`nodeport`]: NodePort and LoadBalancer traffic from outside the node (tc/tcx).
-//! - [`l2`]: ARP answers for the LoadBalancer IPs this node announces (XDP).
+//! - [`l2`]: ARP answers for the LoadBalancer IPs this node announces (XDP);
+//!   [`l2_election`]: which node announces which IP (a Lease per IP).
 //! - [`steering`]: Gateway Services steered to the node-local proxy (sk_lookup + SOCKMAP).
 //! - [`source`]: Kubernetes Services and EndpointSlices into service entries;
 //!   [`manifests`]: those of a folder of YAML.
@@ -31,6 +32,7 @@ pub mod datapath;
 pub mod inventory;
 pub mod kube_client;
 pub mod l2;
+pub mod l2_election;
 pub mod manifests;
 pub mod maps;
 pub mod nodeport;

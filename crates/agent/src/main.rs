@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use portico_agent::Protocol;
-use portico_agent::agent::{self, AgentConfig, SharedStatus};
+use portico_agent::agent::{self, AgentConfig, L2Setup, SharedStatus};
 use portico_agent::kube_client::KubeClientConfig;
+use portico_agent::l2_election::ElectionConfig;
 use portico_agent::probe::{self, ProbeConfig};
 use portico_agent::run::{self, RunConfig};
 use portico_agent::{watch_dir, watch_kube};
@@ -26,6 +27,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start-up and matched away at once: the size of `Run` costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Attach the socket load balancer and program the Services of a folder of manifests.
@@ -78,6 +81,26 @@ enum Command {
         /// namespace, local routes for the Gateway addresses).
         #[arg(long, env = "PORTICO_AGENT_GATEWAY_STEERING")]
         gateway_steering: bool,
+        /// Answer ARP for LoadBalancer IPs on this interface when this node wins the IP's
+        /// Lease (repeatable; needs the Kubernetes source and --node-name).
+        #[arg(
+            long = "l2-interface",
+            env = "PORTICO_AGENT_L2_INTERFACES",
+            value_delimiter = ',',
+            requires = "node_name"
+        )]
+        l2_interfaces: Vec<String>,
+        /// The namespace of the L2 announcement Leases.
+        #[arg(
+            long,
+            env = "PORTICO_AGENT_L2_LEASE_NAMESPACE",
+            default_value = "kube-system"
+        )]
+        l2_lease_namespace: String,
+        /// How long an L2 Lease is valid without renewal (the longest hand-over when a
+        /// node dies), in seconds.
+        #[arg(long, env = "PORTICO_AGENT_L2_LEASE_SECONDS", default_value_t = 15)]
+        l2_lease_seconds: u64,
     },
     /// Print the services programmed in the pinned maps.
     List {
@@ -118,7 +141,11 @@ enum Source {
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
-fn daemon(cfg: AgentConfig, source: Source) -> anyhow::Result<()> {
+fn daemon(
+    cfg: AgentConfig,
+    source: Source,
+    l2: Option<(ElectionConfig, Vec<String>)>,
+) -> anyhow::Result<()> {
     // kube's rustls needs a process-wide crypto provider; ring is the workspace's.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -127,15 +154,26 @@ fn daemon(cfg: AgentConfig, source: Source) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
-        let (snapshots, source_task) = match source {
+        let (snapshots, source_task, client) = match source {
             Source::Dir(dir) => {
-                watch_dir::spawn(dir, watch_dir::DEFAULT_DEBOUNCE, shutdown.clone())
-                    .context("--from-dir")?
+                let (s, t) = watch_dir::spawn(dir, watch_dir::DEFAULT_DEBOUNCE, shutdown.clone())
+                    .context("--from-dir")?;
+                (s, t, None)
             }
             Source::Kube(k) => {
                 let client = k.client().await.context("kubernetes client")?;
-                watch_kube::spawn(client, shutdown.clone())
+                let (s, t) = watch_kube::spawn(client.clone(), shutdown.clone());
+                (s, t, Some(client))
             }
+        };
+        let l2 = match (l2, client) {
+            (None, _) => None,
+            (Some((election, interfaces)), Some(client)) => Some(L2Setup {
+                client,
+                election,
+                interfaces,
+            }),
+            (Some(_), None) => anyhow::bail!("--l2-interface needs the Kubernetes source (Leases)"),
         };
         let stop = shutdown.clone();
         tokio::spawn(async move {
@@ -154,7 +192,7 @@ fn daemon(cfg: AgentConfig, source: Source) -> anyhow::Result<()> {
             stop.cancel();
         });
         let status = SharedStatus::default();
-        let result = agent::run(&cfg, snapshots, status, shutdown.clone()).await;
+        let result = agent::run(&cfg, snapshots, l2, status, shutdown.clone()).await;
         shutdown.cancel();
         let _ = source_task.await;
         result.context("portico-agent run")
@@ -183,7 +221,17 @@ fn main() -> anyhow::Result<()> {
             node_name,
             nodeport_interfaces,
             gateway_steering,
+            l2_interfaces,
+            l2_lease_namespace,
+            l2_lease_seconds,
         } => {
+            let l2 = (!l2_interfaces.is_empty()).then(|| {
+                let mut election =
+                    ElectionConfig::new(l2_lease_namespace, node_name.clone().unwrap_or_default());
+                election.lease_duration = Duration::from_secs(l2_lease_seconds);
+                election.renew_before = Duration::from_secs((l2_lease_seconds / 3).max(1));
+                (election, l2_interfaces)
+            });
             let bpffs_root = (!no_mount_bpffs).then_some(bpffs);
             if once {
                 let cfg = RunConfig {
@@ -213,7 +261,7 @@ fn main() -> anyhow::Result<()> {
                         service_account_dir: None,
                     }),
                 };
-                daemon(cfg, source)?;
+                daemon(cfg, source, l2)?;
             }
         }
         Command::List { pin_dir } => run::list(&pin_dir, &mut out).context("portico-agent list")?,

@@ -173,3 +173,124 @@ fn exactly_the_elected_node_answers_arp_for_a_load_balancer_ip() {
     assert!(seg.resolve("10.125.0.2", WAIT).is_some());
     assert!(!a1.withdraw(ip).unwrap());
 }
+
+/// Two agents' L2 halves (Kubernetes source + Lease elections + announcer), each on its
+/// "node", against the test API server: exactly one answers ARP for the Service's
+/// LoadBalancer IP, and the other takes over when it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_per_ip_is_elected_by_lease_and_hands_over_when_it_stops() {
+    use kube::Api;
+    use kube::api::{Patch, PatchParams, PostParams};
+    use portico_agent::agent::SharedStatus;
+    use portico_agent::l2_election::{self, ElectionConfig};
+    use portico_agent::watch_kube;
+    use portico_api::k8s::Service;
+    use portico_testkit::apiserver::TestApiServer;
+    use portico_testkit::eventually;
+    use tokio_util::sync::CancellationToken;
+
+    let Some(seg) = Segment::new("one_node_per_ip_is_elected_by_lease") else {
+        return;
+    };
+    let ip: Ipv4Addr = LB_IP.parse().unwrap();
+    let server = TestApiServer::start().await.unwrap();
+    let client = server.client().unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc: Service = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "gw", "namespace": "default"},
+        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.50",
+                 "ports": [{"port": 80, "protocol": "TCP"}]}
+    }))
+    .unwrap();
+    services.create(&PostParams::default(), &svc).await.unwrap();
+    services
+        .patch_status(
+            "gw",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "status": {"loadBalancer": {"ingress": [{"ip": LB_IP}]}}
+            })),
+        )
+        .await
+        .unwrap();
+
+    struct Node {
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+        status: SharedStatus,
+        mac: String,
+    }
+    let mut nodes = Vec::new();
+    for i in 0..2 {
+        let announcer = seg.announcer(i);
+        let mac = format_mac(&announcer.mac());
+        let stop = CancellationToken::new();
+        let (snapshots, _source) = watch_kube::spawn(client.clone(), stop.clone());
+        let mut election = ElectionConfig::new("kube-system", format!("node{}", i + 1));
+        election.lease_duration = Duration::from_secs(3);
+        election.renew_before = Duration::from_secs(1);
+        let status = SharedStatus::default();
+        let task = l2_election::spawn(
+            client.clone(),
+            election,
+            vec![announcer],
+            snapshots,
+            status.clone(),
+            stop.clone(),
+        );
+        nodes.push(Node {
+            stop,
+            task,
+            status,
+            mac,
+        });
+    }
+    let announcing = |nodes: &[Node]| -> Vec<usize> {
+        nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.status.lock().unwrap().l2_announced == [ip])
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let leader = eventually(Duration::from_secs(15), || async {
+        match announcing(&nodes)[..] {
+            [one] => Ok(one),
+            ref other => Err(format!("announcing: {other:?}")),
+        }
+    })
+    .await
+    .unwrap();
+    let follower = 1 - leader;
+    let mac = tokio::task::block_in_place(|| seg.resolve(LB_IP, WAIT));
+    assert_eq!(mac.as_deref(), Some(nodes[leader].mac.as_str()));
+    assert_eq!(announcing(&nodes), [leader], "both announce");
+
+    // The leader's agent stops: it withdraws and releases its Lease; the other takes over.
+    let gone = nodes.remove(leader);
+    gone.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), gone.task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(gone.status.lock().unwrap().l2_announced.is_empty());
+    eventually(Duration::from_secs(15), || async {
+        (announcing(&nodes) == [0])
+            .then_some(())
+            .ok_or("no take-over yet")
+    })
+    .await
+    .unwrap();
+    let mac = tokio::task::block_in_place(|| seg.resolve(LB_IP, WAIT));
+    assert_eq!(
+        mac.as_deref(),
+        Some(nodes[0].mac.as_str()),
+        "node {follower}"
+    );
+    for n in nodes {
+        n.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), n.task).await;
+    }
+    server.shutdown().await;
+}

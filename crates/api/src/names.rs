@@ -44,6 +44,10 @@ pub const LB_IPAM_IPS_ANNOTATION: &str = "portico.dev/lb-ipam-ips";
 /// ARCHITECTURE.md, "How traffic reaches proxies".
 pub const GATEWAY_STEERING_LABEL: &str = "portico.dev/gateway-steering";
 
+/// Prefix of the `coordination.k8s.io` Leases that elect, per LoadBalancer IP, the one
+/// node answering ARP for it (L2 announcements): `portico-l2-<ip, dots as dashes>`.
+pub const L2_LEASE_PREFIX: &str = "portico-l2-";
+
 /// Event reasons Portico records (`core/v1` Events, `reason`).
 pub mod event {
     /// LB-IPAM gave a Service an address.
@@ -143,4 +147,6 @@ pub mod reason {
     pub const CONFLICTED: &str = "Conflicted";
     pub const NO_VALID_CA_CERTIFICATE: &str = "NoValidCACertificate";
     pub const INVALID_CA_CERTIFICATE_REF: &str = "InvalidCACertificateRef";
+    // Listener, frontend client-certificate validation (Gateway spec.tls.frontend).
+    pub const INVALID_CA_CERTIFICATE_KIND: &str = "InvalidCACertificateKind";
 }
