@@ -18,6 +18,12 @@
 //! sit side by side). No match: no certificate, and rustls aborts the handshake with an
 //! alert; the listener and other connections are unaffected.
 //!
+//! Client certificates (Gateway `spec.tls.frontend`, mutual TLS): the listener's table
+//! also carries the client verifier built from its virtual hosts' `client_validation`
+//! (the CAs of the listener's port). [`ClientAuth`] reads it from the current table at
+//! each handshake, so a config update changes what new handshakes ask for, as with the
+//! certificates.
+//!
 //! The crypto provider is passed explicitly (ring), so nothing depends on a process-wide
 //! default being installed.
 
@@ -26,12 +32,16 @@ use std::{collections::BTreeMap, fmt, sync::Arc};
 use arc_swap::ArcSwap;
 use portico_api::config::v1 as pb;
 use rustls::{
-    ServerConfig,
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+    client::danger::HandshakeSignatureValid,
     crypto::{CryptoProvider, ring},
-    server::{ClientHello, ResolvesServerCert},
+    server::{
+        ClientHello, ResolvesServerCert, WebPkiClientVerifier,
+        danger::{ClientCertVerified, ClientCertVerifier},
+    },
     sign::CertifiedKey,
 };
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime, pem::PemObject};
 
 /// ALPN: HTTP/2 first, HTTP/1.1 as the fallback; hyper's auto builder then serves
 /// whichever the client picked (it reads the connection preface).
@@ -43,12 +53,23 @@ pub(crate) struct SniTable {
     /// `(hostname, certificates)`: exact names, then wildcards (`*.suffix`) longest
     /// first, then `""`.
     hosts: Vec<(String, Vec<Arc<CertifiedKey>>)>,
+    /// Verifies client certificates when the listener asks for them; `None`: it does
+    /// not.
+    client: Option<Arc<dyn ClientCertVerifier>>,
 }
 
 impl fmt::Debug for SniTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.hosts.iter().map(|(h, c)| (h, c.len())))
+        f.debug_struct("SniTable")
+            .field(
+                "hosts",
+                &self
+                    .hosts
+                    .iter()
+                    .map(|(h, c)| (h, c.len()))
+                    .collect::<Vec<_>>(),
+            )
+            .field("client_auth", &self.client.is_some())
             .finish()
     }
 }
@@ -91,7 +112,25 @@ impl SniTable {
             }
         }
         hosts.sort_by_key(|a| specificity(&a.0));
-        (Self { hosts }, errors)
+        // Validation is per port, so every virtual host of the listener carries the same
+        // one: the first says it.
+        let client = listener
+            .virtual_hosts
+            .iter()
+            .find_map(|v| v.tls.as_ref()?.client_validation.as_ref())
+            .map(|validation| {
+                client_verifier(validation, provider).unwrap_or_else(|reason| {
+                    errors.push(CertificateError {
+                        vhost: listener.name.clone(),
+                        name: "client validation CAs".to_owned(),
+                        reason,
+                    });
+                    // Fail closed: a listener that must check client certificates and
+                    // cannot accepts no client rather than every client.
+                    Arc::new(RejectAll(provider.clone())) as Arc<dyn ClientCertVerifier>
+                })
+            });
+        (Self { hosts, client }, errors)
     }
 
     /// The certificates for `sni`. Gateway API (Listener hostname): "Hostnames that are
@@ -119,6 +158,172 @@ impl SniTable {
             .iter()
             .find(|c| c.key.choose_scheme(hello.signature_schemes()).is_some())
             .cloned()
+    }
+}
+
+/// The verifier of a listener's client certificates: chains to one of the CAs, and
+/// with AllowInsecureFallback a client without a certificate is served too.
+fn client_verifier(
+    validation: &pb::ClientValidation,
+    provider: &CryptoProvider,
+) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    let mut roots = RootCertStore::empty();
+    for pem in &validation.ca_certificates_pem {
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| format!("CA certificate: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("CA certificate: {e}"))?;
+        }
+    }
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider.clone()));
+    if validation.allow_insecure_fallback {
+        builder = builder.allow_unauthenticated();
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// Stands in for a client verifier that could not be built: asks for a certificate
+/// and accepts none.
+#[derive(Debug)]
+struct RejectAll(CryptoProvider);
+
+impl ClientCertVerifier for RejectAll {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Err(rustls::Error::General(
+            "client validation is not available on this listener".to_owned(),
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The client verifier of a running HTTPS listener: whatever its current table says,
+/// read at each handshake (rustls asks `offer_client_auth` when it builds the
+/// ServerHello flight, then verifies what the client sent).
+///
+/// Gateway API (FrontendTLSValidation mode): "AllowValidOnly: In this mode, the gateway
+/// will accept connections only if the client presents a valid certificate. This
+/// certificate must successfully pass validation against the CA certificates specified
+/// in `CACertificateRefs`." and "AllowInsecureFallback: In this mode, the gateway will
+/// accept connections even if the client certificate is not presented or fails
+/// verification." (Portico serves a client without a certificate then; one presenting
+/// an invalid certificate is still refused.)
+#[derive(Debug)]
+pub(crate) struct ClientAuth {
+    resolver: Arc<CertResolver>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClientAuth {
+    fn current(&self) -> Option<Arc<dyn ClientCertVerifier>> {
+        self.resolver.table.load().client.clone()
+    }
+
+    fn no_verifier() -> rustls::Error {
+        rustls::Error::General("this listener no longer asks for client certificates".to_owned())
+    }
+}
+
+impl ClientCertVerifier for ClientAuth {
+    fn offer_client_auth(&self) -> bool {
+        self.current().is_some_and(|v| v.offer_client_auth())
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.current().is_some_and(|v| v.client_auth_mandatory())
+    }
+
+    /// No hints: the current table cannot lend its names for the handshake's lifetime.
+    /// Clients then offer the certificate they have (TLS 1.3: "certificate_authorities"
+    /// is optional; Go and rustls clients send their configured certificate).
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current()
+            .ok_or_else(Self::no_verifier)?
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -189,9 +394,13 @@ pub(crate) fn server_config(
     provider: Arc<CryptoProvider>,
     resolver: Arc<CertResolver>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let client_auth = Arc::new(ClientAuth {
+        resolver: resolver.clone(),
+        provider: provider.clone(),
+    });
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
+        .with_client_cert_verifier(client_auth)
         .with_cert_resolver(resolver);
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
@@ -221,6 +430,7 @@ pub(crate) fn termination_config(
     }
     let resolver = Arc::new(CertResolver::new(SniTable {
         hosts: vec![(String::new(), certs)],
+        client: None,
     }));
     match ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -283,7 +493,10 @@ mod tests {
             ("*.b.example.com".to_owned(), vec![long.clone()]),
         ];
         hosts.sort_by_key(|a| specificity(&a.0));
-        let table = SniTable { hosts };
+        let table = SniTable {
+            hosts,
+            client: None,
+        };
         let got = |sni: Option<&str>| table.lookup(sni).map(|c| c[0].cert[0].clone());
         assert_eq!(got(Some("a.b.example.com")), Some(exact.cert[0].clone()));
         assert_eq!(got(Some("A.B.Example.com")), Some(exact.cert[0].clone()));
@@ -294,6 +507,7 @@ mod tests {
 
         let without_any = SniTable {
             hosts: vec![("a.example.com".to_owned(), vec![exact])],
+            client: None,
         };
         assert!(without_any.lookup(Some("b.example.com")).is_none());
         assert!(without_any.lookup(None).is_none());
@@ -315,6 +529,7 @@ mod tests {
                     cert_chain_pem: cert_pem.as_bytes().to_vec(),
                     private_key_pem: key_pem.as_bytes().to_vec(),
                 }],
+                client_validation: None,
             }),
             ..Default::default()
         };

@@ -1,6 +1,7 @@
 //! HTTPS listeners with a real rustls client: the certificate chosen by SNI, ALPN h2 and
 //! http/1.1, a handshake without a matching certificate, an HTTP listener beside them,
-//! and certificates swapped by `update` while an open connection keeps working.
+//! certificates swapped by `update` while an open connection keeps working, and client
+//! certificates checked against the listener's CAs (Gateway `spec.tls.frontend`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,7 +15,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use portico_api::config::v1 as pb;
 use rustls::{ClientConfig, RootCertStore, crypto::ring};
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
 use serde_json::Value;
 use support::{Echo, cluster, config, listener, prefix_route, start, to, vhost};
 use tokio::net::TcpStream;
@@ -64,6 +65,7 @@ fn tls_vhost(name: &str, hostname: &str, certs: &[&Issued], cluster: &str) -> pb
                 private_key_pem: c.key_pem.clone().into_bytes(),
             })
             .collect(),
+        client_validation: None,
     });
     v
 }
@@ -82,15 +84,34 @@ async fn connect(
     roots: &[&Issued],
     alpn: &[&[u8]],
 ) -> std::io::Result<TlsStream<TcpStream>> {
+    connect_as(addr, sni, roots, alpn, None).await
+}
+
+/// [`connect`], presenting `client` as the client certificate when given.
+async fn connect_as(
+    addr: SocketAddr,
+    sni: &str,
+    roots: &[&Issued],
+    alpn: &[&[u8]],
+    client: Option<&Issued>,
+) -> std::io::Result<TlsStream<TcpStream>> {
     let mut store = RootCertStore::empty();
     for r in roots {
         store.add(r.der.clone()).unwrap();
     }
-    let mut client = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+    let builder = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(store)
-        .with_no_client_auth();
+        .with_root_certificates(store);
+    let mut client = match client {
+        None => builder.with_no_client_auth(),
+        Some(c) => builder
+            .with_client_auth_cert(
+                vec![c.der.clone()],
+                PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+    };
     client.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::try_from(sni.to_owned()).unwrap();
@@ -321,6 +342,125 @@ async fn updated_certificates_reach_new_handshakes_while_open_connections_keep_w
     open.ready().await.unwrap();
     let (status, _) = answer(open.send_request(get("a.example.com")).await.unwrap()).await;
     assert_eq!(status, StatusCode::OK);
+
+    handle.shutdown().await;
+}
+
+/// A CA, and client certificates it signs.
+struct Ca {
+    pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Self {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let pem = params.self_signed(&key).unwrap().pem();
+        Self {
+            pem,
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    fn client(&self) -> Issued {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+        }
+    }
+}
+
+/// One request on a fresh HTTP/1.1 connection presenting `client`: the status, or the
+/// error of the handshake or the exchange (with TLS 1.3 a refused client certificate
+/// shows up at the first read, after the client finished its side of the handshake).
+async fn status_as(
+    addr: SocketAddr,
+    roots: &[&Issued],
+    client: Option<&Issued>,
+) -> Result<StatusCode, String> {
+    let stream = connect_as(addr, "a.example.com", roots, &[b"http/1.1"], client)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let response = tokio::time::timeout(
+        Duration::from_secs(5),
+        sender.send_request(get("a.example.com")),
+    )
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    Ok(response.status())
+}
+
+#[tokio::test]
+async fn client_certificates_are_checked_against_the_listener_cas() {
+    let echo = Echo::start("echo").await;
+    let server = issue(&["a.example.com"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    let (trusted, other) = (Ca::new("trusted"), Ca::new("other"));
+    let (good, foreign) = (trusted.client(), other.client());
+    let with = |version: &str, validation: Option<pb::ClientValidation>| {
+        let mut vhost = tls_vhost("test/gw/a", "a.example.com", &[&server], "c");
+        if let Some(tls) = vhost.tls.as_mut() {
+            tls.client_validation = validation;
+        }
+        config(
+            version,
+            vec![https_listener("https", vec![vhost])],
+            vec![cluster("c", &[&echo])],
+        )
+    };
+    let only_valid = |ca: &Ca| pb::ClientValidation {
+        ca_certificates_pem: vec![ca.pem.clone().into_bytes()],
+        allow_insecure_fallback: false,
+    };
+    let handle = start(with("1", Some(only_valid(&trusted)))).await;
+    let addr = handle.bound_addrs()["https"];
+    let roots = [&server];
+
+    // AllowValidOnly: a certificate of the listener's CA is served, one of another CA
+    // and none at all are refused.
+    assert_eq!(
+        status_as(addr, &roots, Some(&good)).await,
+        Ok(StatusCode::OK)
+    );
+    assert!(status_as(addr, &roots, Some(&foreign)).await.is_err());
+    assert!(status_as(addr, &roots, None).await.is_err());
+
+    // An update to the other CA reaches the next handshakes.
+    handle
+        .update(with("2", Some(only_valid(&other))))
+        .await
+        .unwrap();
+    assert_eq!(
+        status_as(addr, &roots, Some(&foreign)).await,
+        Ok(StatusCode::OK)
+    );
+    assert!(status_as(addr, &roots, Some(&good)).await.is_err());
+
+    // AllowInsecureFallback: a client without a certificate is served too.
+    let fallback = pb::ClientValidation {
+        allow_insecure_fallback: true,
+        ..only_valid(&other)
+    };
+    handle.update(with("3", Some(fallback))).await.unwrap();
+    assert_eq!(status_as(addr, &roots, None).await, Ok(StatusCode::OK));
+
+    // No validation: no certificate is asked for.
+    handle.update(with("4", None)).await.unwrap();
+    assert_eq!(status_as(addr, &roots, None).await, Ok(StatusCode::OK));
 
     handle.shutdown().await;
 }

@@ -84,7 +84,8 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
 
     let plans = gateway::plan_gateways(&index);
     let secrets = tls::index_secrets(&inputs.secrets);
-    let listener_tls = tls::resolve_all(&index, &secrets, &plans);
+    let config_maps = tls::index_config_maps(&inputs.config_maps);
+    let listener_tls = tls::resolve_all(&index, &secrets, &config_maps, &plans);
 
     // Every route of every kind, compiled and attached; HTTPRoutes and GRPCRoutes that
     // claim the same hostname on a listener are then settled (crate::route_conflict).
@@ -145,6 +146,9 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
         for (gateway, section_name, tls) in listener_tls.values() {
             if let (true, Some(problem)) = (gateway == key, &tls.problem) {
                 tls::patch_listener_status(&mut status, section_name, problem, plan.generation);
+            }
+            if let (true, Some(problem)) = (gateway == key, &tls.ca_problem) {
+                tls::patch_ca_status(&mut status, section_name, problem, plan.generation);
             }
         }
         statuses.gateways.insert(key.clone(), status);

@@ -345,6 +345,7 @@ fn termination(
         }),
         None => Ok(Some(TlsTermination {
             certificates: resolved.certificates,
+            client_validation: None,
         })),
     }
 }

@@ -10,6 +10,11 @@
 //!            └── problem         RefNotPermitted / InvalidCertificateRef (ResolvedRefs)
 //! ```
 //!
+//! Gateway `spec.tls.frontend` (client-certificate validation) applies per port: the
+//! `perPort` entry for the listener's port, else `default`. Its caCertificateRefs
+//! resolve to ConfigMaps (`ca.crt`) into [`ClientValidation`] on the listener's
+//! TlsTermination; a reference that cannot be used is a [`CaProblem`].
+//!
 //! A listener with a problem keeps its Accepted condition and its attached routes but is
 //! not programmed: it gets no virtual host, and the other listeners of its Gateway are
 //! unaffected. The data-plane side is applied after the config is built ([`apply`]),
@@ -20,9 +25,12 @@
 
 use std::collections::BTreeMap;
 
-use portico_api::config::v1::{Certificate, Config, TlsTermination};
-use portico_api::gateway::gateways::{GatewayListenersTls, GatewayListenersTlsMode};
-use portico_api::k8s::Secret;
+use portico_api::config::v1::{Certificate, ClientValidation, Config, TlsTermination};
+use portico_api::gateway::gateways::{
+    Gateway, GatewayListenersTls, GatewayListenersTlsMode, GatewayTlsFrontendDefaultValidationMode,
+    GatewayTlsFrontendPerPortTlsValidationMode,
+};
+use portico_api::k8s::{ConfigMap, Secret};
 use portico_api::names::{self, condition, kind, reason};
 use prost::Message;
 use rustls::crypto::ring;
@@ -50,6 +58,22 @@ pub(crate) struct ListenerTls {
     pub(crate) certificates: Vec<Certificate>,
     /// Set when any reference could not be used; the listener is then not programmed.
     pub(crate) problem: Option<TlsProblem>,
+    /// Client certificates asked for on the listener's port (Gateway
+    /// `spec.tls.frontend`), with the CAs that resolved.
+    pub(crate) client_validation: Option<ClientValidation>,
+    /// Set when a caCertificateRef of that validation could not be used.
+    pub(crate) ca_problem: Option<CaProblem>,
+}
+
+/// A caCertificateRef of `spec.tls.frontend` that could not be used.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CaProblem {
+    /// The ResolvedRefs reason: RefNotPermitted, InvalidCACertificateKind or
+    /// InvalidCACertificateRef.
+    pub(crate) reason: &'static str,
+    pub(crate) message: String,
+    /// No reference resolved: the listener is not accepted (NoValidCACertificate).
+    pub(crate) none_valid: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,12 +94,24 @@ pub(crate) fn index_secrets(secrets: &[Secret]) -> Secrets<'_> {
     map
 }
 
+/// ConfigMaps by namespace/name (the first one listed wins on duplicates).
+pub(crate) type ConfigMaps<'a> = BTreeMap<ObjectRef, &'a ConfigMap>;
+
+pub(crate) fn index_config_maps(maps: &[ConfigMap]) -> ConfigMaps<'_> {
+    let mut map = BTreeMap::new();
+    for m in maps {
+        map.entry(object_ref(&m.metadata)).or_insert(m);
+    }
+    map
+}
+
 /// Resolves the certificates of every terminating listener a Gateway declares itself,
 /// keyed by the virtual host name the config gives it (`"<ns>/<gateway>/<listener>"`).
 /// ListenerSet listeners do not terminate TLS yet.
 pub(crate) fn resolve_all(
     index: &Index<'_>,
     secrets: &Secrets<'_>,
+    config_maps: &ConfigMaps<'_>,
     plans: &BTreeMap<ObjectRef, GatewayPlan<'_>>,
 ) -> BTreeMap<String, (ObjectRef, String, ListenerTls)> {
     let mut out = BTreeMap::new();
@@ -95,7 +131,12 @@ pub(crate) fn resolve_all(
             if !terminates(&spec.protocol, spec.tls.as_ref()) {
                 continue;
             }
-            let tls = resolve(index, secrets, key, spec.tls.as_ref());
+            let mut tls = resolve(index, secrets, key, spec.tls.as_ref());
+            if let Some(frontend) = FrontendValidation::for_port(gateway, spec.port) {
+                let (validation, problem) = frontend.resolve(index, config_maps, key);
+                tls.client_validation = validation;
+                tls.ca_problem = problem;
+            }
             out.insert(
                 format!("{key}/{}", listener.name),
                 (key.clone(), listener.section_name.clone(), tls),
@@ -141,6 +182,7 @@ pub(crate) fn resolve(
                 reason: reason::INVALID_CERTIFICATE_REF,
                 message: "an HTTPS listener needs at least one certificateRef".to_owned(),
             }),
+            ..Default::default()
         };
     }
     let mut certificates = Vec::new();
@@ -198,7 +240,172 @@ pub(crate) fn resolve(
     ListenerTls {
         certificates,
         problem,
+        ..Default::default()
     }
+}
+
+/// One caCertificateRef of `spec.tls.frontend` (the default and perPort refs are two
+/// generated types of the same shape).
+#[derive(Debug)]
+struct CaRef<'a> {
+    group: &'a str,
+    kind: &'a str,
+    name: &'a str,
+    namespace: Option<&'a str>,
+}
+
+/// The frontend validation that applies to one listener port.
+#[derive(Debug)]
+struct FrontendValidation<'a> {
+    refs: Vec<CaRef<'a>>,
+    allow_insecure_fallback: bool,
+}
+
+impl<'a> FrontendValidation<'a> {
+    /// Gateway API (FrontendTLSConfig): "Default specifies the default client
+    /// certificate validation configuration for all Listeners handling HTTPS traffic,
+    /// unless a per-port configuration is defined." and (perPort) "PerPort specifies
+    /// tls configuration assigned per port. Per port configuration is optional. Once
+    /// set this configuration overrides the default configuration for all Listeners
+    /// handling HTTPS traffic that match this port."
+    fn for_port(gateway: &'a Gateway, port: i32) -> Option<Self> {
+        let frontend = gateway.spec.tls.as_ref()?.frontend.as_ref()?;
+        let per_port = frontend
+            .per_port
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .find(|p| p.port == port);
+        match per_port {
+            Some(p) => p.tls.validation.as_ref().map(|v| Self {
+                refs: v
+                    .ca_certificate_refs
+                    .iter()
+                    .map(|r| CaRef {
+                        group: &r.group,
+                        kind: &r.kind,
+                        name: &r.name,
+                        namespace: r.namespace.as_deref(),
+                    })
+                    .collect(),
+                allow_insecure_fallback: matches!(
+                    v.mode,
+                    Some(GatewayTlsFrontendPerPortTlsValidationMode::AllowInsecureFallback)
+                ),
+            }),
+            None => frontend.default.validation.as_ref().map(|v| Self {
+                refs: v
+                    .ca_certificate_refs
+                    .iter()
+                    .map(|r| CaRef {
+                        group: &r.group,
+                        kind: &r.kind,
+                        name: &r.name,
+                        namespace: r.namespace.as_deref(),
+                    })
+                    .collect(),
+                allow_insecure_fallback: matches!(
+                    v.mode,
+                    Some(GatewayTlsFrontendDefaultValidationMode::AllowInsecureFallback)
+                ),
+            }),
+        }
+    }
+
+    /// Resolves the caCertificateRefs to CA bundles.
+    ///
+    /// Gateway API (FrontendTLSValidation caCertificateRefs): "References to a resource
+    /// in a different namespace are invalid UNLESS there is a ReferenceGrant in the
+    /// target namespace that allows the certificate to be attached. If a ReferenceGrant
+    /// does not allow this reference, the "ResolvedRefs" condition MUST be set to False
+    /// for this listener with the "RefNotPermitted" reason." Core support is "A single
+    /// reference to a Kubernetes ConfigMap, with the CA certificate in a key named
+    /// `ca.crt`." (ListenerConditionReason): "InvalidCACertificateRef" for a reference
+    /// that is nonexistent or malformed, "InvalidCACertificateKind" for an unsupported
+    /// kind, and Accepted False "NoValidCACertificate" when none of the references is
+    /// valid.
+    fn resolve(
+        &self,
+        index: &Index<'_>,
+        config_maps: &ConfigMaps<'_>,
+        gateway: &ObjectRef,
+    ) -> (Option<ClientValidation>, Option<CaProblem>) {
+        let mut pems = Vec::new();
+        let (mut not_permitted, mut bad_kind, mut invalid) = (Vec::new(), Vec::new(), Vec::new());
+        for r in &self.refs {
+            let namespace = r
+                .namespace
+                .filter(|ns| !ns.is_empty())
+                .unwrap_or(&gateway.namespace);
+            let key = ObjectRef::new(namespace, r.name.to_owned());
+            if !r.group.is_empty() || r.kind != kind::CONFIG_MAP {
+                bad_kind.push(format!(
+                    "{key}: {} is not a supported kind, only core ConfigMap",
+                    crate::gateway::kind_group(r.kind, r.group)
+                ));
+                continue;
+            }
+            if namespace != gateway.namespace
+                && !index.reference_granted(
+                    (names::GATEWAY_API_GROUP, kind::GATEWAY, &gateway.namespace),
+                    ("", kind::CONFIG_MAP, namespace, r.name),
+                )
+            {
+                not_permitted.push(format!(
+                    "ConfigMap {key}: no ReferenceGrant in namespace {namespace:?} allows Gateways of namespace {:?} to refer to it",
+                    gateway.namespace
+                ));
+                continue;
+            }
+            match config_maps.get(&key).map(|m| ca_bundle(m)) {
+                None => invalid.push(format!("ConfigMap {key} does not exist")),
+                Some(Err(why)) => invalid.push(format!("ConfigMap {key}: {why}")),
+                Some(Ok(pem)) => pems.push(pem),
+            }
+        }
+        let problem = [
+            (reason::REF_NOT_PERMITTED, not_permitted),
+            (reason::INVALID_CA_CERTIFICATE_KIND, bad_kind),
+            (reason::INVALID_CA_CERTIFICATE_REF, invalid),
+        ]
+        .into_iter()
+        .find(|(_, messages)| !messages.is_empty())
+        .map(|(reason, messages)| CaProblem {
+            reason,
+            message: messages.join("; "),
+            none_valid: pems.is_empty(),
+        });
+        let validation = (!pems.is_empty()).then_some(ClientValidation {
+            ca_certificates_pem: pems,
+            allow_insecure_fallback: self.allow_insecure_fallback,
+        });
+        (validation, problem)
+    }
+}
+
+/// The `ca.crt` of a ConfigMap, checked to hold at least one PEM certificate.
+fn ca_bundle(map: &ConfigMap) -> Result<Vec<u8>, String> {
+    let key = names::CA_CERTIFICATE_KEY;
+    let pem = map
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|s| s.clone().into_bytes())
+        .or_else(|| {
+            map.binary_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|b| b.0.clone())
+        })
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| format!("no {key:?} key"))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{key} is not PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{key} holds no CERTIFICATE block"));
+    }
+    Ok(pem)
 }
 
 /// The certificate a `kubernetes.io/tls` Secret holds, checked: the chain parses, the key
@@ -259,8 +466,11 @@ pub(crate) fn apply(config: &mut Config, tls: &BTreeMap<String, (ObjectRef, Stri
     use portico_api::config::v1::Protocol;
     for listener in &mut config.listeners {
         listener.virtual_hosts.retain(|vh| {
-            tls.get(&vh.name)
-                .is_none_or(|(_, _, t)| t.problem.is_none() && !t.certificates.is_empty())
+            tls.get(&vh.name).is_none_or(|(_, _, t)| {
+                t.problem.is_none()
+                    && !t.certificates.is_empty()
+                    && t.ca_problem.as_ref().is_none_or(|p| !p.none_valid)
+            })
         });
         let mut https = false;
         for vhost in &mut listener.virtual_hosts {
@@ -268,6 +478,7 @@ pub(crate) fn apply(config: &mut Config, tls: &BTreeMap<String, (ObjectRef, Stri
                 https = true;
                 vhost.tls = Some(TlsTermination {
                     certificates: t.certificates.clone(),
+                    client_validation: t.client_validation.clone(),
                 });
             }
         }
@@ -313,6 +524,56 @@ pub(crate) fn patch_listener_status(
                 false,
                 reason::INVALID,
                 format!("certificates not resolved: {}", problem.message),
+                generation,
+            );
+        }
+    }
+}
+
+/// Reports a caCertificateRef problem of `spec.tls.frontend` on a listener's status:
+/// ResolvedRefs False with the reason and, when no CA resolved, Accepted False
+/// NoValidCACertificate and Programmed False (the listener has no virtual host: a
+/// client cannot complete a handshake with it).
+///
+/// Gateway API (ListenerConditionReason NoValidCACertificate): "This reason is used
+/// with the "Accepted" condition when the listener's client certificate validation
+/// configuration has no valid CA certificate."
+pub(crate) fn patch_ca_status(
+    status: &mut GatewayStatus,
+    section_name: &str,
+    problem: &CaProblem,
+    generation: Option<i64>,
+) {
+    let Some(listener) = status.listeners.iter_mut().find(|l| l.name == section_name) else {
+        return;
+    };
+    for c in &mut listener.conditions {
+        let is_true = c.status == crate::ConditionStatus::True;
+        if c.type_ == condition::RESOLVED_REFS && is_true {
+            *c = Condition::new(
+                condition::RESOLVED_REFS,
+                false,
+                problem.reason,
+                problem.message.clone(),
+                generation,
+            );
+        } else if c.type_ == condition::ACCEPTED && is_true && problem.none_valid {
+            *c = Condition::new(
+                condition::ACCEPTED,
+                false,
+                reason::NO_VALID_CA_CERTIFICATE,
+                format!("no valid CA certificate: {}", problem.message),
+                generation,
+            );
+        } else if c.type_ == condition::PROGRAMMED && is_true && problem.none_valid {
+            *c = Condition::new(
+                condition::PROGRAMMED,
+                false,
+                reason::INVALID,
+                format!(
+                    "client certificate validation not resolved: {}",
+                    problem.message
+                ),
                 generation,
             );
         }
