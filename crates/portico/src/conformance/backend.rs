@@ -99,6 +99,10 @@ pub(crate) enum EchoRole {
     },
     /// The UDP echo on `port`.
     Udp { port: i64 },
+    /// HTTP on every other container port, as [`EchoRole::Http`], and over TLS on
+    /// `port` with that certificate (echo-basic given `TLS_SERVER_CERT` and
+    /// `TLS_SERVER_PRIVKEY`: the BackendTLSPolicy backends).
+    Https { port: i64, tls: LineTls },
 }
 
 /// A running stand-in pod.
@@ -108,6 +112,8 @@ pub(crate) struct Backend {
     /// L4 roles: container port -> where the process serves it (HTTP: empty, every
     /// port is `addr`).
     ports: BTreeMap<i64, SocketAddr>,
+    /// HTTPS role: container ports not in `ports` are served by the HTTP `addr`.
+    http_elsewhere: bool,
     log: Log,
     running: Running,
 }
@@ -128,6 +134,13 @@ impl Backend {
     ) -> Result<Self, String> {
         match (role, mode) {
             (EchoRole::Http, _) => Self::start(mode, identity).await,
+            (EchoRole::Https { port, tls }, EchoMode::Process(bin)) => {
+                Self::start_https_process(bin, identity, *port, tls).await
+            }
+            (EchoRole::Https { .. }, EchoMode::InProcess) => Err(format!(
+                "pod {}: HTTPS backends run as portico-echo processes only",
+                identity.pod
+            )),
             (_, EchoMode::InProcess) => Self::start_l4_in_process(identity, role).await,
             (_, EchoMode::Process(bin)) => Self::start_l4_process(bin, identity, role).await,
         }
@@ -140,7 +153,9 @@ impl Backend {
         let mut line = Vec::new();
         let mut udp = None;
         match role {
-            EchoRole::Http => return Err(format!("pod {pod}: not an L4 role")),
+            EchoRole::Http | EchoRole::Https { .. } => {
+                return Err(format!("pod {pod}: not an L4 role"));
+            }
             EchoRole::Tcp { port, tls } => {
                 let reported = |p: i64| u16::try_from(p).unwrap_or_default();
                 let config = |tls: Option<LineTls>| LineConfig {
@@ -179,6 +194,7 @@ impl Backend {
         Ok(Self {
             addr,
             ports,
+            http_elsewhere: false,
             log: Arc::default(),
             running: Running::InProcessL4 {
                 _line: line,
@@ -208,7 +224,9 @@ impl Backend {
         let mut files = Vec::new();
         let mut expected = Vec::new();
         match role {
-            EchoRole::Http => return Err(format!("pod {pod}: not an L4 role")),
+            EchoRole::Http | EchoRole::Https { .. } => {
+                return Err(format!("pod {pod}: not an L4 role"));
+            }
             EchoRole::Tcp { port, tls } => {
                 command
                     .args(["--tcp-echo", "--tcp-listen", "127.0.0.1:0", "--tcp-port"])
@@ -291,6 +309,7 @@ impl Backend {
         Ok(Self {
             addr,
             ports,
+            http_elsewhere: false,
             log: Arc::default(),
             running: Running::Process { child, stderr },
         })
@@ -301,9 +320,94 @@ impl Backend {
     pub(crate) fn port_for(&self, port: i64) -> Option<SocketAddr> {
         if self.ports.is_empty() {
             Some(self.addr)
+        } else if self.http_elsewhere {
+            Some(self.ports.get(&port).copied().unwrap_or(self.addr))
         } else {
             self.ports.get(&port).copied()
         }
+    }
+
+    /// `portico-echo --https-cert`: HTTP on the first stdout line's address (every
+    /// container port but `https_port`), HTTPS on the second's.
+    async fn start_https_process(
+        bin: &Path,
+        identity: Identity,
+        https_port: i64,
+        tls: &LineTls,
+    ) -> Result<Self, String> {
+        let pod = identity.pod.clone();
+        // A folder of its own per pod, removed once the process listens (it reads the
+        // files before that), as for the TLS line protocol.
+        let dir = std::env::temp_dir().join(format!("portico-echo-{}-{pod}", std::process::id()));
+        let (crt, key) = (dir.join("crt"), dir.join("key"));
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&crt, &tls.cert_chain_pem))
+            .and_then(|()| std::fs::write(&key, &tls.private_key_pem))
+            .map_err(|e| format!("pod {pod}: writing its certificate: {e}"))?;
+        let mut child = Command::new(bin)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--https-listen",
+                "127.0.0.1:0",
+                "--pod",
+            ])
+            .arg(&identity.pod)
+            .arg("--namespace")
+            .arg(&identity.namespace)
+            .arg("--service")
+            .arg(&identity.service)
+            .arg("--https-cert")
+            .arg(&crt)
+            .arg("--https-key")
+            .arg(&key)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("pod {pod}: cannot start {}: {e}", bin.display()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| format!("pod {pod}: no stdout"))?;
+        let stderr = keep_stderr(&mut child);
+        let mut lines = BufReader::new(stdout).lines();
+        let mut addrs = Vec::new();
+        for prefix in ["listening on ", "https listening on "] {
+            let line = tokio::time::timeout(START_TIMEOUT, lines.next_line()).await;
+            let addr = match line {
+                Ok(Ok(Some(line))) => line
+                    .strip_prefix(prefix)
+                    .and_then(|a| a.trim().parse::<SocketAddr>().ok())
+                    .ok_or_else(|| format!("pod {pod}: unexpected line {line:?}")),
+                Ok(Ok(None)) => Err(format!("pod {pod}: exited before listening")),
+                Ok(Err(e)) => Err(format!("pod {pod}: reading stdout: {e}")),
+                Err(_) => Err(format!("pod {pod}: not listening after {START_TIMEOUT:?}")),
+            };
+            match addr {
+                Ok(addr) => addrs.push(addr),
+                Err(e) => {
+                    let _ = child.kill().await;
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(format!("{e}; stderr:\n  {}", said(&stderr)));
+                }
+            }
+        }
+        if let Err(error) = std::fs::remove_dir_all(&dir) {
+            tracing::debug!(%error, dir = %dir.display(), "removing a pod's certificate folder");
+        }
+        let (Some(&addr), Some(&https)) = (addrs.first(), addrs.get(1)) else {
+            return Err(format!("pod {pod}: no addresses"));
+        };
+        Ok(Self {
+            addr,
+            ports: BTreeMap::from([(https_port, https)]),
+            http_elsewhere: true,
+            log: Arc::default(),
+            running: Running::Process { child, stderr },
+        })
     }
 
     async fn start_in_process(identity: Identity) -> Result<Self, String> {
@@ -333,6 +437,7 @@ impl Backend {
         Ok(Self {
             addr: server.local_addr(),
             ports: BTreeMap::new(),
+            http_elsewhere: false,
             log,
             running: Running::InProcess(server),
         })
@@ -392,6 +497,7 @@ impl Backend {
         Ok(Self {
             addr,
             ports: BTreeMap::new(),
+            http_elsewhere: false,
             log,
             running: Running::Process { child, stderr },
         })

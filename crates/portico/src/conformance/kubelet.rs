@@ -45,9 +45,12 @@ const ECHO_IMAGES: &[&str] = &["gateway-api/echo-basic", "gateway-api/echo-advan
 
 /// The ports echo-basic serves cleartext HTTP on (its `HTTP_PORT` and `H2C_PORT`
 /// defaults). Our echo serves HTTP/1.1 and h2c on one port, so both map to it. Its
-/// HTTPS port (8443) is not mapped: the stand-in speaks no TLS, and sending cleartext
-/// where a pod expects TLS would pass where a cluster fails.
+/// HTTPS port (8443) is served only by pods given a certificate (see [`EchoRole::Https`]):
+/// sending cleartext where a pod expects TLS would pass where a cluster fails.
 const ECHO_HTTP_PORTS: &[(&str, i64)] = &[("HTTP_PORT", 3000), ("H2C_PORT", 3001)];
+
+/// echo-basic's `HTTPS_PORT` default: where it serves HTTPS when given a certificate.
+const ECHO_HTTPS_PORT: i64 = 8443;
 
 /// The DNS server image of the base manifests (the UDPRoute backends), played by the
 /// UDP echo on port 53.
@@ -76,6 +79,7 @@ struct Pod {
     named_ports: BTreeMap<String, i64>,
     /// Port numbers the echo serves.
     served_ports: BTreeSet<i64>,
+    role: EchoRole,
     backend: Backend,
 }
 
@@ -122,7 +126,11 @@ impl Kubelet {
                 .entry((key.0.clone(), pod.workload.clone()))
                 .or_default();
             match wanted {
-                Some(t) if *count < t.replicas && pod.backend.alive() => *count += 1,
+                // A changed role (a new certificate in the Secret it mounts) restarts
+                // the pod: the echo reads its certificate at start.
+                Some(t) if *count < t.replicas && pod.backend.alive() && pod.role == t.role => {
+                    *count += 1;
+                }
                 _ => doomed.push(key.clone()),
             }
         }
@@ -171,6 +179,7 @@ impl Kubelet {
                             labels: t.labels,
                             named_ports: t.named_ports,
                             served_ports: t.served_ports,
+                            role: t.role,
                             backend,
                         },
                     );
@@ -375,6 +384,15 @@ fn pod_template(cluster: &Cluster, namespace: &str, template: &Value) -> Option<
             .chain(tls.as_ref().map(|(p, _)| *p))
             .collect(),
         EchoRole::Udp { port } => BTreeSet::from([*port]),
+        EchoRole::Https { port, .. } => ECHO_HTTP_PORTS
+            .iter()
+            .map(|(var, default)| {
+                env.get(var)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(*default)
+            })
+            .chain(std::iter::once(*port))
+            .collect(),
     };
     Some(Template {
         namespace: namespace.to_owned(),
@@ -432,6 +450,22 @@ fn echo_role(
     if set("UDP_ECHO_SERVER") {
         return Some(EchoRole::Udp {
             port: port("UDP_PORT", 8080),
+        });
+    }
+    // echo-basic serves HTTPS beside HTTP when given a certificate (the tls-backend
+    // Deployments of the base manifests, behind the BackendTLSPolicy cases).
+    if let (Some(cert), Some(key)) = (env.get("TLS_SERVER_CERT"), env.get("TLS_SERVER_PRIVKEY")) {
+        let file = |path: &str| mounted_secret_file(cluster, namespace, template, container, path);
+        let Some((cert, key)) = file(cert).zip(file(key)) else {
+            tracing::debug!(%namespace, "echo pod pending: its certificate Secret is missing");
+            return None;
+        };
+        return Some(EchoRole::Https {
+            port: port("HTTPS_PORT", ECHO_HTTPS_PORT),
+            tls: portico_echo::LineTls {
+                cert_chain_pem: cert,
+                private_key_pem: key,
+            },
         });
     }
     Some(EchoRole::Http)
