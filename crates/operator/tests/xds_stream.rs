@@ -163,6 +163,19 @@ async fn until(client: &Client, what: &str, f: impl Fn(&StreamStatus) -> bool) -
     }
 }
 
+/// An operator serving v1 (listener "a" of default/gw) in plaintext, and a proxy that
+/// applied it.
+async fn serving_v1(echo: &EchoBackend) -> (Operator, Client) {
+    let v1 = config("v1", &[("a", 0, "default/gw")], echo.addr());
+    let operator = Operator::start("127.0.0.1:0".parse().unwrap(), None, v1).await;
+    let client = proxy(&format!("http://{}", operator.addr), None).await;
+    until(&client, "v1 applied", |s| {
+        s.applied.as_deref() == Some("v1")
+    })
+    .await;
+    (operator, client)
+}
+
 async fn get_ok(addr: SocketAddr) {
     let http = HttpClient::http1(addr);
     let (status, _, _) = eventually(WAIT, || http.get(Some("example.com"), "/"))
@@ -176,18 +189,7 @@ async fn config_arrives_traffic_flows_and_the_ack_is_recorded() {
     let echo = EchoBackend::start("echo-0", "default", "echo")
         .await
         .unwrap();
-    let operator = Operator::start(
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-        config("v1", &[("a", 0, "default/gw")], echo.addr()),
-    )
-    .await;
-    let client = proxy(&format!("http://{}", operator.addr), None).await;
-
-    until(&client, "v1 applied", |s| {
-        s.applied.as_deref() == Some("v1")
-    })
-    .await;
+    let (operator, client) = serving_v1(&echo).await;
     get_ok(client.bound_addrs()["a"]).await;
 
     let records = operator.records.clone();
@@ -241,17 +243,7 @@ async fn a_config_with_a_port_taken_is_nacked_and_the_old_one_keeps_serving() {
     let echo = EchoBackend::start("echo-0", "default", "echo")
         .await
         .unwrap();
-    let operator = Operator::start(
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-        config("v1", &[("a", 0, "default/gw")], echo.addr()),
-    )
-    .await;
-    let client = proxy(&format!("http://{}", operator.addr), None).await;
-    until(&client, "v1 applied", |s| {
-        s.applied.as_deref() == Some("v1")
-    })
-    .await;
+    let (operator, client) = serving_v1(&echo).await;
     let a = client.bound_addrs()["a"];
 
     // Another process holds the port that v2 wants for Gateway other.
@@ -341,18 +333,8 @@ async fn traffic_survives_the_operator_and_the_proxy_catches_up_when_it_returns(
     let echo = EchoBackend::start("echo-0", "default", "echo")
         .await
         .unwrap();
-    let operator = Operator::start(
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-        config("v1", &[("a", 0, "default/gw")], echo.addr()),
-    )
-    .await;
+    let (operator, client) = serving_v1(&echo).await;
     let addr = operator.addr;
-    let client = proxy(&format!("http://{addr}"), None).await;
-    until(&client, "v1 applied", |s| {
-        s.applied.as_deref() == Some("v1")
-    })
-    .await;
     let a = client.bound_addrs()["a"];
     get_ok(a).await;
 
@@ -394,16 +376,11 @@ async fn a_reconnecting_proxy_that_runs_the_current_version_gets_no_push() {
     let echo = EchoBackend::start("echo-0", "default", "echo")
         .await
         .unwrap();
-    let v1 = config("v1", &[("a", 0, "default/gw")], echo.addr());
-    let operator = Operator::start("127.0.0.1:0".parse().unwrap(), None, v1.clone()).await;
+    let (operator, client) = serving_v1(&echo).await;
     let addr = operator.addr;
-    let client = proxy(&format!("http://{addr}"), None).await;
-    until(&client, "v1 applied", |s| {
-        s.applied.as_deref() == Some("v1")
-    })
-    .await;
     operator.stop().await;
 
+    let v1 = config("v1", &[("a", 0, "default/gw")], echo.addr());
     let operator = Operator::start(addr, None, v1).await;
     until(&client, "reconnected", |s| s.streams == 2 && s.connected).await;
     let records = operator.records.clone();
