@@ -23,6 +23,7 @@
 //! - [`agent`]: the long-running agent (a source's snapshots into the datapath);
 //!   [`watch_kube`], [`watch_dir`]: its sources; [`inventory`]: what they know;
 //!   [`kube_client`]: reaching the API server without kube-proxy.
+//! - [`status_server`]: the agent's status as JSON over HTTP (`portico status`).
 //! - [`run`]: the one-shot `run --once`, `list` and the printer; [`probe`]: its diagnostic
 //!   client.
 
@@ -42,6 +43,7 @@ pub mod run;
 pub mod service;
 mod slots;
 pub mod source;
+pub mod status_server;
 pub mod steering;
 pub mod watch_dir;
 pub mod watch_kube;

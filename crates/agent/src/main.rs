@@ -13,7 +13,7 @@ use portico_agent::kube_client::KubeClientConfig;
 use portico_agent::l2_election::ElectionConfig;
 use portico_agent::probe::{self, ProbeConfig};
 use portico_agent::run::{self, RunConfig};
-use portico_agent::{watch_dir, watch_kube};
+use portico_agent::{status_server, watch_dir, watch_kube};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -97,6 +97,9 @@ enum Command {
             default_value = "kube-system"
         )]
         l2_lease_namespace: String,
+        /// Serve the agent's status (GET /status, JSON) and health (GET /healthz) here.
+        #[arg(long, env = "PORTICO_AGENT_STATUS_ADDR")]
+        status_addr: Option<SocketAddr>,
         /// How long an L2 Lease is valid without renewal (the longest hand-over when a
         /// node dies), in seconds.
         #[arg(long, env = "PORTICO_AGENT_L2_LEASE_SECONDS", default_value_t = 15)]
@@ -145,6 +148,7 @@ fn daemon(
     cfg: AgentConfig,
     source: Source,
     l2: Option<(ElectionConfig, Vec<String>)>,
+    status_addr: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     // kube's rustls needs a process-wide crypto provider; ring is the workspace's.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -192,6 +196,15 @@ fn daemon(
             stop.cancel();
         });
         let status = SharedStatus::default();
+        if let Some(addr) = status_addr {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--status-addr {addr}"))?;
+            // Tests and scripts read the bound port from here (`:0` picks one), in the
+            // form every portico binary prints.
+            println!("listening on {} (status)", listener.local_addr()?);
+            status_server::spawn(listener, status.clone(), shutdown.clone());
+        }
         let result = agent::run(&cfg, snapshots, l2, status, shutdown.clone()).await;
         shutdown.cancel();
         let _ = source_task.await;
@@ -224,6 +237,7 @@ fn main() -> anyhow::Result<()> {
             l2_interfaces,
             l2_lease_namespace,
             l2_lease_seconds,
+            status_addr,
         } => {
             let l2 = (!l2_interfaces.is_empty()).then(|| {
                 let mut election =
@@ -261,7 +275,7 @@ fn main() -> anyhow::Result<()> {
                         service_account_dir: None,
                     }),
                 };
-                daemon(cfg, source, l2)?;
+                daemon(cfg, source, l2, status_addr)?;
             }
         }
         Command::List { pin_dir } => run::list(&pin_dir, &mut out).context("portico-agent list")?,

@@ -162,8 +162,10 @@ async fn the_agent_programs_the_api_servers_services_and_follows_their_endpoints
         .arg(&lab.cgroup)
         .arg("--no-mount-bpffs")
         .arg("--k8s-api-server")
-        .arg(server.url());
+        .arg(server.url())
+        .args(["--status-addr", "127.0.0.1:0"]);
     let mut agent = Process::spawn_command(cmd).unwrap();
+    let status_addr = agent.wait_for_listen_addr(WAIT).await.unwrap();
 
     let probe = |lab: &Lab| {
         let lines = lab.probe(&["tcp", "10.96.7.10:80", "--timeout-ms", "500"]);
@@ -200,6 +202,28 @@ async fn the_agent_programs_the_api_servers_services_and_follows_their_endpoints
             .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == want),
         "{list}"
     );
+
+    // The status endpoint reports what is programmed and attached.
+    let (code, status): (_, serde_json::Value) =
+        portico_testkit::get_json(status_addr, None, "/status")
+            .await
+            .unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(status["healthy"], true, "{status}");
+    assert_eq!(status["synced"], true, "{status}");
+    assert_eq!(status["services"], 1, "{status}");
+    assert_eq!(status["backend_slots"], 1, "{status}");
+    assert!(
+        status["attached"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("socket-lb@"),
+        "{status}"
+    );
+    let (code, _, _) = portico_testkit::get(status_addr, None, "/healthz")
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
 
     agent.terminate().unwrap();
     let status = agent.wait_exit(WAIT).await.unwrap();
