@@ -81,7 +81,7 @@ pub(crate) fn build(
             };
             for address in &plan.addresses {
                 sockets
-                    .entry((listener.port, *address))
+                    .entry((plan.bind_port(listener), *address))
                     .or_default()
                     .push(vhost.clone());
             }

@@ -167,18 +167,18 @@ pub(crate) fn settle_across_gateways(plans: &mut BTreeMap<ObjectRef, GatewayPlan
             continue;
         };
         let addresses = plan.addresses.clone();
+        // Behind Services each Gateway has proxy ports of its own (crate::proxy_port).
+        let proxy_ports = plan.proxy_ports.clone();
         for listener in plan.listeners.iter_mut().filter(|l| l.is_valid()) {
             let owner = format!("{key}/{}", listener.name);
+            let port = proxy_ports
+                .get(&listener.port)
+                .copied()
+                .unwrap_or(listener.port);
             let udp = is_udp(listener);
             let slots: Vec<Slot> = addresses
                 .iter()
-                .map(|ip| {
-                    (
-                        SocketAddr::new(*ip, listener.port),
-                        udp,
-                        listener.hostname.clone(),
-                    )
-                })
+                .map(|ip| (SocketAddr::new(*ip, port), udp, listener.hostname.clone()))
                 .collect();
             let taken = slots
                 .iter()

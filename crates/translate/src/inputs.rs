@@ -65,6 +65,25 @@ pub struct Options {
     /// on the schema Portico is built for, [`names::GATEWAY_API_BUNDLE_VERSION`], the
     /// default.
     pub crd_bundle_version: Option<String>,
+    /// How traffic reaches the proxies: standalone mode binds each Gateway's own
+    /// address and ports; in a cluster each Gateway is reached through its Service.
+    pub exposure: Exposure,
+}
+
+/// How clients reach a Gateway's listeners.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Exposure {
+    /// The proxy binds the Gateway's address (`spec.addresses`, `assigned_addresses` or
+    /// `default_address`) and each listener's own port: standalone mode.
+    #[default]
+    Direct,
+    /// In a cluster: clients reach the Gateway's Service, whose load balancer ingress
+    /// (`assigned_addresses`) is the Gateway's address. The proxy binds
+    /// `default_address` and, per listener port, the proxy port of
+    /// [`ProxyPorts`](crate::ProxyPorts) that the Service targets. A Gateway whose
+    /// Service has no address yet (or not the one it asks for) is
+    /// `Programmed=False` with reason AddressNotAssigned.
+    Service,
 }
 
 impl Default for Options {
@@ -75,6 +94,7 @@ impl Default for Options {
             assigned_addresses: BTreeMap::new(),
             usable_addresses: UsableAddresses::Any,
             crd_bundle_version: Some(names::GATEWAY_API_BUNDLE_VERSION.to_owned()),
+            exposure: Exposure::Direct,
         }
     }
 }

@@ -51,6 +51,7 @@ mod listener_set_status;
 mod matches;
 mod policy;
 mod precedence;
+mod proxy_port;
 mod route;
 mod route_conflict;
 mod selector;
@@ -61,8 +62,9 @@ mod tls;
 use std::collections::BTreeMap;
 
 pub use hostname::hostname_matches;
-pub use inputs::{Inputs, Options, Output, UsableAddresses};
+pub use inputs::{Exposure, Inputs, Options, Output, UsableAddresses};
 pub use ipnet::IpNet;
+pub use proxy_port::{PROXY_PORT_BASE, PROXY_PORT_SPAN, ProxyPorts};
 pub use status::{
     Condition, ConditionStatus, GatewayClassStatus, GatewayStatus, GatewayStatusAddress,
     HttpRouteStatus, ListenerSetStatus, ListenerStatus, ObjectRef, ParentReference,

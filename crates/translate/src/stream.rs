@@ -211,7 +211,7 @@ pub(crate) fn apply(
             }
             for address in &plan.addresses {
                 sockets
-                    .entry((listener.port, *address, protocol as i32))
+                    .entry((plan.bind_port(listener), *address, protocol as i32))
                     .or_default()
                     .extend(stream_routes.iter().cloned());
             }

@@ -1,5 +1,6 @@
 //! Golden-file tests: `tests/golden/<case>/input.yaml` (multi-document Kubernetes YAML)
-//! is translated with the default options, and the config and statuses, serialized as
+//! is translated with the default options (or those of an optional `options.yaml`, see
+//! [`case_options`]), and the config and statuses, serialized as
 //! YAML, must equal `config.yaml` and `status.yaml` beside it.
 //!
 //! `PORTICO_BLESS=1 cargo test -p portico-translate --test golden` rewrites the expected
@@ -11,7 +12,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use portico_translate::{Inputs, Options, Output, translate};
+use portico_translate::{Exposure, Inputs, ObjectRef, Options, Output, translate};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
@@ -36,10 +37,11 @@ fn golden() {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
         let input = fs::read_to_string(case.join("input.yaml")).unwrap();
         let inputs = parse_inputs(&input).unwrap_or_else(|e| panic!("{name}: input.yaml: {e}"));
-        let output = translate(&inputs, &Options::default());
+        let options = case_options(case).unwrap_or_else(|e| panic!("{name}: options.yaml: {e}"));
+        let output = translate(&inputs, &options);
 
         // The translator must not depend on the order objects are listed in.
-        let reversed = translate(&reverse(&inputs), &Options::default());
+        let reversed = translate(&reverse(&inputs), &options);
         if reversed != output {
             failures.push(format!(
                 "{name}: output changes when the inputs are listed in reverse order"
@@ -63,6 +65,42 @@ fn golden() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The options of a case: the defaults (standalone mode), or what its optional
+/// `options.yaml` sets, for cases of a Gateway behind its Service in a cluster:
+///
+/// ```yaml
+/// exposure: Service            # portico_translate::Exposure
+/// assignedAddresses:           # Options::assigned_addresses (the Services' ingress)
+///   infra/gateway: 203.0.113.10
+/// ```
+fn case_options(case: &Path) -> Result<Options, String> {
+    let mut options = Options::default();
+    let Ok(text) = fs::read_to_string(case.join("options.yaml")) else {
+        return Ok(options);
+    };
+    let value: Value = serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?;
+    match value.get("exposure").and_then(Value::as_str) {
+        None | Some("Direct") => {}
+        Some("Service") => options.exposure = Exposure::Service,
+        Some(other) => return Err(format!("unknown exposure {other:?}")),
+    }
+    if let Some(assigned) = value.get("assignedAddresses").and_then(Value::as_mapping) {
+        for (k, v) in assigned {
+            let (Some(key), Some(ip)) = (k.as_str(), v.as_str()) else {
+                return Err("assignedAddresses: strings expected".into());
+            };
+            let (ns, name) = key
+                .split_once('/')
+                .ok_or("assignedAddresses: ns/name keys")?;
+            let ip = ip.parse().map_err(|e| format!("{ip}: {e}"))?;
+            options
+                .assigned_addresses
+                .insert(ObjectRef::new(ns, name), ip);
+        }
+    }
+    Ok(options)
 }
 
 fn render(output: &Output) -> (String, String) {
