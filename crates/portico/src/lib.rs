@@ -4,4 +4,5 @@
 //! `main.rs` only parses flags and calls them.
 
 pub mod conformance;
+pub mod lb;
 pub mod standalone;

@@ -51,6 +51,22 @@ enum Command {
         #[command(subcommand)]
         command: ConformanceCommand,
     },
+    /// The node agent's eBPF load balancer on this node.
+    Lb {
+        #[command(subcommand)]
+        command: LbCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LbCommand {
+    /// Print the service map the agent pinned (frontend, backends, weights, flags), like
+    /// `cilium bpf lb list`. Needs root on the node.
+    List {
+        /// Where portico-agent pins its maps (its --pin-dir).
+        #[arg(long, env = "PORTICO_AGENT_PIN_DIR", default_value = portico::lb::DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +163,11 @@ async fn main() -> anyhow::Result<()> {
             shutdown_signal().await?;
             println!("shutting down");
             standalone.shutdown().await;
+        }
+        Command::Lb {
+            command: LbCommand::List { pin_dir },
+        } => {
+            portico::lb::list(&pin_dir, &mut std::io::stdout().lock())?;
         }
         Command::Conformance {
             command: ConformanceCommand::Run(args),
