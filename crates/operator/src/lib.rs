@@ -18,11 +18,13 @@
 //!   start-up CRD check, the leader Lease.
 //! - [`status`]: the leader's status writer.
 //! - [`service`]: one LoadBalancer Service per Gateway.
+//! - [`ipam`]: LB-IPAM, addresses from LoadBalancerIPPools for LoadBalancer Services.
 //! - [`xds`]: the config server streaming each proxy its config (ACK/NACK, records,
 //!   NACKs on Gateway status, metrics).
 //! - [`run`]: [`run()`] and its [`Config`], what `portico-operator` calls.
 
 pub mod file;
+pub mod ipam;
 pub mod kube;
 pub mod object;
 pub mod provider;

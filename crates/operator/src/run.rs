@@ -6,6 +6,7 @@
 //!     ├─ wait_for_crds (names the missing ones, retries with backoff)
 //!     ├─ KubeProvider::spawn ──snapshots──┬─> status writer   ─┐ gated on
 //!     ├─ lease::spawn ──leader (bool)─────┼─> Service reconciler┘ the Lease
+//!     ├─ ipam::run (--lb-ipam): LoadBalancerIPPool addresses for Services (leader only)
 //!     ├─ xds::start ──config server (--config-listen), proxies' NACKs onto the
 //!     │               snapshots the status writer gets, metrics port (--metrics-listen)
 //!     └─ shutdown: every task stops, the Lease is released
@@ -23,12 +24,13 @@ use clap::Parser;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use portico_api::names;
-use portico_translate::Options;
+use portico_translate::{Exposure, Options};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::ipam::{self, IpamConfig, IpamCounters};
 use crate::kube::lease::{self, DEFAULT_LEASE_DURATION, DEFAULT_RETRY_PERIOD, LeaseConfig};
 use crate::kube::provider::{self, KubeProvider, ProviderConfig, Snapshots};
 use crate::kube::wait_for_crds;
@@ -92,6 +94,12 @@ pub struct Config {
     #[arg(long, env = "PORTICO_LOG", default_value = "info")]
     pub log: String,
 
+    /// Assign addresses from LoadBalancerIPPools (LB-IPAM) to LoadBalancer Services whose
+    /// loadBalancerClass is unset or portico.dev/lb. Leave off where another load
+    /// balancer implementation (a cloud controller, MetalLB) serves those Services.
+    #[arg(long, env = "PORTICO_LB_IPAM")]
+    pub lb_ipam: bool,
+
     /// Serve proxies their config (gRPC) on this address, e.g. 0.0.0.0:18000; no config
     /// server when unset. Needs --config-cert and --config-key, or --insecure.
     #[arg(long, env = "PORTICO_CONFIG_LISTEN")]
@@ -137,6 +145,7 @@ impl Config {
             lease_retry_period: DEFAULT_RETRY_PERIOD,
             debounce: provider::DEFAULT_DEBOUNCE,
             log: "info".to_owned(),
+            lb_ipam: false,
             config_listen: None,
             config_cert: None,
             config_key: None,
@@ -328,6 +337,9 @@ pub async fn start(
     let options = Options {
         controller_name: config.controller_name.clone(),
         crd_bundle_version: crds.bundle_version,
+        // Gateways are reached through their Services: addresses from the load balancer,
+        // proxy listeners on the Services' targetPorts.
+        exposure: Exposure::Service,
         ..Options::default()
     };
     let provider = KubeProvider::spawn(
@@ -363,6 +375,18 @@ pub async fn start(
         leader.clone(),
         shutdown.clone(),
     ));
+    if config.lb_ipam {
+        tasks.spawn(ipam::run(
+            client.clone(),
+            IpamConfig {
+                field_manager: FIELD_MANAGER.to_owned(),
+                identity: config.identity(),
+            },
+            leader.clone(),
+            Arc::new(IpamCounters::default()),
+            shutdown.clone(),
+        ));
+    }
     tasks.spawn(service::reconcile::run(
         client,
         FIELD_MANAGER.to_owned(),
@@ -461,6 +485,7 @@ mod tests {
             ("--lease-retry-period", "PORTICO_LEASE_RETRY_PERIOD"),
             ("--debounce", "PORTICO_DEBOUNCE"),
             ("--log", "PORTICO_LOG"),
+            ("--lb-ipam", "PORTICO_LB_IPAM"),
             ("--config-listen", "PORTICO_CONFIG_LISTEN"),
             ("--config-cert", "PORTICO_CONFIG_CERT"),
             ("--config-key", "PORTICO_CONFIG_KEY"),

@@ -5,7 +5,10 @@
 //!   ├─ metadata.uid ──────────────────────> ownerReferences: [Gateway gw, controller]
 //!   ├─ spec.infrastructure.labels ────────> labels (+ gateway.networking.k8s.io/gateway-name: gw)
 //!   ├─ spec.infrastructure.annotations ───> annotations
-//!   ├─ spec.listeners[].port, protocol ───> ports: one per (port, TCP|UDP), targetPort = port
+//!   ├─ spec.listeners[].port, protocol ───> ports: one per (port, TCP|UDP), targetPort = the
+//!   │                                        proxy port of (Gateway, port) (ProxyPorts)
+//!   ├─ spec.addresses[] (IPAddress) ──────> annotation portico.dev/lb-ipam-ips (all of them)
+//!   │                                        and loadBalancerIP (the first, for other LBs)
 //!   └─ listeners of attached ListenerSets ─┘
 //!                                           type: LoadBalancer
 //!                                           selector: app.kubernetes.io/name=portico-proxy
@@ -27,7 +30,7 @@ use portico_api::k8s_openapi::api::core::v1::ServiceSpec;
 use portico_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use portico_api::kube::Resource;
 use portico_api::names::{self, condition};
-use portico_translate::{ConditionStatus, Inputs, ObjectRef, Statuses};
+use portico_translate::{ConditionStatus, Inputs, ObjectRef, ProxyPorts, Statuses};
 
 use crate::service::name::{gateway_label_value, service_name};
 
@@ -104,6 +107,17 @@ pub fn attached_listener_sets<'a>(
 /// `listener_sets` (the ones attached to it); `None` for a Gateway without a namespace,
 /// name or uid (one that did not come from an API server: it cannot own anything).
 pub fn desired_service(gateway: &Gateway, listener_sets: &[&ListenerSet]) -> Option<Service> {
+    desired_service_with(gateway, listener_sets, &ProxyPorts::default())
+}
+
+/// [`desired_service`] with each Service port targeting the proxy port `proxy_ports`
+/// gives its (Gateway, listener port) (see `portico_translate::ProxyPorts`): what the
+/// translator's proxy listeners bind in a cluster. A port without one targets itself.
+pub fn desired_service_with(
+    gateway: &Gateway,
+    listener_sets: &[&ListenerSet],
+    proxy_ports: &ProxyPorts,
+) -> Option<Service> {
     let namespace = gateway.metadata.namespace.clone()?;
     let name = gateway.metadata.name.clone()?;
     let uid = gateway.metadata.uid.clone()?;
@@ -114,7 +128,17 @@ pub fn desired_service(gateway: &Gateway, listener_sets: &[&ListenerSet]) -> Opt
         names::GATEWAY_NAME_LABEL.to_owned(),
         gateway_label_value(&name),
     );
-    let annotations = infra.and_then(|i| i.annotations.clone());
+    let mut annotations = infra
+        .and_then(|i| i.annotations.clone())
+        .unwrap_or_default();
+    let requested = requested_ips(gateway);
+    if !requested.is_empty() {
+        annotations.insert(
+            names::LB_IPAM_IPS_ANNOTATION.to_owned(),
+            requested.join(","),
+        );
+    }
+    let key = ObjectRef::new(namespace.clone(), name.clone());
 
     let owner = OwnerReference {
         api_version: Gateway::api_version(&()).into_owned(),
@@ -130,7 +154,7 @@ pub fn desired_service(gateway: &Gateway, listener_sets: &[&ListenerSet]) -> Opt
             name: Some(service_name(&name)),
             namespace: Some(namespace),
             labels: Some(labels),
-            annotations: annotations.filter(|a| !a.is_empty()),
+            annotations: Some(annotations).filter(|a| !a.is_empty()),
             owner_references: Some(vec![owner]),
             ..Default::default()
         },
@@ -140,7 +164,12 @@ pub fn desired_service(gateway: &Gateway, listener_sets: &[&ListenerSet]) -> Opt
                 PROXY_SELECTOR_LABEL.to_owned(),
                 PROXY_SELECTOR_VALUE.to_owned(),
             )])),
-            ports: Some(ports(gateway, listener_sets)),
+            ports: Some(ports(gateway, listener_sets, |port| {
+                u16::try_from(port)
+                    .ok()
+                    .and_then(|p| proxy_ports.get(&key, p))
+                    .map_or(port, i32::from)
+            })),
             load_balancer_ip: requested_ip(gateway),
             ..Default::default()
         }),
@@ -155,19 +184,30 @@ pub fn desired_service(gateway: &Gateway, listener_sets: &[&ListenerSet]) -> Opt
 /// [...] set the Programmed condition to False with reason AddressNotAssigned" when it
 /// cannot assign them; the translator reports that once the ingress does not match.
 fn requested_ip(gateway: &Gateway) -> Option<String> {
+    requested_ips(gateway).into_iter().next()
+}
+
+/// Every IPAddress value of `spec.addresses`, in order: LB-IPAM's request
+/// (`portico.dev/lb-ipam-ips`), all or none.
+fn requested_ips(gateway: &Gateway) -> Vec<String> {
     gateway
         .spec
         .addresses
         .iter()
         .flatten()
-        .find(|a| a.r#type.as_deref().is_none_or(|t| t == IP_ADDRESS))
-        .and_then(|a| a.value.clone())
+        .filter(|a| a.r#type.as_deref().is_none_or(|t| t == IP_ADDRESS))
+        .filter_map(|a| a.value.clone())
         .filter(|v| v.parse::<IpAddr>().is_ok())
+        .collect()
 }
 
 /// One port per distinct (port, transport) among the listeners, sorted. Listeners that
 /// share a port (several hostnames on 443) share the Service port.
-fn ports(gateway: &Gateway, listener_sets: &[&ListenerSet]) -> Vec<ServicePort> {
+fn ports(
+    gateway: &Gateway,
+    listener_sets: &[&ListenerSet],
+    target: impl Fn(i32) -> i32,
+) -> Vec<ServicePort> {
     let transport = |protocol: &str| {
         if protocol == UDP_LISTENER {
             "UDP"
@@ -191,7 +231,7 @@ fn ports(gateway: &Gateway, listener_sets: &[&ListenerSet]) -> Vec<ServicePort> 
             name: Some(format!("{}-{port}", transport.to_ascii_lowercase())),
             port,
             protocol: Some(transport.to_owned()),
-            target_port: Some(IntOrString::Int(port)),
+            target_port: Some(IntOrString::Int(target(port))),
             ..Default::default()
         })
         .collect()

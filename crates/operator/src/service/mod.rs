@@ -13,6 +13,6 @@ pub mod reconcile;
 
 pub use build::{
     PROXY_SELECTOR_LABEL, PROXY_SELECTOR_VALUE, assigned_addresses, attached_listener_sets,
-    desired_service, our_gateways, stale_services,
+    desired_service, desired_service_with, our_gateways, stale_services,
 };
 pub use name::{SERVICE_PREFIX, gateway_label_value, service_name};

@@ -28,8 +28,12 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::kube::provider::{Snapshot, Snapshots};
 use crate::object::ObjectKey;
+use portico_translate::ProxyPorts;
+
+#[cfg(test)]
+use crate::service::build::desired_service;
 use crate::service::build::{
-    attached_listener_sets, desired_service, our_gateways, stale_services,
+    attached_listener_sets, desired_service_with, our_gateways, stale_services,
 };
 
 /// How long one apply may take.
@@ -98,9 +102,11 @@ async fn reconcile(client: &Client, field_manager: &str, snapshot: &Snapshot) ->
         .collect();
     let params = PatchParams::apply(field_manager).force();
     let mut failed = 0;
+    // The same ports the translator gave the proxy listeners of this snapshot.
+    let proxy_ports = ProxyPorts::assign(inputs, &snapshot.options);
     for gateway in our_gateways(inputs, &snapshot.options.controller_name) {
         let sets = attached_listener_sets(inputs, &snapshot.output.statuses, gateway);
-        let Some(desired) = desired_service(gateway, &sets) else {
+        let Some(desired) = desired_service_with(gateway, &sets, &proxy_ports) else {
             continue;
         };
         let key = ObjectKey::of(&desired);
