@@ -54,8 +54,9 @@ pub(crate) struct SniTable {
     /// first, then `""`.
     hosts: Vec<(String, Vec<Arc<CertifiedKey>>)>,
     /// Verifies client certificates when the listener asks for them; `None`: it does
-    /// not.
-    client: Option<Arc<dyn ClientCertVerifier>>,
+    /// not; `Some(Err(why))`: it must, but its CAs did not load, so every client is
+    /// refused (fail closed).
+    client: Option<Result<Arc<dyn ClientCertVerifier>, String>>,
 }
 
 impl fmt::Debug for SniTable {
@@ -119,15 +120,14 @@ impl SniTable {
             .iter()
             .find_map(|v| v.tls.as_ref()?.client_validation.as_ref())
             .map(|validation| {
-                client_verifier(validation, provider).unwrap_or_else(|reason| {
+                // An error fails closed (see `client`): the listener must check client
+                // certificates and cannot, so it accepts none rather than every one.
+                client_verifier(validation, provider).inspect_err(|reason| {
                     errors.push(CertificateError {
                         vhost: listener.name.clone(),
                         name: "client validation CAs".to_owned(),
-                        reason,
+                        reason: reason.clone(),
                     });
-                    // Fail closed: a listener that must check client certificates and
-                    // cannot accepts no client rather than every client.
-                    Arc::new(RejectAll(provider.clone())) as Arc<dyn ClientCertVerifier>
                 })
             });
         (Self { hosts, client }, errors)
@@ -184,60 +184,6 @@ fn client_verifier(
     builder.build().map_err(|e| e.to_string())
 }
 
-/// Stands in for a client verifier that could not be built: asks for a certificate
-/// and accepts none.
-#[derive(Debug)]
-struct RejectAll(CryptoProvider);
-
-impl ClientCertVerifier for RejectAll {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        Err(rustls::Error::General(
-            "client validation is not available on this listener".to_owned(),
-        ))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// The client verifier of a running HTTPS listener: whatever its current table says,
 /// read at each handshake (rustls asks `offer_client_auth` when it builds the
 /// ServerHello flight, then verifies what the client sent).
@@ -256,22 +202,26 @@ pub(crate) struct ClientAuth {
 }
 
 impl ClientAuth {
-    fn current(&self) -> Option<Arc<dyn ClientCertVerifier>> {
+    fn current(&self) -> Option<Result<Arc<dyn ClientCertVerifier>, String>> {
         self.resolver.table.load().client.clone()
-    }
-
-    fn no_verifier() -> rustls::Error {
-        rustls::Error::General("this listener no longer asks for client certificates".to_owned())
     }
 }
 
 impl ClientCertVerifier for ClientAuth {
     fn offer_client_auth(&self) -> bool {
-        self.current().is_some_and(|v| v.offer_client_auth())
+        match self.current() {
+            None => false,
+            Some(Ok(v)) => v.offer_client_auth(),
+            Some(Err(_)) => true,
+        }
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        self.current().is_some_and(|v| v.client_auth_mandatory())
+        match self.current() {
+            None => false,
+            Some(Ok(v)) => v.client_auth_mandatory(),
+            Some(Err(_)) => true,
+        }
     }
 
     /// No hints: the current table cannot lend its names for the handshake's lifetime.
@@ -287,9 +237,15 @@ impl ClientCertVerifier for ClientAuth {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.current()
-            .ok_or_else(Self::no_verifier)?
-            .verify_client_cert(end_entity, intermediates, now)
+        match self.current() {
+            Some(Ok(v)) => v.verify_client_cert(end_entity, intermediates, now),
+            Some(Err(why)) => Err(rustls::Error::General(format!(
+                "client validation is not available on this listener: {why}"
+            ))),
+            None => Err(rustls::Error::General(
+                "this listener no longer asks for client certificates".to_owned(),
+            )),
+        }
     }
 
     fn verify_tls12_signature(
@@ -511,6 +467,37 @@ mod tests {
         };
         assert!(without_any.lookup(Some("b.example.com")).is_none());
         assert!(without_any.lookup(None).is_none());
+    }
+
+    /// CAs that do not load make the listener refuse every client (fail closed), and
+    /// are reported.
+    #[test]
+    fn unusable_client_cas_fail_closed() {
+        let vhost = pb::VirtualHost {
+            name: "v".into(),
+            tls: Some(pb::TlsTermination {
+                certificates: vec![],
+                client_validation: Some(pb::ClientValidation {
+                    ca_certificates_pem: vec![b"-----BEGIN CERTIFICATE-----\ngarbage\n".to_vec()],
+                    allow_insecure_fallback: false,
+                }),
+            }),
+            ..Default::default()
+        };
+        let listener = pb::Listener {
+            name: "l".into(),
+            protocol: pb::Protocol::Https as i32,
+            virtual_hosts: vec![vhost],
+            ..Default::default()
+        };
+        let (table, errors) = SniTable::build(&listener, &ring::default_provider());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(matches!(table.client, Some(Err(_))));
+        let auth = ClientAuth {
+            resolver: Arc::new(CertResolver::new(table)),
+            provider: provider(),
+        };
+        assert!(auth.offer_client_auth() && auth.client_auth_mandatory());
     }
 
     #[test]
