@@ -98,9 +98,15 @@ pub(crate) async fn run_stream(
         None => format!("tcp {addr}"),
     };
     let mut attempts = 0u32;
+    let mut last_error = String::from("no attempt made");
     loop {
-        attempts += 1;
         let within = ATTEMPT_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()));
+        if within.is_zero() {
+            return Err(format!(
+                "request {described}: {last_error} ({attempts} attempts)"
+            ));
+        }
+        attempts += 1;
         let outcome = match tokio::time::timeout(within, converse(addr, client.as_ref())).await {
             Ok(Ok(seen)) => check_stream(target, expect, &seen),
             Ok(Err(e)) => Err(e),
@@ -108,11 +114,9 @@ pub(crate) async fn run_stream(
         };
         match outcome {
             Ok(()) => return Ok(()),
-            Err(e) if Instant::now() >= deadline => {
-                return Err(format!("request {described}: {e} ({attempts} attempts)"));
-            }
-            Err(_) => pause(deadline).await,
+            Err(e) => last_error = e,
         }
+        pause(deadline).await;
     }
 }
 
