@@ -13,6 +13,10 @@
 
 /// Features Portico supports, sorted.
 pub const SUPPORTED: &[&str] = &[
+    // GATEWAY-GRPC: service/method and header matches, filters, weights; the proxy's own
+    // errors are gRPC statuses.
+    "GRPCRoute",
+    "GRPCRouteNamedRouteRule",
     // Core of GATEWAY-HTTP.
     "Gateway",
     // Listener addresses without a value get an address assigned (standalone: a loopback
@@ -64,11 +68,35 @@ pub const SUPPORTED: &[&str] = &[
 /// move to [`SUPPORTED`]. Informative: nothing reads it but people and the report.
 pub const NOT_YET: &[(&str, &str)] = &[
     (
+        "BackendTLSPolicy",
+        "translator, proxy (crates/proxy/tests/backend_tls.rs) and the BackendTLSPolicy case work; the \
+         other upstream BackendTLSPolicy tests (SAN, invalid CA ref, invalid kind, conflicts, \
+         observedGeneration) have no case yet and the Kubernetes provider does not watch the kind",
+    ),
+    (
         "GatewayFrontendClientCertificateValidation",
         "implemented (translator: spec.tls.frontend CAs per port and the listener conditions; proxy: client \
          certificates checked at the handshake, crates/proxy/tests/tls.rs), but the conformance case format \
          cannot present a client certificate or expect a failed handshake, so the upstream requests are not \
          run end to end; the cases check the statuses only",
+    ),
+    (
+        "TCPRoute",
+        "translator and proxy forward TCP by weight; only TCPRouteWeightedRouting has a case (the \
+         invalid-backend, ReferenceGrant and attachment tests do not yet)",
+    ),
+    (
+        "TLSRoute",
+        "passthrough and terminate by SNI work; only the simple same-namespace cases exist of the \
+         upstream TLSRoute tests",
+    ),
+    (
+        "TLSRouteModeTerminate",
+        "works (TLSRouteTerminateSimpleSameNamespace passes); claimed with TLSRoute",
+    ),
+    (
+        "UDPRoute",
+        "per-client flows by weight work; only UDPRoute and UDPRouteWeightedRouting have cases",
     ),
     (
         "GatewayStaticAddresses",

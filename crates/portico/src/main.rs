@@ -109,6 +109,10 @@ struct RunArgs {
     /// Claimed features, comma-separated [default: what Portico claims].
     #[arg(long, value_delimiter = ',')]
     supported_features: Option<Vec<String>>,
+    /// Features implemented in part: their written cases run and must pass, but they are
+    /// not claimed (the report and GatewayClass status leave them out), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    preview_features: Vec<String>,
     /// Cases to skip (known failures), comma-separated.
     #[arg(long, value_delimiter = ',')]
     skip_tests: Vec<String>,
@@ -185,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
                 crds: args.crds,
                 report: args.report,
                 supported_features: args.supported_features,
+                preview_features: args.preview_features,
                 skip_tests: args.skip_tests,
                 run_test: args.run_test,
                 keep: args.keep,
