@@ -128,14 +128,14 @@ impl RoutingTable {
             let scheme = match pb::Protocol::try_from(l.protocol) {
                 Ok(pb::Protocol::Http) => "http",
                 Ok(pb::Protocol::Https) => "https",
+                // TLS, TCP and UDP sockets carry stream routes only (crate::l4 serves
+                // them); they have no HTTP routes to index here.
+                Ok(pb::Protocol::Tls | pb::Protocol::Tcp | pb::Protocol::Udp) => continue,
                 _ => {
-                    // HTTPS routes like HTTP once TLS is off (the listener terminates it, see
-                    // crate::tls). TLS, TCP and UDP listeners come with later work; skipping
-                    // them keeps the HTTP ones of the same config serving.
                     tracing::warn!(
                         listener = %l.name,
                         protocol = l.protocol,
-                        "listener protocol not supported yet, not serving it"
+                        "unknown listener protocol, not serving it"
                     );
                     continue;
                 }
