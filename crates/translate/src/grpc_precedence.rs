@@ -26,6 +26,7 @@
 
 use std::cmp::Ordering;
 
+use crate::precedence::tie_break;
 use portico_api::k8s::Time;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,15 +51,12 @@ impl Ord for GrpcPrecedence {
             .cmp(&self.service_len)
             .then_with(|| other.method_len.cmp(&self.method_len))
             .then_with(|| other.headers.cmp(&self.headers))
-            .then_with(|| match (&self.created, &other.created) {
-                (Some(a), Some(b)) => a.cmp(b),
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (None, None) => Ordering::Equal,
+            .then_with(|| {
+                tie_break(
+                    (&self.created, &self.route, self.rule, self.matcher),
+                    (&other.created, &other.route, other.rule, other.matcher),
+                )
             })
-            .then_with(|| self.route.cmp(&other.route))
-            .then_with(|| self.rule.cmp(&other.rule))
-            .then_with(|| self.matcher.cmp(&other.matcher))
     }
 }
 

@@ -66,16 +66,33 @@ impl Ord for Precedence {
             .then_with(|| other.has_method.cmp(&self.has_method))
             .then_with(|| other.headers.cmp(&self.headers))
             .then_with(|| other.query_params.cmp(&self.query_params))
-            .then_with(|| match (&self.created, &other.created) {
-                (Some(a), Some(b)) => a.cmp(b),
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (None, None) => Ordering::Equal,
+            .then_with(|| {
+                tie_break(
+                    (&self.created, &self.route, self.rule, self.matcher),
+                    (&other.created, &other.route, other.rule, other.matcher),
+                )
             })
-            .then_with(|| self.route.cmp(&other.route))
-            .then_with(|| self.rule.cmp(&other.rule))
-            .then_with(|| self.matcher.cmp(&other.matcher))
     }
+}
+
+/// The ties every route kind breaks the same way (HTTPRoute and GRPCRoute rules alike):
+/// "the oldest Route based on creation timestamp", then "the Route appearing first in
+/// alphabetical order by {namespace}/{name}", then the first rule and match within it.
+/// A route without a creation timestamp sorts after those with one.
+pub(crate) fn tie_break(
+    a: (&Option<Time>, &str, usize, usize),
+    b: (&Option<Time>, &str, usize, usize),
+) -> Ordering {
+    let created = match (a.0, b.0) {
+        (Some(x), Some(y)) => x.cmp(y),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    };
+    created
+        .then_with(|| a.1.cmp(b.1))
+        .then_with(|| a.2.cmp(&b.2))
+        .then_with(|| a.3.cmp(&b.3))
 }
 
 impl PartialOrd for Precedence {
