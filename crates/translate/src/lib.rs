@@ -31,6 +31,7 @@
 mod attach;
 mod backend;
 mod backend_tls;
+mod certificate_refs;
 mod class;
 mod config;
 mod conflict;
@@ -61,6 +62,7 @@ mod tls;
 
 use std::collections::BTreeMap;
 
+pub use certificate_refs::{CertificateRefUse, certificate_refs, check_certificate};
 pub use hostname::hostname_matches;
 pub use inputs::{Exposure, Inputs, Options, Output, UsableAddresses};
 pub use ipnet::IpNet;
