@@ -17,7 +17,6 @@ cd "$repo"
 
 crds="${GATEWAY_API_DIR:-../shared/gateway-api}/crds/standard"
 work="target/flux-check"
-venv="$work/venv"
 node_dir="$work/node"
 # Bounds for the installs (a hung registry must not hang CI) and for the check itself.
 install_timeout=600
@@ -30,16 +29,11 @@ done
 
 mkdir -p "$work"
 
-# Python: kubernetes-validate (strict Kubernetes schemas; brings jsonschema and PyYAML).
-py_reqs="kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.3"
-if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.reqs" 2>/dev/null)" != "$py_reqs" ]; then
-  echo "check-flux: installing $py_reqs into $venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  # shellcheck disable=SC2086 # the requirement list is meant to split into words
-  timeout "$install_timeout" "$venv/bin/pip" install --quiet --disable-pip-version-check $py_reqs
-  echo "$py_reqs" >"$venv/.reqs"
-fi
+# Python: kubernetes-validate (strict Kubernetes schemas), shared with hack/check-helm.sh.
+# shellcheck disable=SC1091 # sourced relative to the repository root (cd above)
+. hack/lib/k8s-validate.sh
+ensure_k8s_validate_venv "$install_timeout"
+venv="$K8S_VALIDATE_VENV"
 
 # Node: the @kubernetes-models validators for Flux and cert-manager (flux/ci/package-lock.json).
 if ! cmp -s flux/ci/package-lock.json "$node_dir/package-lock.json" || [ ! -d "$node_dir/node_modules" ]; then

@@ -1,0 +1,10 @@
+"""Offline checks of the Helm chart helm/portico (run by hack/check-helm.sh).
+
+  values sets ──> helm template ──> objects ──┬─> schemas    (Kubernetes 1.35, Gateway API
+  (ci/*.yaml,                                 │               and Portico CRDs: fluxcheck)
+   Flux HelmRelease values,                   ├─> pods       (securityContext, probes,
+   Terraform's bootstrap values)              │               resources, host access)
+                                              └─> rbac       (no wildcard, Secrets only
+                                                              where allowed, rules equal
+                                                              to ci/rbac-expected.yaml)
+"""
