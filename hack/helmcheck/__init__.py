@@ -4,6 +4,7 @@
   (ci/*.yaml,                                 │               and Portico CRDs: fluxcheck)
    Flux HelmRelease values,                   ├─> pods       (securityContext, probes,
    Terraform's bootstrap values)              │               resources, host access)
+                                              ├─> tls        (proxies trust the operator)
                                               └─> rbac       (no wildcard, Secrets only
                                                               where allowed, rules equal
                                                               to ci/rbac-expected.yaml)

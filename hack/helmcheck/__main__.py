@@ -17,7 +17,7 @@ import yaml
 from fluxcheck import kinds, schemas
 from fluxcheck.model import Obj
 
-from . import pods, rbac, render
+from . import pods, rbac, render, tls
 
 EXPECTED_HEADER = """\
 # The RBAC each component gets, per values set, as `make helm-check` renders it:
@@ -115,6 +115,7 @@ def main() -> int:
         before = len(checker.errors)
         checker.validate(vs, docs)
         checker.errors.extend(f"{vs.name}: {p}" for p in pods.check(docs))
+        checker.errors.extend(f"{vs.name}: {p}" for p in tls.check(docs))
         by_sa, problems = rbac.grants(docs)
         secrets_ns = ((vs.values.get("gatewayAPI") or {}).get("secretsNamespace")) or "portico-secrets"
         problems += rbac.secret_readers(by_sa, secrets_ns)

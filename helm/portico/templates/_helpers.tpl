@@ -84,10 +84,3 @@ fsGroup: 65532
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
-
-{{- define "portico.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets }}
-imagePullSecrets:
-{{- toYaml . | nindent 2 }}
-{{- end }}
-{{- end }}
