@@ -96,8 +96,8 @@ def ci_values(repo: Path, chart: Path) -> list[ValuesSet]:
 
 def delivery_values(repo: Path) -> list[ValuesSet]:
     """The values the repository installs the chart with: the Flux HelmRelease (base
-    merged with each cluster's patch, variables substituted as Flux does) and
-    Terraform's bootstrap install on EKS."""
+    merged with each cluster's patch, variables substituted as Flux does),
+    Terraform's bootstrap install on EKS, and `make e2e`'s."""
     flux = repo / "flux"
     base = flux / "infrastructure/base/portico/helmrelease.yaml"
     clusters = {
@@ -116,4 +116,9 @@ def delivery_values(repo: Path) -> list[ValuesSet]:
         variables = _configmap_data(clusters["mycluster-0"])
         text = substitute(tftpl.read_text(encoding="utf-8"), variables, tftpl.relative_to(repo).as_posix())
         sets.append(ValuesSet("terraform-eks", tftpl.relative_to(repo).as_posix(), yaml.safe_load(text) or {}))
+    # `make e2e` installs the chart on kind with these (plus the image tag and pool it
+    # adds on the command line).
+    e2e = repo / "e2e/kind/values.yaml"
+    if e2e.is_file():
+        sets.append(ValuesSet("e2e-kind", e2e.relative_to(repo).as_posix(), yaml.safe_load(e2e.read_text(encoding="utf-8")) or {}))
     return sets
