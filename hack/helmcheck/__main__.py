@@ -17,7 +17,7 @@ import yaml
 from fluxcheck import kinds, schemas
 from fluxcheck.model import Obj
 
-from . import pods, rbac, render, tls
+from . import cli, pods, rbac, render, tls
 
 EXPECTED_HEADER = """\
 # The RBAC each component gets, per values set, as `make helm-check` renders it:
@@ -94,6 +94,7 @@ def main() -> int:
     ap.add_argument("--kube-version", default="1.35")
     ap.add_argument("--work", type=Path, required=True, help="scratch directory for rendered values files")
     ap.add_argument("--bless", action="store_true", help="rewrite ci/rbac-expected.yaml")
+    ap.add_argument("--bin-dir", type=Path, required=True, help="where the Portico binaries are (their --help is checked)")
     args = ap.parse_args()
 
     repo = args.repo.resolve()
@@ -102,6 +103,7 @@ def main() -> int:
     expected_file = checker.chart / "ci/rbac-expected.yaml"
     expected = yaml.safe_load(expected_file.read_text(encoding="utf-8")) if expected_file.is_file() else {}
     rendered_rbac: dict[str, dict[str, list[str]]] = {}
+    skipped_binaries: set[str] = set()
 
     sets = render.ci_values(repo, checker.chart) + render.delivery_values(repo)
     for vs in sets:
@@ -116,6 +118,9 @@ def main() -> int:
         checker.validate(vs, docs)
         checker.errors.extend(f"{vs.name}: {p}" for p in pods.check(docs))
         checker.errors.extend(f"{vs.name}: {p}" for p in tls.check(docs))
+        cli_problems, not_built = cli.check(docs, args.bin_dir)
+        checker.errors.extend(f"{vs.name}: {p}" for p in cli_problems)
+        skipped_binaries |= not_built
         by_sa, problems = rbac.grants(docs)
         secrets_ns = ((vs.values.get("gatewayAPI") or {}).get("secretsNamespace")) or "portico-secrets"
         problems += rbac.secret_readers(by_sa, secrets_ns)
@@ -132,6 +137,8 @@ def main() -> int:
         body = yaml.safe_dump(rendered_rbac, sort_keys=True, width=200)
         expected_file.write_text(EXPECTED_HEADER + body, encoding="utf-8")
         print(f"helmcheck: wrote {expected_file.relative_to(repo)}")
+    for b in sorted(skipped_binaries):
+        print(f"WARNING {b} is not built in {args.bin_dir}: the chart's flags for it were NOT checked")
     for e in checker.errors:
         print(f"ERROR {e}")
     print(f"helmcheck: {len(sets)} values sets, {checker.checked} objects, "
