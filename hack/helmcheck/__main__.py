@@ -41,7 +41,7 @@ class Checker:
     def sync(self, gateway_crds: Path) -> None:
         """The chart's copies of generated CRDs equal their sources."""
         pairs = [(self.repo / "crates/api/crds", self.chart / "crds", "*.yaml")]
-        pairs.append((gateway_crds, self.chart / "files/gateway-api", "gateway.networking.k8s.io_*.yaml"))
+        pairs.append((gateway_crds, self.chart / "charts/gateway-api-crds/crds", "gateway.networking.k8s.io_*.yaml"))
         for src_dir, copy_dir, pattern in pairs:
             src = {p.name for p in src_dir.glob(pattern) if "_vap_" not in p.name}
             dst = {p.name for p in copy_dir.glob("*.yaml")}
