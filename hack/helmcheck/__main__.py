@@ -148,14 +148,14 @@ def main() -> int:
 
 def self_test(testdata: Path, checker: Checker) -> tuple[int, int]:
     """Each testdata file is rendered-looking YAML with `# expect: <text>` lines; the
-    pod and RBAC checks must report every expected text."""
+    RBAC, pod and TLS checks must report every expected text."""
     passed = failed = 0
     for f in sorted(testdata.glob("*.yaml")):
         text = f.read_text(encoding="utf-8")
         expects = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("# expect:")]
         docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
         by_sa, problems = rbac.grants(docs)
-        problems += rbac.secret_readers(by_sa, "portico-secrets") + pods.check(docs)
+        problems += rbac.secret_readers(by_sa, "portico-secrets") + pods.check(docs) + tls.check(docs)
         missed = [e for e in expects if not any(e in p for p in problems)]
         if not expects or missed:
             failed += 1
