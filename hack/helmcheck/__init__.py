@@ -4,7 +4,8 @@
   (ci/*.yaml,                                 │               and Portico CRDs: fluxcheck)
    Flux HelmRelease values,                   ├─> pods       (securityContext, probes,
    Terraform's bootstrap values)              │               resources, host access)
-                                              ├─> tls        (proxies trust the operator)
+                                              ├─> tls        (proxies trust the operator: openssl,
+                                              │               and the real portico-proxy)
                                               ├─> cli        (flags the binaries know)
                                               └─> rbac       (no wildcard, Secrets only
                                                               where allowed, rules equal

@@ -6,8 +6,11 @@ that it names the host of the proxies' --operator URL."""
 from __future__ import annotations
 
 import base64
+import re
+import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -57,3 +60,57 @@ def check(objs: list[dict[str, Any]]) -> list[str]:
             if "does match" not in named.stdout:
                 problems.append(f"Secret {SECRET}: tls.crt does not name {host}, the host proxies dial")
     return problems
+
+
+def handshake(objs: list[dict[str, Any]], proxy_bin: Path, timeout_s: float = 10.0) -> list[str] | None:
+    """The real portico-proxy completing a TLS handshake, with the chart's --ca and the
+    host of its --operator URL as server name, against `openssl s_server` holding the
+    chart-made certificate: the check that rustls (not only openssl) accepts what helm's
+    genSignedCert makes. None when the proxy binary is not built."""
+    secret = _find(objs, "Secret", SECRET)
+    host = _proxy_operator_host(objs)
+    if secret is None or host is None:
+        return []
+    if not proxy_bin.is_file():
+        return None
+    data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+    with tempfile.TemporaryDirectory() as d:
+        for k in ("ca.crt", "tls.crt", "tls.key"):
+            Path(d, k).write_bytes(data.get(k, b""))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server_out = Path(d, "server.log")
+        proxy_out = Path(d, "proxy.log")
+        with server_out.open("w") as so, proxy_out.open("w") as po:
+            # stdin stays open: s_server quits on EOF of its stdin. It prints ACCEPT once
+            # it listens.
+            server = subprocess.Popen(
+                ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", f"{d}/tls.crt",
+                 "-key", f"{d}/tls.key", "-alpn", "h2", "-naccept", "1"],
+                stdin=subprocess.PIPE, stdout=so, stderr=subprocess.STDOUT)
+            proxy = None
+            try:
+                deadline = time.monotonic() + timeout_s
+                while time.monotonic() < deadline and "ACCEPT" not in server_out.read_text(errors="replace"):
+                    time.sleep(0.05)
+                proxy = subprocess.Popen(
+                    [str(proxy_bin), f"--operator=https://127.0.0.1:{port}", f"--server-name={host}",
+                     f"--ca={d}/ca.crt", "--admin=127.0.0.1:0", "--reconnect-max=1s", "--log=warn"],
+                    stdout=po, stderr=subprocess.STDOUT)
+                while time.monotonic() < deadline:
+                    if "CIPHER is" in server_out.read_text(errors="replace") or "invalid peer certificate" in proxy_out.read_text(errors="replace"):
+                        break
+                    time.sleep(0.1)
+            finally:
+                for p in (proxy, server):
+                    if p is not None:
+                        p.kill()
+                        p.wait(timeout=5)
+        server_log = server_out.read_text(errors="replace")
+        # Without a terminal the proxy still colours its log: drop the escapes.
+        proxy_log = re.sub(r"\x1b\[[0-9;]*m", "", proxy_out.read_text(errors="replace"))
+    if "invalid peer certificate" in proxy_log or "CIPHER is" not in server_log:
+        tail = " | ".join(line for line in proxy_log.splitlines()[-3:])
+        return [f"portico-proxy does not complete a TLS handshake with Secret {SECRET} as {host}: {tail or 'no output'}"]
+    return []
