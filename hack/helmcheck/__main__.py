@@ -1,9 +1,10 @@
-"""python3 -m helmcheck --repo . --helm target/helm/bin/helm --gateway-api-crds DIR [--bless]
+"""python3 -m helmcheck --repo . --helm HELM --gateway-api-crds DIR --work DIR --bin-dir DIR [--bless]
 
 Lints and renders helm/portico with every values set (ci/*-values.yaml, the Flux
-HelmRelease values per cluster, Terraform's bootstrap values), validates every rendered
-object offline, and checks pod hardening and RBAC. --bless rewrites
-helm/portico/ci/rbac-expected.yaml from the rendered RBAC (review the diff)."""
+HelmRelease values per cluster, Terraform's bootstrap values, make e2e's), validates
+every rendered object offline, and checks pod hardening, the config stream's TLS, the
+flags passed to the binaries, and RBAC. --bless rewrites helm/portico/ci/rbac-expected.yaml
+from the rendered RBAC (review the diff). hack/check-helm.sh runs it."""
 
 from __future__ import annotations
 
