@@ -5,7 +5,7 @@
 #
 #   preflight      docker (with a daemon), kind, kubectl, helm; the chart exists
 #   create-cluster kind cluster $CLUSTER from e2e/kind/cluster.yaml (reused if it exists)
-#   load-images    kind load docker-image, every image of hack/images.sh list
+#   load-images    kind load docker-image, the images of hack/images.sh list but the CLI
 #   install-crds   Gateway API v1.6.1 CRDs ($GATEWAY_API_DIR/crds/standard, else upstream)
 #   lb-pool        a LoadBalancer address pool carved from the kind docker network
 #   install-portico  helm upgrade --install helm/portico with e2e/kind/values.yaml + pool
@@ -91,9 +91,13 @@ create_cluster() {
     --kubeconfig "$KUBECONFIG" --wait "$wait_timeout"
 }
 
+# What runs in the cluster: the chart's four components and the echo backend (the CLI
+# runs on the host).
+cluster_components="operator agent proxy cert-sync echo"
+
 load_images() {
   local images
-  mapfile -t images < <(hack/images.sh list)
+  mapfile -t images < <(COMPONENTS="$cluster_components" hack/images.sh list)
   [ ${#images[@]} -gt 0 ] || die "no images (make images)"
   run kind load docker-image --name "$cluster" "${images[@]}"
 }
@@ -200,6 +204,8 @@ collect_logs() {
   cluster_exists || { log "no cluster $cluster: no logs"; return 0; }
   rm -rf "$logs"
   mkdir -p "$logs"
+  # Output of a run, never committed.
+  echo '*' >"$logs/.gitignore"
   local ns name
   # Every pod of the release namespace, and anything named portico-* elsewhere (the
   # Gateways' proxies and Services live in the Gateways' namespaces).
@@ -225,7 +231,7 @@ delete_cluster() {
     log "KEEP=1: cluster $cluster kept (kubectl --kubeconfig $KUBECONFIG ...; kind delete cluster --name $cluster)"
     return
   fi
-  if cluster_exists; then run kind delete cluster --name "$cluster"; fi
+  if cluster_exists; then run kind delete cluster --name "$cluster" --kubeconfig "$KUBECONFIG"; fi
 }
 
 # A step that fails once the cluster exists leaves its logs and removes the cluster.

@@ -126,6 +126,10 @@ build() {
     *-linux-gnu) ;;
     *) die "static binaries are built for a *-linux-gnu host, not $triple" ;;
   esac
+  if [ "$profile" = image ] && ! grep -qx '\[profile.image\]' Cargo.toml; then
+    log "no [profile.image] in Cargo.toml: release instead"
+    profile=release
+  fi
   # cargo names the dev profile's folder `debug`.
   local out="target/$triple/$profile"
   if [ "$profile" = dev ]; then
