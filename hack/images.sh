@@ -36,7 +36,7 @@ profile="${IMAGE_PROFILE:-image}"
 tag="${TAG:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}"
 cargo="${CARGO:-cargo}"
 stage_root="target/images"
-# A bound on every wait of the smoke test (the echo server's start), in tenths of seconds.
+# How often the smoke test asks the echo server, 0.1 s apart (each request bounded by 2 s).
 smoke_attempts=100
 
 log() { echo "images: $*" >&2; }
@@ -77,6 +77,9 @@ present_components() {
     fi
   done
 }
+
+# Unknown names fail here, not inside a process substitution.
+for c in "${components[@]}"; do binary_of "$c" >/dev/null; done
 
 engine=()
 # podman alone: no intermediate images for the LABEL/ENV/USER steps (nothing to cache in
