@@ -36,7 +36,7 @@ CONFORMANCE_KNOWN_FAILURES :=
 ## Features implemented in part (portico_api::features::NOT_YET): the cases written for
 ## them run and must pass, but they are not claimed in the report or GatewayClass status.
 CONFORMANCE_PREVIEW_FEATURES := \
-	BackendTLSPolicy TCPRoute TLSRoute TLSRouteModeTerminate UDPRoute
+	BackendTLSPolicy UDPRoute
 CONFORMANCE_ARGS ?=
 comma := ,
 empty :=

@@ -62,6 +62,18 @@ pub const SUPPORTED: &[&str] = &[
     "ListenerSet",
     // Core of GATEWAY-HTTP.
     "ReferenceGrant",
+    // GATEWAY-TCP: TCP listeners forward to weighted backends; one route per socket
+    // answers (the oldest), the others are accepted and counted.
+    "TCPRoute",
+    // Core of GATEWAY-TLS: passthrough routed by the ClientHello's SNI, without
+    // terminating; TLS and HTTPS listeners may share a port by hostname.
+    "TLSRoute",
+    // TLS listeners in Terminate and Passthrough mode on one port: the proxy reads the
+    // SNI and terminates or passes through per route.
+    "TLSRouteModeMixed",
+    // TLS listeners with tls.mode Terminate: certificates from Secrets, plaintext to the
+    // backends.
+    "TLSRouteModeTerminate",
 ];
 
 /// Features the translator handles in part, with what is still missing before they can
@@ -79,20 +91,6 @@ pub const NOT_YET: &[(&str, &str)] = &[
          certificates checked at the handshake, crates/proxy/tests/tls.rs), but the conformance case format \
          cannot present a client certificate or expect a failed handshake, so the upstream requests are not \
          run end to end; the cases check the statuses only",
-    ),
-    (
-        "TCPRoute",
-        "translator and proxy forward TCP by weight; only TCPRouteWeightedRouting has a case (the \
-         invalid-backend, ReferenceGrant and attachment tests do not yet)",
-    ),
-    (
-        "TLSRoute",
-        "passthrough and terminate by SNI work; only the simple same-namespace cases exist of the \
-         upstream TLSRoute tests",
-    ),
-    (
-        "TLSRouteModeTerminate",
-        "works (TLSRouteTerminateSimpleSameNamespace passes); claimed with TLSRoute",
     ),
     (
         "UDPRoute",

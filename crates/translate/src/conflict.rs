@@ -10,9 +10,20 @@
 //! share a port with the TCP Listener are not distinct and so MUST NOT be accepted."
 //!
 //! Different protocols on one port conflict (ProtocolConflict), except UDP next to a
-//! TCP-based protocol, which use different sockets. The same protocol and port with the
-//! same hostname (for TCP and UDP: at all) is a HostnameConflict, the closest reason the
-//! Gateway API defines.
+//! TCP-based protocol, which use different sockets, and HTTPS next to TLS (below). The
+//! same protocol and port with the same hostname (for TCP and UDP: at all) is a
+//! HostnameConflict, the closest reason the Gateway API defines.
+//!
+//! HTTPS and TLS listeners on one port are *compatible* when their hostnames differ:
+//! both start with a ClientHello, and the proxy routes the connection by its SNI before
+//! any byte is decrypted (TLS routes first, then the HTTPS virtual hosts; see
+//! `crates/proxy/src/l4`). Gateway API (Gateway listeners, "Compatible Listeners"): "A
+//! Gateway's Listeners are considered _compatible_ if: 1. They are distinct. 2. The
+//! implementation can serve them in compliance with the Addresses requirement [...]
+//! For example, an implementation that [...] cannot mix HTTPS and generic TLS listens
+//! on the same port would not consider those cases compatible, even though they are
+//! distinct." Portico can mix them, so only the same hostname on both (which SNI cannot
+//! tell apart) is a conflict: a HostnameConflict, as between two HTTPS listeners.
 //!
 //! Conflicts are computed among the Gateway API's core protocols even while some are
 //! unsupported, so that supporting one later does not flip the status of listeners that
@@ -40,7 +51,7 @@ fn indistinct(a: &ListenerPlan, b: &ListenerPlan) -> Option<&'static str> {
     if !takes_part(a) || !takes_part(b) || a.port != b.port || is_udp(a) != is_udp(b) {
         return None;
     }
-    if a.protocol != b.protocol {
+    if a.protocol != b.protocol && !(is_sni_routed(a) && is_sni_routed(b)) {
         return Some(reason::PROTOCOL_CONFLICT);
     }
     if HOSTNAME_PROTOCOLS.contains(&a.protocol.as_str()) && a.hostname != b.hostname {
@@ -51,6 +62,11 @@ fn indistinct(a: &ListenerPlan, b: &ListenerPlan) -> Option<&'static str> {
 
 fn is_udp(l: &ListenerPlan) -> bool {
     l.protocol == "UDP"
+}
+
+/// Listeners whose connections the proxy tells apart by SNI: HTTPS and TLS.
+fn is_sni_routed(l: &ListenerPlan) -> bool {
+    l.protocol == "HTTPS" || l.protocol == "TLS"
 }
 
 /// Keeps the more telling of two conflicts: a protocol conflict says more than a
@@ -64,11 +80,19 @@ fn keep_stronger(slot: &mut Option<Conflict>, found: Conflict) {
     }
 }
 
-/// `named` is how the message names `other` (`listener "x"`, ...).
-fn describe(reason: &str, port: u16, other: &ListenerPlan, named: &str) -> String {
+/// `named` is how the message names `other` (`listener "x"`, ...), the listener that
+/// `this` conflicts with.
+fn describe(reason: &str, this: &ListenerPlan, other: &ListenerPlan, named: &str) -> String {
+    let port = this.port;
     if reason == reason::PROTOCOL_CONFLICT {
         format!(
             "port {port} is also used by {named} with protocol {}",
+            other.protocol
+        )
+    } else if this.protocol != other.protocol {
+        // HTTPS next to TLS: only the SNI tells them apart.
+        format!(
+            "{named} ({}) has the same port and hostname: the SNI cannot tell them apart",
             other.protocol
         )
     } else {
@@ -92,7 +116,7 @@ pub(crate) fn mark_within(listeners: &mut [ListenerPlan]) {
             if let Some(reason) = indistinct(a, b) {
                 let found = Conflict {
                     reason,
-                    message: describe(reason, a.port, b, &format!("listener {:?}", b.section_name)),
+                    message: describe(reason, a, b, &format!("listener {:?}", b.section_name)),
                 };
                 keep_stronger(&mut conflicts[i], found);
             }
@@ -134,7 +158,7 @@ pub(crate) fn mark_against_earlier(earlier: &[ListenerPlan], listeners: &mut [Li
                 };
                 let found = Conflict {
                     reason,
-                    message: describe(reason, listener.port, other, &named),
+                    message: describe(reason, listener, other, &named),
                 };
                 keep_stronger(&mut listener.conflict, found);
             }
@@ -241,6 +265,14 @@ mod tests {
             listener("k", 7000, "TCP", Some("ignored.example.com")),
             listener("l", 0, "HTTP", None),
             listener("m", 0, "HTTP", None),
+            // HTTPS and TLS share a port by SNI: distinct hostnames are compatible,
+            // the same hostname is not, and HTTP next to either is a protocol conflict.
+            listener("n", 443, "HTTPS", Some("*.example.com")),
+            listener("o", 443, "TLS", Some("abc.example.com")),
+            listener("p", 8443, "HTTPS", Some("same.example.com")),
+            listener("q", 8443, "TLS", Some("same.example.com")),
+            listener("r", 9443, "TLS", Some("tls.example.com")),
+            listener("s", 9443, "HTTP", Some("http.example.com")),
         ];
         mark_within(&mut listeners);
         assert_eq!(
@@ -261,6 +293,12 @@ mod tests {
                 // Listeners without a usable port take no part.
                 None,
                 None,
+                None,
+                None,
+                Some(reason::HOSTNAME_CONFLICT),
+                Some(reason::HOSTNAME_CONFLICT),
+                Some(reason::PROTOCOL_CONFLICT),
+                Some(reason::PROTOCOL_CONFLICT),
             ]
         );
     }

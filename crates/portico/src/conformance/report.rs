@@ -16,13 +16,19 @@
 //! the report at all; one skipped by `--skip-tests` is counted as Skipped and named.
 //! `result` is `failure` with any failed test, else `partial` with any skipped test,
 //! else `success`.
+//!
+//! Profiles: GATEWAY-GRPC, GATEWAY-HTTP, GATEWAY-TCP and GATEWAY-TLS
+//! ([`super::features::profiles`]); a case counts in every profile that has all of its
+//! features. A case that runs only because one of its features is a preview feature
+//! (`--preview-features`: implemented in part, not claimed) counts in none: the report
+//! speaks for what is claimed.
 
 use std::collections::BTreeSet;
 
 use serde::Serialize;
 
 use super::case::Level;
-use super::features::{GATEWAY_HTTP_EXTENDED, in_gateway_http};
+use super::features::{ProfileDef, profiles};
 
 /// How one case ended, as the report counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,35 +168,15 @@ pub(crate) fn build(
     claimed: &BTreeSet<String>,
     date: String,
 ) -> ConformanceReport {
-    let in_profile: Vec<&CaseResult> = results
+    // Cases of preview features are left out of every profile.
+    let counted: Vec<&CaseResult> = results
         .iter()
-        .filter(|r| in_gateway_http(&r.feature_names))
+        .filter(|r| r.feature_names.iter().all(|f| claimed.contains(f)))
         .collect();
-    let core: Vec<&CaseResult> = in_profile
+    let profiles = profiles()
         .iter()
-        .copied()
-        .filter(|r| r.level == Level::Core)
+        .map(|p| profile(p, &counted, claimed))
         .collect();
-    let extended: Vec<&CaseResult> = in_profile
-        .iter()
-        .copied()
-        .filter(|r| r.level == Level::Extended)
-        .collect();
-    let (supported, unsupported): (Vec<&str>, Vec<&str>) = GATEWAY_HTTP_EXTENDED
-        .iter()
-        .copied()
-        .partition(|f| claimed.contains(*f));
-    let core = Status::of(&core);
-    let extended = Extended {
-        status: Status::of(&extended),
-        supported_features: supported.into_iter().map(str::to_owned).collect(),
-        unsupported_features: unsupported.into_iter().map(str::to_owned).collect(),
-    };
-    let summary = format!(
-        "Core tests {}. Extended tests {}.",
-        core.summary(),
-        extended.status.summary()
-    );
     ConformanceReport {
         api_version: "gateway.networking.k8s.io/v1",
         date,
@@ -205,12 +191,45 @@ pub(crate) fn build(
         },
         kind: "ConformanceReport",
         mode: "default",
-        profiles: vec![Profile {
-            core,
-            extended,
-            name: "GATEWAY-HTTP",
-            summary,
-        }],
+        profiles,
+    }
+}
+
+/// One profile's section: the counted cases that belong to it, by level.
+fn profile(def: &ProfileDef, counted: &[&CaseResult], claimed: &BTreeSet<String>) -> Profile {
+    let in_profile: Vec<&CaseResult> = counted
+        .iter()
+        .copied()
+        .filter(|r| def.contains(&r.feature_names))
+        .collect();
+    let of_level = |level: Level| -> Vec<&CaseResult> {
+        in_profile
+            .iter()
+            .copied()
+            .filter(|r| r.level == level)
+            .collect()
+    };
+    let (supported, unsupported): (Vec<&str>, Vec<&str>) = def
+        .extended
+        .iter()
+        .copied()
+        .partition(|f| claimed.contains(*f));
+    let core = Status::of(&of_level(Level::Core));
+    let extended = Extended {
+        status: Status::of(&of_level(Level::Extended)),
+        supported_features: supported.into_iter().map(str::to_owned).collect(),
+        unsupported_features: unsupported.into_iter().map(str::to_owned).collect(),
+    };
+    let summary = format!(
+        "Core tests {}. Extended tests {}.",
+        core.summary(),
+        extended.status.summary()
+    );
+    Profile {
+        core,
+        extended,
+        name: def.name,
+        summary,
     }
 }
 
@@ -226,6 +245,79 @@ mod tests {
             feature_names: features.iter().map(|f| (*f).to_owned()).collect(),
             outcome,
         }
+    }
+
+    fn profile_named<'r>(report: &'r ConformanceReport, name: &str) -> &'r Profile {
+        report.profiles.iter().find(|p| p.name == name).unwrap()
+    }
+
+    #[test]
+    fn profiles_count_their_own_cases_and_never_preview_ones() {
+        let claimed: BTreeSet<String> = [
+            "Gateway",
+            "GRPCRoute",
+            "ReferenceGrant",
+            "TLSRoute",
+            "TLSRouteModeTerminate",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let results = [
+            result("GatewayOnly", Level::Core, &["Gateway"], Outcome::Passed),
+            result(
+                "Grpc",
+                Level::Core,
+                &["Gateway", "GRPCRoute"],
+                Outcome::Passed,
+            ),
+            result(
+                "TlsTerminate",
+                Level::Extended,
+                &["Gateway", "TLSRoute", "TLSRouteModeTerminate"],
+                Outcome::Passed,
+            ),
+            result(
+                "TlsGrant",
+                Level::Extended,
+                &["Gateway", "TLSRoute", "ReferenceGrant"],
+                Outcome::Failed,
+            ),
+            // Ran as a preview feature (not claimed): counted nowhere.
+            result(
+                "TcpPreview",
+                Level::Extended,
+                &["Gateway", "TCPRoute"],
+                Outcome::Failed,
+            ),
+        ];
+        let report = build(&results, &claimed, "2026-01-01T00:00:00Z".into());
+        let names: Vec<&str> = report.profiles.iter().map(|p| p.name).collect();
+        assert_eq!(
+            names,
+            ["GATEWAY-GRPC", "GATEWAY-HTTP", "GATEWAY-TCP", "GATEWAY-TLS"]
+        );
+        let grpc = profile_named(&report, "GATEWAY-GRPC");
+        assert_eq!(grpc.core.statistics.passed, 2, "Gateway-only and Grpc");
+        let tls = profile_named(&report, "GATEWAY-TLS");
+        assert_eq!(tls.core.statistics.passed, 1);
+        assert_eq!(tls.extended.status.statistics.passed, 1);
+        assert_eq!(tls.extended.status.failed_tests, ["TlsGrant"]);
+        assert_eq!(tls.extended.supported_features, ["TLSRouteModeTerminate"]);
+        assert!(
+            tls.extended
+                .unsupported_features
+                .contains(&"TLSRouteModeMixed".to_owned())
+        );
+        let tcp = profile_named(&report, "GATEWAY-TCP");
+        assert_eq!(
+            tcp.extended.status.statistics.failed, 0,
+            "preview case left out"
+        );
+        assert_eq!(tcp.extended.status.result, "success");
+        assert_eq!(tcp.core.statistics.passed, 1, "the Gateway-only case");
+        let http = profile_named(&report, "GATEWAY-HTTP");
+        assert_eq!(http.core.statistics.passed, 1);
     }
 
     #[test]
@@ -264,7 +356,7 @@ mod tests {
         ];
         let report = build(&results, &claimed, "2026-01-01T00:00:00Z".into());
         let yaml = serde_yaml_ng::to_string(&report).unwrap();
-        let p = &report.profiles[0];
+        let p = profile_named(&report, "GATEWAY-HTTP");
         assert_eq!(p.core.result, "partial", "{yaml}");
         assert_eq!(p.core.statistics.passed, 1);
         assert_eq!(p.core.skipped_tests, ["B"]);
