@@ -3,7 +3,8 @@
 //! ```text
 //!   generated objects ─> manifests ─> settle ─> addresses ─> namespaces_ready
 //!     ─> conditions ─> listener_status ─> route_parents ─> gateway_zero_routes ─> requests
-//!   steps, in order: action (patch | delete | apply) ─> settle ─> namespaces_ready
+//!   steps, in order: action (patch | delete | apply: once the clock has left the
+//!     second of the newest creationTimestamp) ─> settle ─> namespaces_ready
 //!     ─> conditions ─> requests ─> checks (generation_changed, observed_generation_current)
 //! ```
 //!
@@ -15,7 +16,7 @@ use tokio::time::Instant;
 
 use super::case::{Action, Case, GeneratedObject, Patch, Step, StepCheck};
 use super::checks;
-use super::cluster::{Key, Owner};
+use super::cluster::{Cluster, Key, Owner, now_rfc3339};
 use super::manifest::{self, ManifestRoots};
 use super::privileges;
 use super::requests;
@@ -85,7 +86,10 @@ async fn run_step(
                 return Err(format!("delete: {key} not found"));
             }
         }
-        Action::Apply(paths) => apply_manifests(target, roots, paths, Owner::Case)?,
+        Action::Apply(paths) => {
+            after_newest_creation(&target.cluster, deadline).await;
+            apply_manifests(target, roots, paths, Owner::Case)?;
+        }
     }
     privileges::check_ports(&target.cluster, &target.class_name)?;
     target.settle(deadline).await?;
@@ -122,6 +126,30 @@ async fn run_step(
         }
     }
     Ok(())
+}
+
+/// Waits until the clock has left the second of the newest `creationTimestamp`, so that
+/// what a step creates is strictly newer than what came before. Upstream tests that
+/// create an object mid-test and rely on it being the newer one (conflict resolution by
+/// creation time, GEP-713) sleep before creating it for this reason: timestamps have a
+/// precision of one second, and on a tie the older-by-name object wins instead.
+async fn after_newest_creation(cluster: &Cluster, deadline: Instant) {
+    let newest = cluster
+        .all()
+        .filter_map(|(_, o)| o.pointer("/metadata/creationTimestamp")?.as_str())
+        .max()
+        .map(str::to_owned);
+    let Some(newest) = newest else {
+        return;
+    };
+    // RFC 3339 in UTC with whole seconds compares as text; one second and a margin
+    // bound the wait.
+    for _ in 0..30 {
+        if now_rfc3339() > newest || Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// (field path, value) pairs, in the order written.
