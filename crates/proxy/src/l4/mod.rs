@@ -12,7 +12,9 @@
 //!                          ├─ passthrough: the bytes read, then splice
 //!                          └─ terminate: handshake with the route's certificates, splice
 //! HTTPS socket with TLS routes: the same ClientHello read first; a matching stream route
-//!                          takes the connection, otherwise the HTTP stack gets it back
+//!                          takes the connection unless an HTTPS listener's hostname
+//!                          matches the SNI at least as specifically; otherwise the HTTP
+//!                          stack gets it back
 //! UDP socket ──datagram──> flow of (client addr:port) ──> one backend socket           udp.rs
 //! ```
 //!
@@ -77,6 +79,9 @@ pub(crate) struct StreamListener {
     /// and hands matching connections over (see [`Streams::sniff`]).
     on_http_socket: bool,
     routes: Vec<Arc<StreamRoute>>,
+    /// On an HTTPS socket: the hostnames of its HTTPS listeners (virtual hosts), which
+    /// compete with the TLS routes for each SNI. Empty on TLS sockets.
+    https_hostnames: Vec<HostPattern>,
 }
 
 /// One rule of a TLSRoute, TCPRoute or UDPRoute.
@@ -144,6 +149,15 @@ impl StreamListener {
     /// longest wildcard, then a route without hostnames); the first in config order on
     /// a tie. Gateway API (TLSRoute hostnames): "Hostnames that are prefixed with a
     /// wildcard label (`*.`) are interpreted as a suffix match."
+    ///
+    /// On a socket shared with HTTPS listeners, none when an HTTPS listener's hostname
+    /// matches at least as specifically: the connection is that listener's. Gateway API
+    /// (Listeners that are distinct only by Hostname): "inbound request hostnames MUST
+    /// match from the most specific to least specific Hostname values to choose the
+    /// correct Listener and its associated set of Routes." A TLS route's hostnames are
+    /// its listener's narrowed by the route's, so this compares the route's own names
+    /// with the HTTPS listeners'; an equal match goes to HTTPS, whose listener then
+    /// names the host at least as closely.
     fn by_sni(&self, sni: Option<&str>) -> Option<&Arc<StreamRoute>> {
         let host = sni.unwrap_or("");
         let mut best: Option<(&Arc<StreamRoute>, (u8, usize))> = None;
@@ -158,7 +172,12 @@ impl StreamListener {
                 }
             }
         }
-        best.map(|(route, _)| route)
+        let (route, rank) = best?;
+        let https_wins = self
+            .https_hostnames
+            .iter()
+            .any(|p| p.matches(host) && p.specificity() >= rank);
+        (!https_wins).then_some(route)
     }
 }
 
@@ -204,6 +223,15 @@ impl StreamTable {
             for r in &l.stream_routes {
                 routes.push(Arc::new(StreamRoute::build(r, kind, &clusters, provider)?));
             }
+            let https_hostnames = if on_http_socket {
+                l.virtual_hosts
+                    .iter()
+                    .map(|v| HostPattern::parse(&v.hostname))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| ProxyError::invalid(&l.name, e))?
+            } else {
+                Vec::new()
+            };
             listeners.insert(
                 l.name.clone(),
                 Arc::new(StreamListener {
@@ -211,6 +239,7 @@ impl StreamTable {
                     kind,
                     on_http_socket,
                     routes,
+                    https_hostnames,
                 }),
             );
         }
@@ -510,6 +539,50 @@ mod tests {
         let t = table(pb::Protocol::Tls, vec![route("only", &["a.example.com"])]);
         assert!(t.listeners["l"].by_sni(Some("b.example.com")).is_none());
         assert!(t.listeners["l"].by_sni(None).is_none());
+    }
+
+    #[test]
+    fn https_listeners_keep_the_names_they_match_more_closely() {
+        let mut t = table(
+            pb::Protocol::Https,
+            vec![
+                route("exact", &["abc.example.com"]),
+                route("catch-all", &[]),
+            ],
+        );
+        let listener = Arc::get_mut(t.listeners.get_mut("l").unwrap()).unwrap();
+        listener.https_hostnames = vec![HostPattern::parse("*.example.com").unwrap()];
+        let got = |sni: &str| listener.by_sni(Some(sni)).map(|r| r.name.clone());
+        // The TLS route names abc.example.com more closely than *.example.com.
+        assert_eq!(got("abc.example.com").as_deref(), Some("exact"));
+        // The HTTPS listener's wildcard beats the catch-all TLS route.
+        assert_eq!(got("other.example.com"), None);
+        // Nothing HTTPS matches: the catch-all takes it.
+        assert_eq!(got("example.org").as_deref(), Some("catch-all"));
+    }
+
+    #[test]
+    fn https_hostnames_come_from_the_virtual_hosts() {
+        let config = pb::Config {
+            listeners: vec![pb::Listener {
+                name: "l".into(),
+                address: "127.0.0.1".into(),
+                port: 443,
+                protocol: pb::Protocol::Https as i32,
+                virtual_hosts: vec![pb::VirtualHost {
+                    name: "ns/gw/https".into(),
+                    hostname: "*.example.com".into(),
+                    ..Default::default()
+                }],
+                stream_routes: vec![route("r", &[])],
+            }],
+            ..Default::default()
+        };
+        let t =
+            StreamTable::build(&config, &StreamTable::default(), &crate::tls::provider()).unwrap();
+        let l = &t.listeners["l"];
+        assert!(l.by_sni(Some("x.example.com")).is_none());
+        assert!(l.by_sni(Some("x.example.org")).is_some());
     }
 
     #[test]
