@@ -48,6 +48,28 @@ pub const GATEWAY_STEERING_LABEL: &str = "portico.dev/gateway-steering";
 /// node answering ARP for it (L2 announcements): `portico-l2-<ip, dots as dashes>`.
 pub const L2_LEASE_PREFIX: &str = "portico-l2-";
 
+/// The namespace `portico-cert-sync` copies the Secrets that Gateways refer to into, by
+/// default: proxies read certificates from there only.
+pub const DEFAULT_SECRETS_NAMESPACE: &str = "portico-secrets";
+
+/// The standard label naming the tool that manages an object.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+
+/// `app.kubernetes.io/managed-by` of the Secret copies `portico-cert-sync` makes: it
+/// never updates or deletes a Secret without it. Also its field manager and its name in
+/// Events.
+pub const CERT_SYNC_MANAGER: &str = "portico-cert-sync";
+
+/// Label on a Secret copy naming the namespace of its source Secret.
+pub const SOURCE_NAMESPACE_LABEL: &str = "portico.dev/source-namespace";
+
+/// Label on a Secret copy naming its source Secret (shortened with a hash when the name
+/// is longer than a label value may be; the annotation below holds it whole).
+pub const SOURCE_NAME_LABEL: &str = "portico.dev/source-name";
+
+/// Annotation on a Secret copy naming its source Secret as `<namespace>/<name>`.
+pub const SOURCE_ANNOTATION: &str = "portico.dev/source";
+
 /// Event reasons Portico records (`core/v1` Events, `reason`).
 pub mod event {
     /// LB-IPAM gave a Service an address.
@@ -55,6 +77,14 @@ pub mod event {
     /// LB-IPAM found no free address for a Service (pools exhausted, none matching,
     /// or the requested address taken or outside every pool).
     pub const ADDRESS_NOT_ASSIGNED: &str = "AddressNotAssigned";
+    /// cert-sync: a listener certificateRef names a Secret that is missing, not a
+    /// usable certificate (PEM, key matching the certificate) or expired (Warning).
+    pub const INVALID_CERTIFICATE_REF: &str = "InvalidCertificateRef";
+    /// cert-sync: a cross-namespace certificateRef that no ReferenceGrant allows
+    /// (Warning).
+    pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
+    /// cert-sync: a certificate expires within the warning period (Warning).
+    pub const CERTIFICATE_EXPIRING: &str = "CertificateExpiring";
 }
 
 /// Kinds as they appear in references.

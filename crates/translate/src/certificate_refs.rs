@@ -97,6 +97,7 @@ pub fn check_certificate(cert_chain_pem: &[u8], private_key_pem: &[u8]) -> Resul
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use portico_api::gateway::gateways::{
         Gateway, GatewayListeners, GatewayListenersTls, GatewayListenersTlsCertificateRefs,
