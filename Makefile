@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 GATEWAY_API_DIR ?= ../shared/gateway-api
 
-.PHONY: all build demo test test-unit conformance lint fmt generate check-generated golden clean
+.PHONY: all build demo test test-unit conformance e2e-local lint fmt generate check-generated golden clean
 
 all: build
 
@@ -24,6 +24,7 @@ test:
 	fi
 	$(CARGO) test --workspace --doc
 	$(MAKE) conformance
+	$(MAKE) e2e-local
 
 ## conformance: every case of e2e/cases (Gateway API v1.6.1 conformance restated as data,
 ## format ../shared/CASES.md) against `portico standalone`, backends as portico-echo
@@ -49,6 +50,21 @@ conformance:
 	  $(if $(strip $(CONFORMANCE_KNOWN_FAILURES)),--skip-tests $(subst $(space),$(comma),$(strip $(CONFORMANCE_KNOWN_FAILURES)))) \
 	  --preview-features $(subst $(space),$(comma),$(strip $(CONFORMANCE_PREVIEW_FEATURES))) \
 	  $(CONFORMANCE_ARGS)
+
+## e2e-local: every case of e2e/cases through `portico conformance run --target
+## local-cluster`: an in-memory Kubernetes API server (crates/testkit), portico-operator
+## and portico-proxy as processes, echo pods in a pod network namespace, the runner as
+## kube-proxy (nftables DNAT from LB-IPAM addresses to the proxy). Needs root. A real API
+## server: `make e2e-local E2E_LOCAL_ARGS='--kubeconfig FILE'`; one case:
+## `make e2e-local E2E_LOCAL_ARGS='--run-test HTTPRouteWeight'`.
+E2E_LOCAL_ARGS ?=
+e2e-local:
+	$(CARGO) build --bin portico --bin portico-echo --bin portico-operator --bin portico-proxy
+	target/debug/portico conformance run --target local-cluster --cases e2e/cases \
+	  --data $(GATEWAY_API_DIR) --report e2e/local-cluster-report.yaml \
+	  $(if $(strip $(CONFORMANCE_KNOWN_FAILURES)),--skip-tests $(subst $(space),$(comma),$(strip $(CONFORMANCE_KNOWN_FAILURES)))) \
+	  $(if $(strip $(CONFORMANCE_PREVIEW_FEATURES)),--preview-features $(subst $(space),$(comma),$(strip $(CONFORMANCE_PREVIEW_FEATURES)))) \
+	  $(E2E_LOCAL_ARGS)
 
 ## lint: formatting and clippy with warnings as errors; shellcheck on our scripts.
 lint:

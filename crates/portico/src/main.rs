@@ -27,6 +27,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the conformance variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve a folder of Kubernetes YAML (Gateways, HTTPRoutes, Services, EndpointSlices)
@@ -80,6 +82,10 @@ enum ConformanceCommand {
 enum TargetKind {
     /// `portico standalone` in this process, backends as local processes.
     Standalone,
+    /// `portico-operator` and `portico-proxy` as processes behind a Kubernetes API
+    /// server (an in-memory one, or --kubeconfig), backends in a pod network namespace
+    /// (needs root).
+    LocalCluster,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -94,6 +100,10 @@ enum EchoKind {
 struct RunArgs {
     #[arg(long, value_enum)]
     target: TargetKind,
+    /// With --target local-cluster: the cluster to use instead of an in-memory API
+    /// server (the runner still runs operator, proxy and backends on this host).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
     /// Folder of case files (*.yaml).
     #[arg(long)]
     cases: PathBuf,
@@ -176,7 +186,17 @@ async fn main() -> anyhow::Result<()> {
         Command::Conformance {
             command: ConformanceCommand::Run(args),
         } => {
-            let TargetKind::Standalone = args.target;
+            let target = match args.target {
+                TargetKind::Standalone => {
+                    if args.kubeconfig.is_some() {
+                        anyhow::bail!("--kubeconfig goes with --target local-cluster");
+                    }
+                    conformance::TargetChoice::Standalone
+                }
+                TargetKind::LocalCluster => conformance::TargetChoice::LocalCluster {
+                    kubeconfig: args.kubeconfig,
+                },
+            };
             let echo = match args.echo {
                 EchoKind::Process => {
                     EchoMode::process_next_to_current_exe().map_err(|e| anyhow::anyhow!(e))?
@@ -197,6 +217,7 @@ async fn main() -> anyhow::Result<()> {
                 address_pool: args.address_pool,
                 echo,
                 debounce: args.debounce,
+                target,
             };
             let out: conformance::Output = Arc::new(|text: &str| println!("{text}"));
             let cancel = CancellationToken::new();

@@ -10,6 +10,8 @@
 //! get / get_json(target, host, path)        one-shot GET with a bounded time
 //! free_port()                               a port that was free a moment ago
 //! write_file(dir, name, contents)           atomic write (temp file + rename)
+//! PodNetwork::create()                     netns + veth, pod addresses 10.244.K.x (root)
+//!   .allocate() / .command(program)        an address per pod; run a program inside
 //! apiserver::TestApiServer::start()          in-memory Kubernetes API server on 127.0.0.1:0
 //!   .client() / .kubeconfig(path)           a kube::Client, or a kubeconfig for processes
 //!   .apply_crds_from(dir) / .compact()      register CRDs; force 410 Gone on old watches
@@ -24,6 +26,7 @@ mod eventually;
 mod fs;
 mod http;
 mod net;
+mod netns;
 mod process;
 
 pub use echo::EchoBackend;
@@ -31,4 +34,5 @@ pub use eventually::{Attempt, EventuallyError, eventually};
 pub use fs::write_file;
 pub use http::{DEFAULT_HTTP_TIMEOUT, HttpClient, HttpError, get, get_json};
 pub use net::free_port;
+pub use netns::{NetnsError, PodNetwork};
 pub use process::{Line, Process, ProcessError, Stream};

@@ -19,7 +19,7 @@
 //! container port it plays then has an address of its own (`port_for`).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -28,6 +28,7 @@ use std::time::Duration;
 use portico_echo::{
     EchoConfig, EchoServer, Identity, LineConfig, LineServer, LineTls, SeenRequest, UdpServer,
 };
+use portico_testkit::PodNetwork;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -71,6 +72,55 @@ impl EchoMode {
 }
 
 type Log = Arc<Mutex<VecDeque<SeenRequest>>>;
+
+/// Where a stand-in pod's process runs: on the host's loopback (the standalone
+/// target), or inside a pod network namespace on an address of its own that a real
+/// API server accepts in EndpointSlices (the local-cluster target).
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Placement {
+    #[default]
+    Loopback,
+    Pod(Arc<PodNetwork>),
+}
+
+impl Placement {
+    /// The address the pod listens on, held until the returned lease drops.
+    fn address(&self) -> Result<(IpAddr, Option<PodIp>), String> {
+        match self {
+            Placement::Loopback => Ok((IpAddr::from(Ipv4Addr::LOCALHOST), None)),
+            Placement::Pod(network) => {
+                let ip = network.allocate().map_err(|e| e.to_string())?;
+                Ok((
+                    IpAddr::from(ip),
+                    Some(PodIp {
+                        network: network.clone(),
+                        ip,
+                    }),
+                ))
+            }
+        }
+    }
+
+    fn command(&self, bin: &Path) -> Command {
+        match self {
+            Placement::Loopback => Command::new(bin),
+            Placement::Pod(network) => network.command(bin),
+        }
+    }
+}
+
+/// A pod address, given back to the pod network when the pod is gone.
+#[derive(Debug)]
+struct PodIp {
+    network: Arc<PodNetwork>,
+    ip: Ipv4Addr,
+}
+
+impl Drop for PodIp {
+    fn drop(&mut self) {
+        self.network.release(self.ip);
+    }
+}
 
 #[derive(Debug)]
 enum Running {
@@ -116,33 +166,38 @@ pub(crate) struct Backend {
     http_elsewhere: bool,
     log: Log,
     running: Running,
+    /// The pod's address in a pod network (released when the pod is dropped).
+    _pod_ip: Option<PodIp>,
 }
 
 impl Backend {
-    pub(crate) async fn start(mode: &EchoMode, identity: Identity) -> Result<Self, String> {
-        match mode {
-            EchoMode::Process(bin) => Self::start_process(bin, identity).await,
-            EchoMode::InProcess => Self::start_in_process(identity).await,
-        }
-    }
-
-    /// Starts a pod in `role` (see [`EchoRole`]).
-    pub(crate) async fn start_role(
+    /// Starts a pod in `role` (see [`EchoRole`]) where `place` says.
+    pub(crate) async fn start_role_at(
         mode: &EchoMode,
         identity: Identity,
         role: &EchoRole,
+        place: &Placement,
     ) -> Result<Self, String> {
+        if let (Placement::Pod(_), EchoMode::InProcess) = (place, mode) {
+            return Err(format!(
+                "pod {}: pods in a pod network run as portico-echo processes only",
+                identity.pod
+            ));
+        }
         match (role, mode) {
-            (EchoRole::Http, _) => Self::start(mode, identity).await,
+            (EchoRole::Http, EchoMode::Process(bin)) => {
+                Self::start_process(bin, identity, place).await
+            }
+            (EchoRole::Http, EchoMode::InProcess) => Self::start_in_process(identity).await,
             (EchoRole::Https { port, tls }, EchoMode::Process(bin)) => {
-                Self::start_https_process(bin, identity, *port, tls).await
+                Self::start_https_process(bin, identity, *port, tls, place).await
             }
             (EchoRole::Https { .. }, EchoMode::InProcess) => Err(format!(
                 "pod {}: HTTPS backends run as portico-echo processes only",
                 identity.pod
             )),
             (_, EchoMode::InProcess) => Self::start_l4_in_process(identity, role).await,
-            (_, EchoMode::Process(bin)) => Self::start_l4_process(bin, identity, role).await,
+            (_, EchoMode::Process(bin)) => Self::start_l4_process(bin, identity, role, place).await,
         }
     }
 
@@ -200,6 +255,7 @@ impl Backend {
                 _line: line,
                 _udp: udp,
             },
+            _pod_ip: None,
         })
     }
 
@@ -209,9 +265,12 @@ impl Backend {
         bin: &Path,
         identity: Identity,
         role: &EchoRole,
+        place: &Placement,
     ) -> Result<Self, String> {
         let pod = identity.pod.clone();
-        let mut command = Command::new(bin);
+        let (ip, pod_ip) = place.address().map_err(|e| format!("pod {pod}: {e}"))?;
+        let listen = format!("{ip}:0");
+        let mut command = place.command(bin);
         command
             .arg("--pod")
             .arg(&identity.pod)
@@ -229,7 +288,7 @@ impl Backend {
             }
             EchoRole::Tcp { port, tls } => {
                 command
-                    .args(["--tcp-echo", "--tcp-listen", "127.0.0.1:0", "--tcp-port"])
+                    .args(["--tcp-echo", "--tcp-listen", &listen, "--tcp-port"])
                     .arg(port.to_string());
                 expected.push(("listening on ", *port));
                 if let Some((tls_port, cert)) = tls {
@@ -243,7 +302,7 @@ impl Backend {
                         .and_then(|()| std::fs::write(&key, &cert.private_key_pem))
                         .map_err(|e| format!("pod {pod}: writing its certificate: {e}"))?;
                     command
-                        .args(["--tls-listen", "127.0.0.1:0", "--tls-port"])
+                        .args(["--tls-listen", &listen, "--tls-port"])
                         .arg(tls_port.to_string())
                         .arg("--tls-cert")
                         .arg(&crt)
@@ -255,7 +314,7 @@ impl Backend {
             }
             EchoRole::Udp { port } => {
                 command
-                    .args(["--udp-echo", "--udp-listen", "127.0.0.1:0", "--udp-port"])
+                    .args(["--udp-echo", "--udp-listen", &listen, "--udp-port"])
                     .arg(port.to_string());
                 expected.push(("listening on ", *port));
             }
@@ -312,6 +371,7 @@ impl Backend {
             http_elsewhere: false,
             log: Arc::default(),
             running: Running::Process { child, stderr },
+            _pod_ip: pod_ip,
         })
     }
 
@@ -334,8 +394,11 @@ impl Backend {
         identity: Identity,
         https_port: i64,
         tls: &LineTls,
+        place: &Placement,
     ) -> Result<Self, String> {
         let pod = identity.pod.clone();
+        let (ip, pod_ip) = place.address().map_err(|e| format!("pod {pod}: {e}"))?;
+        let listen = format!("{ip}:0");
         // A folder of its own per pod, removed once the process listens (it reads the
         // files before that), as for the TLS line protocol.
         let dir = std::env::temp_dir().join(format!("portico-echo-{}-{pod}", std::process::id()));
@@ -344,14 +407,9 @@ impl Backend {
             .and_then(|()| std::fs::write(&crt, &tls.cert_chain_pem))
             .and_then(|()| std::fs::write(&key, &tls.private_key_pem))
             .map_err(|e| format!("pod {pod}: writing its certificate: {e}"))?;
-        let mut child = Command::new(bin)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--https-listen",
-                "127.0.0.1:0",
-                "--pod",
-            ])
+        let mut child = place
+            .command(bin)
+            .args(["--listen", &listen, "--https-listen", &listen, "--pod"])
             .arg(&identity.pod)
             .arg("--namespace")
             .arg(&identity.namespace)
@@ -407,6 +465,7 @@ impl Backend {
             http_elsewhere: true,
             log: Arc::default(),
             running: Running::Process { child, stderr },
+            _pod_ip: pod_ip,
         })
     }
 
@@ -440,13 +499,21 @@ impl Backend {
             http_elsewhere: false,
             log,
             running: Running::InProcess(server),
+            _pod_ip: None,
         })
     }
 
-    async fn start_process(bin: &Path, identity: Identity) -> Result<Self, String> {
+    async fn start_process(
+        bin: &Path,
+        identity: Identity,
+        place: &Placement,
+    ) -> Result<Self, String> {
         let pod = identity.pod.clone();
-        let mut child = Command::new(bin)
-            .args(["--listen", "127.0.0.1:0", "--log-requests", "--pod"])
+        let (ip, pod_ip) = place.address().map_err(|e| format!("pod {pod}: {e}"))?;
+        let listen = format!("{ip}:0");
+        let mut child = place
+            .command(bin)
+            .args(["--listen", &listen, "--log-requests", "--pod"])
             .arg(&identity.pod)
             .arg("--namespace")
             .arg(&identity.namespace)
@@ -500,6 +567,7 @@ impl Backend {
             http_elsewhere: false,
             log,
             running: Running::Process { child, stderr },
+            _pod_ip: pod_ip,
         })
     }
 

@@ -148,6 +148,18 @@ pub(crate) struct Cluster {
     /// Per key the case touched: the object before its first change (`None`: absent), in
     /// the order first touched.
     journal: Vec<(Key, Option<Value>)>,
+    /// Every change since the last [`Cluster::take_changes`], in order: what a target
+    /// backed by a real API server must write there (the local-cluster target).
+    changes: Vec<Change>,
+}
+
+/// A change to the objects, for a target that mirrors them into an API server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Created or updated: the current object is the one to write.
+    Applied(Key),
+    /// Deleted; the `apiVersion` it had (the object is gone).
+    Deleted(Key, String),
 }
 
 impl Cluster {
@@ -158,6 +170,7 @@ impl Cluster {
             objects: BTreeMap::new(),
             resource_version: 0,
             journal: Vec::new(),
+            changes: Vec::new(),
         }
     }
 
@@ -276,6 +289,7 @@ impl Cluster {
         self.write(&key, &object)?;
         self.record(owner, &key, previous);
         self.objects.insert(key.clone(), object);
+        self.changes.push(Change::Applied(key.clone()));
         Ok((key, true))
     }
 
@@ -302,6 +316,12 @@ impl Cluster {
                 Err(source) => return Err(ClusterError::Write { path, source }),
             }
             let previous = self.objects.remove(k);
+            let api_version = previous
+                .as_ref()
+                .and_then(|o| o["apiVersion"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            self.changes.push(Change::Deleted(k.clone(), api_version));
             self.record(owner, k, previous);
         }
         Ok(doomed)
@@ -331,6 +351,30 @@ impl Cluster {
             super::patch::append(&mut object, path, value.clone()).map_err(fail)?;
         }
         self.apply(object, Owner::Case).map(|_| ())
+    }
+
+    /// The changes since the last call, oldest first.
+    pub(crate) fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Takes the metadata a real API server gave an object (`uid`, `resourceVersion`,
+    /// `generation`, `creationTimestamp`), so that checks compare `observedGeneration`
+    /// with the server's generation. Not a change: nothing is journaled or pushed.
+    pub(crate) fn adopt_server_metadata(&mut self, key: &Key, server: &Value) {
+        let Some(meta) = self
+            .objects
+            .get_mut(key)
+            .and_then(|o| o.get_mut("metadata"))
+            .and_then(Value::as_object_mut)
+        else {
+            return;
+        };
+        for field in ["uid", "resourceVersion", "generation", "creationTimestamp"] {
+            if let Some(value) = server.pointer(&format!("/metadata/{field}")) {
+                meta.insert(field.into(), value.clone());
+            }
+        }
     }
 
     /// Starts recording the case's changes.

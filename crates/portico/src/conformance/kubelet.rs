@@ -37,7 +37,7 @@ use portico_api::names::ENDPOINT_SLICE_SERVICE_LABEL;
 use portico_echo::Identity;
 use serde_json::{Value, json};
 
-use super::backend::{Backend, EchoMode, EchoRole};
+use super::backend::{Backend, EchoMode, EchoRole, Placement};
 use super::cluster::{Cluster, Key, Owner};
 
 /// Images the stand-in can play: the upstream conformance echo servers.
@@ -98,6 +98,8 @@ struct Template {
 #[derive(Debug)]
 pub(crate) struct Kubelet {
     mode: EchoMode,
+    /// Where pods run: loopback (standalone) or a pod network (local cluster).
+    place: Placement,
     /// (namespace, pod name) -> pod.
     pods: BTreeMap<(String, String), Pod>,
 }
@@ -106,8 +108,19 @@ impl Kubelet {
     pub(crate) fn new(mode: EchoMode) -> Self {
         Self {
             mode,
+            place: Placement::Loopback,
             pods: BTreeMap::new(),
         }
+    }
+
+    /// Pods run in `network` on addresses of their own, which their EndpointSlices
+    /// carry (the local-cluster target: an API server rejects loopback endpoints).
+    pub(crate) fn in_pod_network(
+        mut self,
+        network: std::sync::Arc<portico_testkit::PodNetwork>,
+    ) -> Self {
+        self.place = Placement::Pod(network);
+        self
     }
 
     /// Brings pods and EndpointSlices in line with the cluster's objects. Returns the
@@ -153,11 +166,12 @@ impl Kubelet {
                 let service = primary_service(cluster, &t.namespace, &t.labels, &t.workload);
                 let identity = Identity::new(name.clone(), t.namespace.clone(), service);
                 let mode = self.mode.clone();
+                let place = self.place.clone();
                 let t = t.clone();
                 // Reserve the name now so that the next replica gets another.
                 let role = t.role.clone();
                 starting.push((name, t, async move {
-                    Backend::start_role(&mode, identity, &role).await
+                    Backend::start_role_at(&mode, identity, &role, &place).await
                 }));
             }
         }
@@ -583,6 +597,20 @@ fn primary_service(
     services.into_iter().next().unwrap_or(name)
 }
 
+/// `<service>-<pod>`, shortened to a DNS label (63 characters) with a hash of the
+/// whole when longer, as the EndpointSlice controller keeps its names short: an API
+/// server rejects longer ones.
+fn slice_name(service: &str, pod: &str) -> String {
+    const MAX: usize = 63;
+    let full = format!("{service}-{pod}");
+    if full.len() <= MAX {
+        return full;
+    }
+    let hash = template_hash(&json!(full));
+    let keep = full[..MAX - hash.len() - 1].trim_end_matches(['-', '.']);
+    format!("{keep}-{hash}")
+}
+
 /// The slice of one Service for one pod, or `None` when none of the Service's ports
 /// resolve on the pod.
 fn slice(
@@ -638,7 +666,7 @@ fn slice(
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
         "metadata": {
-            "name": format!("{service_name}-{pod_name}"),
+            "name": slice_name(service_name, pod_name),
             "namespace": namespace,
             "labels": {ENDPOINT_SLICE_SERVICE_LABEL: service_name, MANAGED_BY_LABEL: MANAGED_BY},
         },
@@ -866,6 +894,24 @@ mod tests {
         let reply: portico_echo::UdpReport = serde_json::from_slice(&buf[..n]).unwrap();
         assert_eq!(reply.request, "foo.bar.com.");
         kubelet.shutdown().await;
+    }
+
+    #[test]
+    fn slice_names_stay_dns_labels() {
+        assert_eq!(slice_name("svc", "pod-1"), "svc-pod-1");
+        let long = slice_name(
+            "backendtlspolicy-cert-mismatch-test-tls-backend",
+            "backendtlspolicy-cert-mismatch-test-tls-backend-ldxq6nh9ts-q4zfh",
+        );
+        assert!(long.len() <= 63, "{long}");
+        assert!(long.starts_with("backendtlspolicy-cert-mismatch-test-tls-backend-"));
+        assert_ne!(
+            long,
+            slice_name(
+                "backendtlspolicy-cert-mismatch-test-tls-backend",
+                "backendtlspolicy-cert-mismatch-test-tls-backend-ldxq6nh9ts-zzzzz",
+            )
+        );
     }
 
     #[test]

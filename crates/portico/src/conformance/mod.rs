@@ -5,7 +5,9 @@
 //!   --cases DIR ──> case.rs (strict model; a bad case FAILS with the reason)
 //!                     │ skip: unclaimed feature / --skip-tests / not --run-test
 //!                     ▼
-//!   target.rs (standalone: API server cluster.rs + kubelet.rs + Standalone in-process)
+//!   target.rs (standalone: API server cluster.rs + kubelet.rs + Standalone in-process;
+//!              local-cluster: the same Cluster and kubelet, written to an API server
+//!              served to portico-operator + portico-proxy processes, local_cluster/)
 //!     │ setup.rs: <data>/conformance/setup.yaml once (base manifests, certificates)
 //!     │ per case, phases.rs: generated objects, manifests, checks/, requests.rs, steps
 //!     │ then roll the case's objects back and wait until standalone has too
@@ -28,6 +30,7 @@ pub mod features;
 mod grpc;
 mod http;
 mod kubelet;
+mod local_cluster;
 mod manifest;
 mod observe;
 mod patch;
@@ -88,6 +91,18 @@ pub struct RunConfig {
     pub address_pool: AddressPool,
     pub echo: EchoMode,
     pub debounce: Duration,
+    pub target: TargetChoice,
+}
+
+/// What runs the cases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetChoice {
+    /// `portico standalone` in this process.
+    Standalone,
+    /// `portico-operator` and `portico-proxy` processes behind an API server: the
+    /// in-memory test server, or the cluster of `kubeconfig`. Needs root (the pods run
+    /// in a network namespace).
+    LocalCluster { kubeconfig: Option<PathBuf> },
 }
 
 /// Where the runner writes its lines (stdout in the binary, a buffer in tests).
@@ -114,7 +129,7 @@ pub enum RunError {
     Cases(String),
     #[error("suite set-up failed: {0}")]
     Setup(String),
-    #[error("the standalone target did not start: {0}")]
+    #[error("the target did not start: {0}")]
     Target(String),
     #[error("writing the report {}: {message}", path.display())]
     Report { path: PathBuf, message: String },
@@ -193,8 +208,15 @@ pub async fn run(
         address_pool: config.address_pool,
         debounce: config.debounce,
         echo: config.echo.clone(),
-        crds,
+        crds: crds.clone(),
         keep: config.keep,
+        local: match &config.target {
+            TargetChoice::Standalone => None,
+            TargetChoice::LocalCluster { kubeconfig } => Some(local_cluster::LocalClusterConfig {
+                kubeconfig: kubeconfig.clone(),
+                crds,
+            }),
+        },
     })
     .await
     .map_err(RunError::Target)?;
@@ -292,6 +314,9 @@ pub async fn run(
                     Err(e) => {
                         summary.failed += 1;
                         out(&format!("FAIL {} ({seconds:.1}s): {e}", case.name));
+                        if let Some(logs) = target.logs() {
+                            out(&logs);
+                        }
                         Outcome::Failed
                     }
                 }

@@ -73,6 +73,10 @@ pub(crate) struct ObjectStatus {
     pub(crate) listeners: Vec<ListenerStatus>,
     #[serde(default)]
     pub(crate) parents: Vec<ParentStatus>,
+    /// Policies (BackendTLSPolicy): one entry per ancestor (Gateway) the policy
+    /// affects, each with its own conditions.
+    #[serde(default)]
+    pub(crate) ancestors: Vec<AncestorStatus>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +113,15 @@ pub(crate) struct ParentStatus {
     pub(crate) conditions: Vec<Condition>,
 }
 
+/// A policy's `status.ancestors[]` entry (Gateway API PolicyAncestorStatus).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AncestorStatus {
+    pub(crate) ancestor_ref: ParentRef,
+    #[serde(default)]
+    pub(crate) conditions: Vec<Condition>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ParentRef {
@@ -137,17 +150,33 @@ impl ParentRef {
     }
 }
 
-/// The statuses of one observed state.
+/// The statuses of one observed state: what standalone went live with, or what the
+/// API server holds (the local-cluster target).
 #[derive(Debug, Clone)]
 pub(crate) struct View {
-    pub(crate) observed: Arc<Observed>,
+    observed: Option<Arc<Observed>>,
     statuses: Value,
+    problems: Vec<String>,
 }
 
 impl View {
     pub(crate) fn new(observed: Arc<Observed>) -> Self {
         let statuses = serde_json::to_value(&observed.output.statuses).unwrap_or(Value::Null);
-        Self { observed, statuses }
+        Self {
+            observed: Some(observed),
+            statuses,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Statuses read from an API server, in the translator's serialized shape (maps per
+    /// kind keyed "namespace/name"), and what went wrong reading them.
+    pub(crate) fn from_statuses(statuses: Value, problems: Vec<String>) -> Self {
+        Self {
+            observed: None,
+            statuses,
+            problems,
+        }
     }
 
     /// The status of an object, if the translator wrote one.
@@ -168,9 +197,12 @@ impl View {
             .find(|v| !v.is_empty())
     }
 
-    /// What went wrong in standalone that a failure message should mention.
+    /// What went wrong in standalone (or reading the API server) that a failure message
+    /// should mention.
     pub(crate) fn problems(&self) -> Vec<String> {
-        let o = &self.observed;
+        let Some(o) = &self.observed else {
+            return self.problems.clone();
+        };
         o.load_errors
             .iter()
             .map(ToString::to_string)
@@ -182,7 +214,11 @@ impl View {
     /// Whether standalone runs on what the API server holds now: `Err` says what
     /// differs.
     pub(crate) fn synced(&self, cluster: &Cluster) -> Result<(), String> {
-        let inputs = &self.observed.inputs;
+        let Some(observed) = &self.observed else {
+            // Not standalone: the local-cluster target settles on statuses instead.
+            return Ok(());
+        };
+        let inputs = &observed.inputs;
         let mut loaded = Loaded::default();
         loaded.add(&inputs.gateway_classes);
         loaded.add(&inputs.gateways);
@@ -198,8 +234,7 @@ impl View {
         loaded.add(&inputs.namespaces);
         loaded.add(&inputs.secrets);
         let Loaded { kinds, mut seen } = loaded;
-        let failed: BTreeSet<std::path::PathBuf> = self
-            .observed
+        let failed: BTreeSet<std::path::PathBuf> = observed
             .load_errors
             .iter()
             .map(|e| e.path().to_path_buf())
@@ -227,7 +262,7 @@ impl View {
         }
         let mut out = format!(
             "standalone has not loaded the latest objects (provider generation {})",
-            self.observed.generation
+            observed.generation
         );
         if !missing.is_empty() {
             out.push_str(&format!("; not yet: {}", missing.join(", ")));

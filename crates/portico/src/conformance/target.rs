@@ -12,6 +12,12 @@
 //!
 //! Every change goes through [`Target::settle`]: the kubelet reconciles (pods, slices),
 //! then the runner waits until standalone has loaded exactly what the API server holds.
+//!
+//! The local-cluster target (local_cluster/) keeps the same runner-side pieces (the
+//! Cluster as the runner's record and rollback journal, the kubelet, the
+//! authorities) and swaps the engine: the Cluster's changes are written to an API
+//! server, statuses are read back from it, and settling waits on observedGeneration
+//! and the proxy's served config instead of on standalone's inputs.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -29,6 +35,7 @@ use super::certs::Authorities;
 use super::cluster::{Cluster, Key, Owner};
 use super::defaults::Defaulter;
 use super::kubelet::Kubelet;
+use super::local_cluster::{LocalCluster, LocalClusterConfig};
 use super::observe::View;
 use crate::standalone::{AddressPool, Observed, Standalone, StandaloneConfig};
 
@@ -43,6 +50,19 @@ pub(crate) struct TargetConfig {
     pub(crate) crds: Option<PathBuf>,
     /// Keep the folder after the run (`--keep`).
     pub(crate) keep: bool,
+    /// Run against operator and proxy processes and an API server instead of
+    /// standalone (`--target local-cluster`).
+    pub(crate) local: Option<LocalClusterConfig>,
+}
+
+/// What serves the cases.
+#[derive(Debug)]
+enum Engine {
+    Standalone {
+        observed: watch::Receiver<Arc<Observed>>,
+        standalone: Option<Standalone>,
+    },
+    Local(Box<LocalCluster>),
 }
 
 /// The longest wait between two looks at a status that is not there yet; changes
@@ -55,8 +75,7 @@ pub(crate) struct Target {
     pub(crate) kubelet: Kubelet,
     pub(crate) authorities: Authorities,
     pub(crate) class_name: String,
-    observed: watch::Receiver<Arc<Observed>>,
-    standalone: Option<Standalone>,
+    engine: Option<Engine>,
     dir: PathBuf,
     keep: bool,
 }
@@ -93,6 +112,26 @@ impl Target {
             )
             .map_err(|e| e.to_string())?;
 
+        if let Some(local) = &config.local {
+            let EchoMode::Process(_) = &config.echo else {
+                return Err(
+                    "the local-cluster target runs pods as portico-echo processes: drop `--echo in-process`"
+                        .to_owned(),
+                );
+            };
+            let engine = LocalCluster::start(local, &dir).await?;
+            let kubelet = Kubelet::new(config.echo).in_pod_network(engine.network.clone());
+            return Ok(Self {
+                cluster,
+                kubelet,
+                authorities: Authorities::default(),
+                class_name: config.class_name,
+                engine: Some(Engine::Local(Box::new(engine))),
+                dir,
+                keep: config.keep,
+            });
+        }
+
         let quiet: crate::standalone::Output = Arc::new(|text: &str| {
             tracing::debug!(target: "portico::conformance::standalone", "{text}");
         });
@@ -113,25 +152,40 @@ impl Target {
             kubelet: Kubelet::new(config.echo),
             authorities: Authorities::default(),
             class_name: config.class_name,
-            observed: standalone.observe(),
-            standalone: Some(standalone),
+            engine: Some(Engine::Standalone {
+                observed: standalone.observe(),
+                standalone: Some(standalone),
+            }),
             dir,
             keep: config.keep,
         })
     }
 
-    /// The latest state standalone went live with.
+    /// The latest state standalone went live with (or the API server's statuses).
     pub(crate) fn view(&self) -> View {
-        View::new(self.observed.borrow().clone())
+        match &self.engine {
+            Some(Engine::Standalone { observed, .. }) => View::new(observed.borrow().clone()),
+            Some(Engine::Local(local)) => {
+                let snapshot = local.snapshot();
+                View::from_statuses(snapshot.statuses.clone(), snapshot.problems.clone())
+            }
+            None => View::from_statuses(Value::Null, Vec::new()),
+        }
     }
 
-    /// Waits until standalone goes live with a new state, or `POLL` passes, or the
-    /// deadline: whichever comes first.
+    /// Waits until standalone goes live with a new state (or a new look at the API
+    /// server), or `POLL` passes, or the deadline: whichever comes first.
     pub(crate) async fn next_change(&mut self, deadline: Instant) {
-        // What is there now has been looked at: wait for something newer.
-        drop(self.observed.borrow_and_update());
         let until = deadline.min(Instant::now() + POLL);
-        let _ = tokio::time::timeout_at(until, self.observed.changed()).await;
+        match &mut self.engine {
+            Some(Engine::Standalone { observed, .. }) => {
+                // What is there now has been looked at: wait for something newer.
+                drop(observed.borrow_and_update());
+                let _ = tokio::time::timeout_at(until, observed.changed()).await;
+            }
+            Some(Engine::Local(local)) => local.changed(until).await,
+            None => tokio::time::sleep_until(until).await,
+        }
     }
 
     /// Polls `check` on each new state until it holds or the deadline passes; the error
@@ -158,11 +212,41 @@ impl Target {
         }
     }
 
-    /// After changes to the API server: the kubelet catches up, then standalone.
+    /// After changes to the API server: the kubelet catches up, then standalone (or the
+    /// operator and the proxy).
     pub(crate) async fn settle(&mut self, deadline: Instant) -> Result<(), String> {
         self.kubelet.reconcile(&mut self.cluster).await?;
-        self.poll(deadline, |view, cluster, _| view.synced(cluster))
-            .await
+        let Some(Engine::Local(local)) = &mut self.engine else {
+            // Standalone reads the folder the Cluster writes: nothing to push.
+            drop(self.cluster.take_changes());
+            return self
+                .poll(deadline, |view, cluster, _| view.synced(cluster))
+                .await;
+        };
+        local.push(&mut self.cluster, deadline).await?;
+        loop {
+            let snapshot = local.snapshot();
+            match local.converged(&snapshot, &self.cluster, &self.class_name) {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(if snapshot.problems.is_empty() {
+                        e
+                    } else {
+                        format!("{e} [{}]", snapshot.problems.join("; "))
+                    });
+                }
+                Err(_) => local.changed(deadline.min(Instant::now() + POLL)).await,
+            }
+        }
+    }
+
+    /// What the processes behind the target said last (the local-cluster target's
+    /// operator and proxy), for a failing case.
+    pub(crate) fn logs(&self) -> Option<String> {
+        match &self.engine {
+            Some(Engine::Local(local)) => Some(local.logs()),
+            _ => None,
+        }
     }
 
     /// Applies objects as the case's own (rolled back after it) or the environment's.
@@ -188,16 +272,26 @@ impl Target {
         &self.dir
     }
 
-    /// Stops standalone and every backend; removes the folder unless asked to keep it.
+    /// Stops standalone (or the operator, proxy and API server) and every backend;
+    /// removes the folder unless asked to keep it.
     pub(crate) async fn shutdown(mut self) {
         self.kubelet.shutdown().await;
-        if let Some(standalone) = self.standalone.take() {
-            standalone.shutdown().await;
+        match self.engine.take() {
+            Some(Engine::Standalone {
+                standalone: Some(standalone),
+                ..
+            }) => standalone.shutdown().await,
+            Some(Engine::Local(local)) => {
+                local.shutdown(&self.dir).await;
+                // Kept with the objects and the logs when asked; the logs are worth
+                // keeping then.
+            }
+            _ => {}
         }
         if self.keep {
-            tracing::info!(dir = %self.dir.display(), "kept the standalone folder");
+            tracing::info!(dir = %self.dir.display(), "kept the run folder");
         } else if let Err(error) = std::fs::remove_dir_all(&self.dir) {
-            tracing::warn!(dir = %self.dir.display(), %error, "cannot remove the standalone folder");
+            tracing::warn!(dir = %self.dir.display(), %error, "cannot remove the run folder");
         }
     }
 }
