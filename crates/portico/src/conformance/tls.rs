@@ -13,6 +13,14 @@
 //! trusts a certificate for `*`, `*.org`, `*.wildcard.org` and asks for `example.org`).
 //! Go's crypto/x509 `matchHostnames` accepts it: a `*` first label matches any one
 //! label, the rest must be equal, case-insensitively.
+//!
+//! And one chain rule: Go's `Certificate.Verify` accepts a certificate that is itself in
+//! the root pool, CA or not, as a chain of one, while webpki wants the end-entity issued
+//! by a trust anchor. Upstream's TLSRoute tests
+//! trust the leaf `tls-checks-certificate` (signed by a CA the client is not given) and
+//! expect the backend serving it to be reached through a passthrough listener; so an
+//! end-entity byte-identical to a trusted certificate is accepted when it is within its
+//! validity period and valid for the name.
 
 use std::sync::Arc;
 
@@ -56,9 +64,13 @@ pub(crate) fn client(cluster: &Cluster, tls: &ClientTls) -> Result<TlsClient, St
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| format!("TLS verifier: {e}"))?;
+    let trusted = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .filter_map(Result::ok)
+        .collect();
     let verifier = Arc::new(GoNames {
         webpki,
         provider: provider.clone(),
+        trusted,
     });
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -104,11 +116,44 @@ fn trusted_pem(cluster: &Cluster, trust: &Trust) -> Result<String, String> {
     }
 }
 
-/// webpki's verification, with Go's name rule where webpki's is stricter.
+/// webpki's verification, with Go's name rule and Go's trusted-leaf rule where
+/// webpki's are stricter.
 #[derive(Debug)]
 struct GoNames {
     webpki: Arc<WebPkiServerVerifier>,
     provider: Arc<CryptoProvider>,
+    /// The trusted certificates as given (the root store keeps only their anchors).
+    trusted: Vec<CertificateDer<'static>>,
+}
+
+impl GoNames {
+    /// Go's rule for a certificate in the root pool: it is its own chain; its validity
+    /// period and name are still checked.
+    fn verify_trusted_leaf(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let (_, cert) = x509_parser::parse_x509_certificate(end_entity.as_ref())
+            .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let now = i64::try_from(now.as_secs())
+            .ok()
+            .and_then(|secs| x509_parser::time::ASN1Time::from_timestamp(secs).ok())
+            .ok_or(Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        if !cert.validity().is_valid_at(now) {
+            return Err(Error::InvalidCertificate(CertificateError::Expired));
+        }
+        let host = server_name.to_str();
+        let names = dns_names(end_entity.as_ref());
+        if names.iter().any(|pattern| go_matches(pattern, &host)) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(Error::General(format!(
+                "certificate for {names:?} is not valid for {host}"
+            )))
+        }
+    }
 }
 
 impl ServerCertVerifier for GoNames {
@@ -140,6 +185,14 @@ impl ServerCertVerifier for GoNames {
                         "certificate for {names:?} is not valid for {host}"
                     )))
                 }
+            }
+            Err(Error::InvalidCertificate(CertificateError::UnknownIssuer))
+                if self
+                    .trusted
+                    .iter()
+                    .any(|t| t.as_ref() == end_entity.as_ref()) =>
+            {
+                self.verify_trusted_leaf(end_entity, server_name, now)
             }
             other => other,
         }
@@ -295,17 +348,31 @@ mod tests {
     /// A TLS server with a certificate from the runner's generator, answering every
     /// request with 200 and the SNI it saw.
     async fn tls_server(cluster: &mut Cluster) -> std::net::SocketAddr {
-        use rustls::pki_types::PrivateKeyDer;
-        let spec: crate::conformance::case::GeneratedObject = serde_yaml_ng::from_str(
-            "{kind: Secret, namespace: n, name: cert, type: self-signed TLS, hosts: ['*', '*.org']}",
+        tls_server_of(
+            cluster,
+            &["{kind: Secret, namespace: n, name: cert, type: self-signed TLS, hosts: ['*', '*.org']}"],
         )
-        .unwrap();
-        let secret = crate::conformance::certs::Authorities::default()
-            .generate(&spec)
-            .unwrap();
-        let (key, _) = cluster
-            .apply(secret, crate::conformance::cluster::Owner::Case)
-            .unwrap();
+        .await
+    }
+
+    /// A TLS server (as [`tls_server`]) serving the Secret of the last of `specs`
+    /// (generated objects, generated and applied in order).
+    async fn tls_server_of(cluster: &mut Cluster, specs: &[&str]) -> std::net::SocketAddr {
+        use rustls::pki_types::PrivateKeyDer;
+        let mut authorities = crate::conformance::certs::Authorities::default();
+        let mut key = None;
+        for spec in specs {
+            let spec: crate::conformance::case::GeneratedObject =
+                serde_yaml_ng::from_str(spec).unwrap();
+            let object = authorities.generate(&spec).unwrap();
+            key = Some(
+                cluster
+                    .apply(object, crate::conformance::cluster::Owner::Case)
+                    .unwrap()
+                    .0,
+            );
+        }
+        let key = key.unwrap();
         let data = |name: &str| {
             let text = cluster.get(&key).unwrap()["data"][name]
                 .as_str()
@@ -412,5 +479,50 @@ mod tests {
                 .unwrap_err()
                 .contains("not found")
         );
+    }
+
+    /// Upstream's TLSRoute tests trust the leaf a backend serves, which a CA signed: Go
+    /// accepts a leaf found in the roots, and so does the runner.
+    #[tokio::test]
+    async fn a_trusted_leaf_is_its_own_chain() {
+        use crate::conformance::case::NsName;
+        use crate::conformance::http::{Outgoing, send};
+        let dir = tempfile::tempdir().unwrap();
+        let mut cluster = Cluster::new(dir.path().to_owned(), Default::default());
+        let addr = tls_server_of(
+            &mut cluster,
+            &[
+                "{kind: ConfigMap, namespace: n, name: ca, type: CA, key: ca.crt}",
+                "{kind: Secret, namespace: n, name: leaf, type: CA-signed TLS, hosts: [abc.example.com], \
+                 signed_by: {namespace: n, name: ca}}",
+            ],
+        )
+        .await;
+        let request = |server_name: &str| -> Outgoing {
+            let tls = ClientTls {
+                server_name: server_name.to_owned(),
+                trust: Trust::Secret(NsName {
+                    namespace: "n".into(),
+                    name: "leaf".into(),
+                }),
+            };
+            Outgoing {
+                addr,
+                method: "GET".into(),
+                host: server_name.into(),
+                path: "/".into(),
+                headers: vec![],
+                tls: Some(client(&cluster, &tls).unwrap()),
+            }
+        };
+        let timeout = std::time::Duration::from_secs(5);
+        let ok = send(&request("abc.example.com"), timeout).await.unwrap();
+        assert_eq!(ok.status, 200);
+        assert_eq!(ok.body, "abc.example.com");
+        // The leaf is trusted as itself, not for names it does not carry.
+        let err = send(&request("other.example.com"), timeout)
+            .await
+            .unwrap_err();
+        assert!(err.contains("not valid for other.example.com"), "{err}");
     }
 }
