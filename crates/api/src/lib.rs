@@ -9,10 +9,13 @@
 //! - [`portico`]: Portico's own CRDs (`PorticoGatewayClassConfig`, `LoadBalancerIPPool`).
 //! - [`config`]: the data-plane config model (protobuf) that the translator produces and
 //!   proxies serve.
+//! - [`logging`]: `--log-format text|json` and the access-log target, shared by every
+//!   binary (`init` behind the `logging` feature).
 
 pub mod config;
 pub mod features;
 pub mod gateway;
+pub mod logging;
 pub mod names;
 pub mod portico;
 

@@ -19,6 +19,7 @@ use crate::{
     body::{Outgoing, RequestHead},
     error::RequestError,
     filters::{RetryPolicy, Timeouts},
+    service::Shared,
     table::{ClusterState, UpstreamProtocol},
     upgrade::Upgrade,
     upstream::Upstream,
@@ -26,7 +27,7 @@ use crate::{
 
 /// Sends `head` with the body of `outgoing` to `cluster`.
 pub(crate) async fn exchange(
-    upstream: &Upstream,
+    shared: &Shared,
     cluster: &ClusterState,
     head: &RequestHead,
     outgoing: &mut Outgoing,
@@ -37,7 +38,7 @@ pub(crate) async fn exchange(
     let mut retries = 0;
     loop {
         let outcome = attempt(
-            upstream,
+            &shared.upstream,
             cluster,
             head,
             outgoing,
@@ -45,6 +46,10 @@ pub(crate) async fn exchange(
             upgrade,
         )
         .await;
+        // Every failed connect counts, retried or not (an error path: a lookup is fine).
+        if let Err(RequestError::Connect { .. }) = &outcome {
+            shared.metrics.connect_error(&cluster.name);
+        }
         let again = retry.is_some_and(|policy| {
             outgoing.replayable()
                 && policy.retries(retries, outcome.as_ref().map(http::Response::status))

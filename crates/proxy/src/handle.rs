@@ -29,6 +29,7 @@ use crate::{
     error::{ListenerError, ProxyError},
     l4::{self, StreamTable, Streams},
     listener::{self, Running},
+    metrics::ProxyMetrics,
     options::ProxyOptions,
     service::Shared,
     table::RoutingTable,
@@ -45,6 +46,7 @@ pub async fn start(options: ProxyOptions, initial: Config) -> Result<ProxyHandle
         shared: Arc::new(Shared {
             table: ArcSwap::from_pointee(RoutingTable::empty()),
             upstream: Upstream::new(&options),
+            metrics: ProxyMetrics::new(),
         }),
         options,
         state: Mutex::new(State::default()),
@@ -114,19 +116,22 @@ impl ProxyHandle {
     pub async fn update(&self, config: Config) -> Result<UpdateSummary, ProxyError> {
         // 1. Build. The previous table is only used to reuse unchanged clusters, so a
         //    concurrent update making it stale costs a rebuild, nothing more.
-        let table = match RoutingTable::build(&config, &self.shared.table.load()) {
+        let mut table = match RoutingTable::build(&config, &self.shared.table.load()) {
             Ok(table) => table,
             Err(error) => {
                 tracing::warn!(version = %config.version, %error, "config rejected");
+                self.shared.metrics.config_rejected();
                 return Err(error);
             }
         };
+        table.resolve_stats(&self.shared.metrics);
 
         let provider = tls::provider();
         let streams = match StreamTable::build(&config, &self.streams.table.load(), &provider) {
             Ok(streams) => streams,
             Err(error) => {
                 tracing::warn!(version = %config.version, %error, "config rejected");
+                self.shared.metrics.config_rejected();
                 return Err(error);
             }
         };
@@ -146,6 +151,7 @@ impl ProxyHandle {
             })
         {
             tracing::warn!(version = %config.version, %error, "config rejected");
+            self.shared.metrics.config_rejected();
             return Err(error);
         }
         let mut summary = UpdateSummary {
@@ -273,6 +279,9 @@ impl ProxyHandle {
             failed = summary.listener_errors.len(),
             "config applied"
         );
+        self.shared
+            .metrics
+            .config_applied(&summary.previous_version, &summary.version);
         Ok(summary)
     }
 
@@ -287,6 +296,12 @@ impl ProxyHandle {
     /// `start` or `update`.
     pub fn listener_errors(&self) -> Vec<ListenerError> {
         self.status.load().errors.clone()
+    }
+
+    /// The proxy's metrics in the Prometheus text format (see the `metrics` module for
+    /// the series), for an admin endpoint's `/metrics`.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics.render()
     }
 
     /// The version of the running config.

@@ -30,7 +30,13 @@
 //!  ⑩ response headers: hop-by-hop out (101: upgrade headers back, tunnel starts),
 //!     backend then route response filters (CORS headers, ResponseHeaderModifier)
 //!  client <── response (body streamed, never buffered)
+//!  ⑪ body done (or dropped): metrics and the access-log line          access_log.rs
 //! ```
+//!
+//! Observability: ⑤ also continues or starts the W3C trace (trace_context.rs); the
+//! metrics (metrics.rs: requests, durations, connect errors, open connections, config
+//! version and outcomes) are served by [`ProxyHandle::metrics_text`], and the access
+//! log is one JSON line per request on the `portico::access` target.
 //!
 //! Why this order:
 //! - ① first and once: a config swap (see [`ProxyHandle::update`]) replaces the table
@@ -54,6 +60,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access_log;
 mod bind_check;
 mod body;
 pub mod client;
@@ -65,10 +72,12 @@ mod handle;
 mod headers;
 mod l4;
 mod listener;
+mod metrics;
 mod options;
 mod service;
 mod table;
 mod tls;
+mod trace_context;
 mod upgrade;
 mod upstream;
 mod upstream_tls;

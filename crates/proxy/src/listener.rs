@@ -168,6 +168,8 @@ impl AcceptLoop {
             streams,
         } = self;
         let graceful = GracefulShutdown::new();
+        // Resolved once per socket: an accept only moves an atomic.
+        let connections = shared.metrics.connections(&name);
         // Cuts the connections still open when the drain deadline passes.
         let cut = CancellationToken::new();
         loop {
@@ -203,7 +205,10 @@ impl AcceptLoop {
             let tls = tls.clone();
             let streams = streams.clone();
             let listener_name = name.clone();
+            let open = OpenConnection::new(connections.clone());
             tokio::spawn(async move {
+                // Counted from accept to the end of this task, whatever ends it.
+                let _open = open;
                 let svc = service_fn(move |req| {
                     let shared = shared.clone();
                     let conn = conn.clone();
@@ -258,6 +263,22 @@ impl AcceptLoop {
             cut.cancel();
         }
         tracing::debug!(listener = %name, "listener stopped");
+    }
+}
+
+/// One open client connection in `portico_proxy_downstream_connections_active`.
+struct OpenConnection(prometheus::IntGauge);
+
+impl OpenConnection {
+    fn new(gauge: prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

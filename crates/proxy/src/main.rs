@@ -3,10 +3,10 @@
 
 use anyhow::Context;
 use clap::Parser;
+use portico_api::logging::{self, LogStream};
 use portico_proxy::client::{Args, run};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -14,9 +14,8 @@ async fn main() -> anyhow::Result<()> {
     // tonic's TLS uses the process-wide provider; ring is the one the workspace builds
     // rustls with. Failing means one is installed already, which is as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&args.log).context("--log")?)
-        .init();
+    // The access log is on: one JSON line per request on stdout (portico::access).
+    logging::init(&args.log, args.log_format, LogStream::Stdout, true).context("--log")?;
 
     let shutdown = CancellationToken::new();
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;

@@ -14,12 +14,15 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use crate::{
+    access_log::{AccessLine, Observed, Record, Served},
     body::{self, RequestHead},
     error::{BoxError, RequestError},
     exchange::exchange,
     filters::Verdict,
     grpc, headers,
+    metrics::ProxyMetrics,
     table::{ListenerRoutes, Route, RoutingTable, Target, request_host},
+    trace_context,
     upgrade::Upgrade,
     upstream::{ProxyBody, Upstream},
 };
@@ -30,6 +33,7 @@ pub(crate) struct Shared {
     /// The running config. Loaded once per request, swapped whole by `update`.
     pub(crate) table: ArcSwap<RoutingTable>,
     pub(crate) upstream: Upstream,
+    pub(crate) metrics: ProxyMetrics,
 }
 
 /// What a request knows about the connection it came on.
@@ -59,8 +63,12 @@ pub(crate) async fn handle(
     let path = req.uri().path().to_owned();
     let version = req.version();
     let grpc_request = grpc::is_grpc(req.headers());
+    // Read before the body moves on; Incoming's hint is exact with a Content-Length.
+    let bytes_in = hyper::body::Body::size_hint(req.body()).exact();
+    let client_request_id = req.headers().get(&headers::X_REQUEST_ID).cloned();
 
-    let (result, route) = forward(&shared.upstream, &table, &conn, &host, req).await;
+    let mut served = Served::default();
+    let (result, route) = forward(&shared, &table, &conn, &host, req, &mut served).await;
     // A gRPC client reads errors from grpc-status only: the proxy's own errors on a
     // GRPCRoute, or for a gRPC request that found no route, are gRPC statuses.
     let grpc = grpc_request || route.is_some_and(|r| r.grpc);
@@ -86,17 +94,45 @@ pub(crate) async fn handle(
         retryable = error.as_ref().map(RequestError::retryable),
         "request"
     );
-    response
+    // Metrics and the access line are written when the body is done (access_log.rs).
+    if served.request_id.is_none() {
+        served.request_id = client_request_id.and_then(|v| v.to_str().ok().map(str::to_owned));
+    }
+    let stats = route
+        .and_then(|r| r.stats.clone())
+        .unwrap_or_else(|| shared.metrics.unrouted().clone());
+    let line = route.is_none_or(|r| r.access_log).then(|| AccessLine {
+        gateway: route.map_or_else(|| Arc::from(""), |r| r.gateway.clone()),
+        listener: route.map_or_else(|| Arc::from(""), |r| r.gateway_listener.clone()),
+        socket: conn.listener.clone(),
+        route: route.map_or_else(String::new, |r| r.object.clone()),
+        rule: route.map_or_else(String::new, |r| r.name.clone()),
+        method,
+        host,
+        path,
+        client: conn.client,
+        bytes_in,
+    });
+    let record = Record {
+        started,
+        status: response.status().as_u16(),
+        stats,
+        served,
+        line,
+    };
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, Observed::new(body, record).boxed_unsync())
 }
 
 /// Routes, then serves within the route's request timeout. Returns the route (when one
 /// matched) for the log line and the kind of local reply.
 async fn forward<'t>(
-    upstream: &Upstream,
+    shared: &Shared,
     table: &'t RoutingTable,
     conn: &Conn,
     host: &str,
     req: Request<Incoming>,
+    served: &mut Served,
 ) -> (Result<Response<ProxyBody>, RequestError>, Option<&'t Route>) {
     // 2. Route on the request as the client sent it, before anything rewrites headers:
     //    matches are written against what clients send.
@@ -130,10 +166,10 @@ async fn forward<'t>(
 
     // 3. The route's request timeout covers everything from here to the response head,
     //    every attempt and backoff included.
-    let served = serve(upstream, listener, route, conn, parts, body);
+    let serving = serve(shared, listener, route, conn, parts, body, served);
     let result = match route.timeouts.request {
-        None => served.await,
-        Some(after) => tokio::time::timeout(after, served)
+        None => serving.await,
+        Some(after) => tokio::time::timeout(after, serving)
             .await
             .unwrap_or(Err(RequestError::RequestTimeout { after })),
     };
@@ -141,13 +177,15 @@ async fn forward<'t>(
 }
 
 async fn serve(
-    upstream: &Upstream,
+    shared: &Shared,
     listener: &ListenerRoutes,
     route: &Route,
     conn: &Conn,
     mut parts: Parts,
     body: Incoming,
+    served: &mut Served,
 ) -> Result<Response<ProxyBody>, RequestError> {
+    let upstream = &shared.upstream;
     // 4. An upgrade (WebSocket) is taken out before the hop-by-hop headers that carry it
     //    go; it is offered to the backend again in `exchange`.
     let upgrade = Upgrade::take(&mut parts);
@@ -161,6 +199,11 @@ async fn serve(
         conn.client.ip(),
         listener.downstream.scheme,
     );
+    // W3C trace context: continue the client's trace with the proxy's own span, or start
+    // one (trace_context.rs). With the forwarding headers, before the route's filters.
+    let trace = trace_context::propagate(&mut parts.headers);
+    served.trace_id = Some(trace.trace_id_hex());
+    served.request_id = Some(request_id.clone());
 
     // 6. The route's filters, in order. A redirect or a CORS preflight answers here,
     //    before a backend is chosen: such rules often have none.
@@ -192,6 +235,7 @@ async fn serve(
         }
         Some(Target::Cluster(backend)) => backend,
     };
+    served.backend = Some(backend.cluster.clone());
     let backend_forward =
         match backend
             .filters
@@ -217,8 +261,9 @@ async fn serve(
     // 9. Forward, with the route's backendRequest timeout and retries.
     tracing::trace!(%request_id, cluster = %backend.cluster.name, "forwarding");
     let retry = route.retry.as_ref().filter(|_| upgrade.is_none());
-    let mut response = exchange(
-        upstream,
+    let sent = Instant::now();
+    let exchanged = exchange(
+        shared,
         &backend.cluster,
         &RequestHead::of(&parts),
         &mut outgoing,
@@ -226,7 +271,9 @@ async fn serve(
         retry,
         upgrade.as_ref(),
     )
-    .await?;
+    .await;
+    served.upstream = Some(sent.elapsed());
+    let mut response = exchanged?;
 
     // 10. The response: hop-by-hop out (an accepted upgrade puts its own back), then the
     //     backend's and the route's response filters, for the same reason as on the

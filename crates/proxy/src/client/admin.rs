@@ -1,10 +1,12 @@
 //! The proxy's admin port: `GET /healthz` (200 while the process serves) and
 //! `GET /readyz` (200 once a config from the operator is applied, 503 before: a proxy
 //! with no config would answer every request 404). Readiness stays once reached: a
-//! proxy that loses the operator keeps serving its last good config.
+//! proxy that loses the operator keeps serving its last good config. `GET /metrics`:
+//! the proxy's metrics in the Prometheus text format (crate::metrics).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -16,11 +18,16 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use crate::ProxyHandle;
 use crate::client::stream::StreamStatus;
+
+/// The content type of the Prometheus text exposition format.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub(crate) async fn serve(
     listen: SocketAddr,
     status: watch::Receiver<StreamStatus>,
+    proxy: Arc<ProxyHandle>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -35,9 +42,14 @@ pub(crate) async fn serve(
                 continue;
             };
             let status = status.clone();
+            let proxy = proxy.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let reply = answer(req.method(), req.uri().path(), &status.borrow());
+                    let reply = if req.method() == Method::GET && req.uri().path() == "/metrics" {
+                        metrics(&proxy)
+                    } else {
+                        answer(req.method(), req.uri().path(), &status.borrow())
+                    };
                     async move { Ok::<_, Infallible>(reply) }
                 });
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
@@ -67,6 +79,15 @@ fn answer(method: &Method, path: &str, status: &StreamStatus) -> Response<Full<B
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = code;
+    response
+}
+
+fn metrics(proxy: &ProxyHandle) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(proxy.metrics_text())));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(METRICS_CONTENT_TYPE),
+    );
     response
 }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use portico_api::logging::LogFormat;
 
 use crate::client::stream::{StreamConfig, StreamTls};
 use crate::options::ProxyOptions;
@@ -75,6 +76,11 @@ pub struct Args {
     /// Log filter (tracing-subscriber EnvFilter syntax).
     #[arg(long, env = "PORTICO_LOG", default_value = "info")]
     pub log: String,
+
+    /// Log line format: text or json. The access log (target portico::access) is JSON
+    /// lines on stdout either way; `--log 'info,portico::access=off'` turns it off.
+    #[arg(long, env = "PORTICO_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 /// The first reconnect delay.
@@ -231,6 +237,7 @@ mod tests {
             ("--reconnect-max", "PORTICO_RECONNECT_MAX"),
             ("--drain-timeout", "PORTICO_DRAIN_TIMEOUT"),
             ("--log", "PORTICO_LOG"),
+            ("--log-format", "PORTICO_LOG_FORMAT"),
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
             assert!(

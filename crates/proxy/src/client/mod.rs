@@ -6,7 +6,8 @@
 //!   start() ───────────────┼─> ProxyHandle (empty config: no listener until a push)
 //!                          ├─> stream::follow: connect, hello, push -> update -> ACK/NACK,
 //!                          │   reconnect with backoff; StreamStatus on a watch channel
-//!                          └─> admin: /healthz, /readyz (ready once a push is applied)
+//!                          └─> admin: /healthz, /readyz (ready once a push is applied),
+//!                              /metrics (Prometheus text)
 //! ```
 //!
 //! `main.rs` parses [`Args`], installs the crypto provider and logging, and calls
@@ -112,7 +113,7 @@ pub async fn start(
     let admin_addr = match admin {
         None => None,
         Some(addr) => {
-            let (bound, task) = admin::serve(addr, status.clone(), shutdown.clone())
+            let (bound, task) = admin::serve(addr, status.clone(), proxy.clone(), shutdown.clone())
                 .await
                 .map_err(|source| ClientError::Admin { addr, source })?;
             info!(addr = %bound, "admin endpoint listening");

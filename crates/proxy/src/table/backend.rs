@@ -154,6 +154,15 @@ impl WeightedBackends {
         Ok(Self { shares, total })
     }
 
+    /// The clusters of the valid shares, in config order (a cluster listed twice comes
+    /// twice).
+    pub(crate) fn clusters(&self) -> impl Iterator<Item = &Arc<ClusterState>> {
+        self.shares.iter().filter_map(|(_, t)| match t {
+            Target::Cluster(backend) => Some(&backend.cluster),
+            Target::Invalid(_) => None,
+        })
+    }
+
     /// A share chosen at random in proportion to the weights; `None` when no share has
     /// a weight.
     pub(crate) fn pick(&self) -> Option<&Target> {

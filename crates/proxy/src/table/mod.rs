@@ -35,6 +35,7 @@ use portico_api::config::v1 as pb;
 use crate::{
     error::{ConfigError, ProxyError},
     filters::{Downstream, RetryPolicy, RouteFilters, Timeouts},
+    metrics::{ProxyMetrics, RouteStats},
 };
 pub(crate) use backend::{ClusterState, Target, UpstreamProtocol, WeightedBackends};
 pub(crate) use host::{HostPattern, host_of, request_host};
@@ -81,6 +82,19 @@ pub(crate) struct Route {
     pub(crate) retry: Option<RetryPolicy>,
     /// A GRPCRoute entry: the proxy's own errors are gRPC statuses (crate::grpc).
     pub(crate) grpc: bool,
+    /// The route object this entry comes from (the config's `Route.route`), the
+    /// `route` of metrics and access-log lines.
+    pub(crate) object: String,
+    /// "<namespace>/<name>" of the Gateway, and the Gateway listener
+    /// ("<namespace>/<gateway>/<listener>", the virtual host) that serve this entry.
+    pub(crate) gateway: Arc<str>,
+    pub(crate) gateway_listener: Arc<str>,
+    /// Whether requests of this entry get an access-log line (the Gateway's
+    /// `portico.dev/access-log` annotation, via `VirtualHost.access_log_disabled`).
+    pub(crate) access_log: bool,
+    /// The metric handles of this entry, resolved by [`RoutingTable::resolve_stats`]
+    /// before the table serves.
+    pub(crate) stats: Option<Arc<RouteStats>>,
 }
 
 impl RoutingTable {
@@ -95,6 +109,19 @@ impl RoutingTable {
 
     /// Compiles `config`. Clusters equal to one in `previous` reuse its state, so that
     /// an update that does not touch a cluster does not reset its load balancing.
+    /// Resolves the metric handles of every route, so that requests only increment.
+    pub(crate) fn resolve_stats(&mut self, metrics: &ProxyMetrics) {
+        let routes = self
+            .listeners
+            .values_mut()
+            .flat_map(|l| l.vhosts.iter_mut())
+            .flat_map(|v| v.groups.iter_mut())
+            .flat_map(|g| g.routes.iter_mut());
+        for route in routes {
+            route.stats = Some(Arc::new(metrics.route_stats(&route.gateway, route)));
+        }
+    }
+
     pub(crate) fn build(config: &pb::Config, previous: &RoutingTable) -> Result<Self, ProxyError> {
         let mut clusters = HashMap::with_capacity(config.clusters.len());
         for c in &config.clusters {
@@ -222,6 +249,9 @@ impl VirtualHost {
     ) -> Result<Self, ProxyError> {
         let hostname =
             HostPattern::parse(&v.hostname).map_err(|e| ProxyError::invalid(&v.name, e))?;
+        // "<namespace>/<gateway>/<listener>" -> "<namespace>/<gateway>".
+        let gateway: Arc<str> = Arc::from(v.name.rsplit_once('/').map_or("", |(g, _)| g));
+        let gateway_listener: Arc<str> = Arc::from(v.name.as_str());
         let mut groups = Vec::with_capacity(v.host_routes.len());
         for g in &v.host_routes {
             let group_hostname =
@@ -229,8 +259,14 @@ impl VirtualHost {
             let routes = g
                 .routes
                 .iter()
-                .map(|r| Route::build(r, clusters).map_err(|e| ProxyError::invalid(&r.name, e)))
-                .collect::<Result<_, _>>()?;
+                .map(|r| {
+                    let mut route =
+                        Route::build(r, clusters).map_err(|e| ProxyError::invalid(&r.name, e))?;
+                    route.gateway = gateway.clone();
+                    route.gateway_listener = gateway_listener.clone();
+                    Ok(route)
+                })
+                .collect::<Result<_, ProxyError>>()?;
             groups.push(HostGroup {
                 hostname: group_hostname,
                 routes,
@@ -263,6 +299,17 @@ impl Route {
             timeouts: Timeouts::compile(r.timeouts.as_ref()),
             retry: r.retry.as_ref().map(RetryPolicy::compile),
             grpc: r.grpc,
+            // Configs from before `route` was filled name the entry only:
+            // "<namespace>/<route>/rule/..." still names the route object.
+            object: if r.route.is_empty() {
+                r.name.split('/').take(2).collect::<Vec<_>>().join("/")
+            } else {
+                r.route.clone()
+            },
+            gateway: Arc::from(""),
+            gateway_listener: Arc::from(""),
+            access_log: true,
+            stats: None,
         })
     }
 }
