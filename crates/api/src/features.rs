@@ -13,6 +13,14 @@
 
 /// Features Portico supports, sorted.
 pub const SUPPORTED: &[&str] = &[
+    // TLS from the proxies to Services (BackendTLSPolicy): CA from ConfigMaps or the
+    // system store, validation.hostname as SNI and name, precedence among policies
+    // (oldest, then namespace/name; the others Conflicted); a policy that cannot be used
+    // makes its backend answer 500, a failed verification is a 502, never cleartext.
+    "BackendTLSPolicy",
+    // validation.subjectAltNames (Hostname and URI): the backend certificate must carry
+    // one of them instead of the hostname.
+    "BackendTLSPolicySANValidation",
     // GATEWAY-GRPC: service/method and header matches, filters, weights; the proxy's own
     // errors are gRPC statuses.
     "GRPCRoute",
@@ -74,17 +82,15 @@ pub const SUPPORTED: &[&str] = &[
     // TLS listeners with tls.mode Terminate: certificates from Secrets, plaintext to the
     // backends.
     "TLSRouteModeTerminate",
+    // GATEWAY-UDP: UDP listeners forward per-client flows (idle timeout) to weighted
+    // backends; one route per socket answers (the oldest), the others are accepted and
+    // counted.
+    "UDPRoute",
 ];
 
 /// Features the translator handles in part, with what is still missing before they can
 /// move to [`SUPPORTED`]. Informative: nothing reads it but people and the report.
 pub const NOT_YET: &[(&str, &str)] = &[
-    (
-        "BackendTLSPolicy",
-        "translator, proxy (crates/proxy/tests/backend_tls.rs) and the BackendTLSPolicy case work; the \
-         other upstream BackendTLSPolicy tests (SAN, invalid CA ref, invalid kind, conflicts, \
-         observedGeneration) have no case yet and the Kubernetes provider does not watch the kind",
-    ),
     (
         "GatewayFrontendClientCertificateValidation",
         "implemented (translator: spec.tls.frontend CAs per port and the listener conditions; proxy: client \
@@ -93,8 +99,10 @@ pub const NOT_YET: &[(&str, &str)] = &[
          run end to end; the cases check the statuses only",
     ),
     (
-        "UDPRoute",
-        "per-client flows by weight work; only UDPRoute and UDPRouteWeightedRouting have cases",
+        "GatewayBackendClientCertificate",
+        "not implemented: Gateway spec.tls.backend.clientCertificateRef is neither resolved (no Gateway \
+         ResolvedRefs reason InvalidClientCertificateRef) nor presented to backends; the cases \
+         GatewayInvalidTLSBackendConfiguration and GatewayTLSBackendClientCertificate are written and skipped",
     ),
     (
         "GatewayStaticAddresses",
