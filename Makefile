@@ -36,8 +36,8 @@ test:
 CONFORMANCE_KNOWN_FAILURES :=
 ## Features implemented in part (portico_api::features::NOT_YET): the cases written for
 ## them run and must pass, but they are not claimed in the report or GatewayClass status.
-CONFORMANCE_PREVIEW_FEATURES := \
-	BackendTLSPolicy UDPRoute
+## None today.
+CONFORMANCE_PREVIEW_FEATURES :=
 CONFORMANCE_ARGS ?=
 comma := ,
 empty :=
@@ -48,7 +48,7 @@ conformance:
 	target/debug/portico conformance run --target standalone --cases e2e/cases \
 	  --data $(GATEWAY_API_DIR) --report e2e/conformance-report.yaml \
 	  $(if $(strip $(CONFORMANCE_KNOWN_FAILURES)),--skip-tests $(subst $(space),$(comma),$(strip $(CONFORMANCE_KNOWN_FAILURES)))) \
-	  --preview-features $(subst $(space),$(comma),$(strip $(CONFORMANCE_PREVIEW_FEATURES))) \
+	  $(if $(strip $(CONFORMANCE_PREVIEW_FEATURES)),--preview-features $(subst $(space),$(comma),$(strip $(CONFORMANCE_PREVIEW_FEATURES)))) \
 	  $(CONFORMANCE_ARGS)
 
 ## e2e-local: every case of e2e/cases through `portico conformance run --target
@@ -136,17 +136,20 @@ ifeq ($(origin TAG),undefined)
 TAG := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 endif
 IMAGE_PREFIX ?= portico
+## IMAGE_PROFILE=dev: unoptimized binaries, several times faster to build (CI's smoke test).
+IMAGE_PROFILE ?= image
 .PHONY: images images-smoke
 images:
-	TAG=$(TAG) IMAGE_PREFIX=$(IMAGE_PREFIX) hack/images.sh build
+	TAG=$(TAG) IMAGE_PREFIX=$(IMAGE_PREFIX) IMAGE_PROFILE=$(IMAGE_PROFILE) hack/images.sh build
 
 images-smoke: images
 	TAG=$(TAG) IMAGE_PREFIX=$(IMAGE_PREFIX) hack/images.sh smoke
 
 ## e2e: the Helm chart on a kind cluster (needs Docker, kind, kubectl, helm): images built
 ## and loaded, Gateway API CRDs installed, a LoadBalancer pool carved from the kind
-## network, helm/portico installed with it, then `portico conformance run --target kube` over e2e/cases; logs go to
-## e2e/logs/ when a step fails; the cluster is deleted at the end unless KEEP=1.
+## network, helm/portico installed with it, then `portico conformance run --target kube`
+## over e2e/cases; logs go to e2e/logs/ when a step fails; the cluster is deleted at the
+## end unless KEEP=1.
 ## E2E_KPR=1: the kube-proxy-free cluster (e2e/kind/cluster-kpr.yaml). `make -n e2e`
 ## prints the plan; each step is a subcommand of hack/e2e-kind.sh; e2e/README.md.
 E2E_CLUSTER ?= portico-e2e

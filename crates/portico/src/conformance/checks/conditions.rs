@@ -340,7 +340,8 @@ pub(crate) fn no_accepted_parent(
 }
 
 /// `observed_generation_current`: every condition of the object (for a Gateway its
-/// listeners' too, for a route every parent's) carries its generation.
+/// listeners' too, for a route every parent's, for a policy every ancestor's) carries
+/// its generation.
 pub(crate) fn observed_generation_current(
     view: &View,
     cluster: &Cluster,
@@ -349,7 +350,7 @@ pub(crate) fn observed_generation_current(
     let generation = generation(cluster, key)?;
     let status = status(view, key)?;
     let what = format!("{key} at generation {generation}");
-    if status.conditions.is_empty() && status.parents.is_empty() {
+    if status.conditions.is_empty() && status.parents.is_empty() && status.ancestors.is_empty() {
         return Err(format!("{what}: no conditions in status"));
     }
     current(&status.conditions, generation).map_err(|e| format!("{what}: {e}"))?;
@@ -360,6 +361,10 @@ pub(crate) fn observed_generation_current(
     for p in &status.parents {
         current(&p.conditions, generation)
             .map_err(|e| format!("{what} parent {}: {e}", p.parent_ref.brief()))?;
+    }
+    for a in &status.ancestors {
+        current(&a.conditions, generation)
+            .map_err(|e| format!("{what} ancestor {}: {e}", a.ancestor_ref.brief()))?;
     }
     Ok(())
 }
