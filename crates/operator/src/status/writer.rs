@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!   Snapshot { inputs (current objects), output.statuses (desired) }
-//!      │ per GatewayClass, Gateway, ListenerSet, HTTPRoute:
+//!      │ per GatewayClass, Gateway, ListenerSet, BackendTLSPolicy, and route of every
+//!      │ kind (HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute: one generic path):
 //!      │   desired.to_kube(now, current.status)   (keeps transition times, other
 //!      │                                            controllers' route parents)
 //!      │   differs(current, desired)?  no ─> skip
@@ -20,7 +21,7 @@
 //! replaces it whole. Writing it only over the version we read means another
 //! controller's entry, added meanwhile, is never lost: we get a conflict and merge again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Debug};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,12 +30,13 @@ use std::time::Duration;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use portico_api::gateway::{
-    BackendTlsPolicy, Gateway, GatewayClass, HttpRoute, ListenerSet, backendtlspolicies,
-    gatewayclasses, gateways, httproutes, listenersets,
+    BackendTlsPolicy, Gateway, GatewayClass, GrpcRoute, HttpRoute, ListenerSet, TcpRoute, TlsRoute,
+    UdpRoute, backendtlspolicies, gatewayclasses, gateways, grpcroutes, httproutes, listenersets,
+    tcproutes, tlsroutes, udproutes,
 };
 use portico_api::k8s::Time;
 use portico_api::k8s_openapi::jiff::Timestamp;
-use portico_translate::{HttpRouteStatus, PolicyStatus, Statuses};
+use portico_translate::{ObjectRef, PolicyStatus, RouteStatus, Statuses};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -140,11 +142,62 @@ impl WithStatus for BackendTlsPolicy {
     }
 }
 
-impl WithStatus for HttpRoute {
-    type Status = httproutes::HttpRouteStatus;
-    fn status(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
+/// A route kind. Gateway API gives every route kind the same status, `RouteStatus`: a
+/// list of `parents`, one per (parentRef, controllerName), each with its conditions.
+trait RouteKind:
+    WithStatus<Status: DeserializeOwned>
+    + kube::Resource<Scope = portico_api::k8s_openapi::NamespaceResourceScope>
+{
+    /// Whether the route's status has a parent entry written by `controller_name`.
+    fn has_parents_of(&self, controller_name: &str) -> bool;
+}
+
+macro_rules! route_kinds {
+    ($($ty:ty => $status:ty),* $(,)?) => {
+        $(
+            impl WithStatus for $ty {
+                type Status = $status;
+                fn status(&self) -> Option<&Self::Status> {
+                    self.status.as_ref()
+                }
+            }
+
+            impl RouteKind for $ty {
+                fn has_parents_of(&self, controller_name: &str) -> bool {
+                    self.status
+                        .iter()
+                        .flat_map(|s| s.parents.iter())
+                        .any(|p| p.controller_name == controller_name)
+                }
+            }
+        )*
+    };
+}
+
+route_kinds!(
+    HttpRoute => httproutes::HttpRouteStatus,
+    GrpcRoute => grpcroutes::GrpcRouteStatus,
+    TlsRoute => tlsroutes::TlsRouteStatus,
+    TcpRoute => tcproutes::TcpRouteStatus,
+    UdpRoute => udproutes::UdpRouteStatus,
+);
+
+/// The status to write on a route of any kind: `desired` (our parents) merged into
+/// `current` (other controllers' parents kept, transition times of unchanged conditions
+/// kept) by [`RouteStatus::to_kube`]. That works on the HTTPRoute shape; kopium gives
+/// each kind its own (identical) Rust types, so the other kinds pass through their JSON
+/// form, the one the API server stores for all of them alike.
+fn route_status<S: Serialize + DeserializeOwned>(
+    desired: &RouteStatus,
+    controller_name: &str,
+    now: &Time,
+    current: Option<&S>,
+) -> Result<S, serde_json::Error> {
+    let previous: Option<httproutes::HttpRouteStatus> = current
+        .map(|c| serde_json::to_value(c).and_then(serde_json::from_value))
+        .transpose()?;
+    let status = desired.to_kube(controller_name, now, previous.as_ref());
+    serde_json::from_value(serde_json::to_value(status)?)
 }
 
 /// How one object's write went.
@@ -226,7 +279,7 @@ impl StatusWriter {
             }
             let api: Api<GatewayClass> = Api::all(self.client.clone());
             let outcome = self
-                .write_one(&api, class, |current| desired.to_kube(&now, current))
+                .write_one(&api, class, |current| Ok(desired.to_kube(&now, current)))
                 .await;
             failed += usize::from(matches!(outcome, Outcome::Failed));
         }
@@ -241,7 +294,7 @@ impl StatusWriter {
             }
             let api: Api<Gateway> = namespaced_api(&self.client, &key);
             let outcome = self
-                .write_one(&api, gateway, |current| desired.to_kube(&now, current))
+                .write_one(&api, gateway, |current| Ok(desired.to_kube(&now, current)))
                 .await;
             failed += usize::from(matches!(outcome, Outcome::Failed));
         }
@@ -256,33 +309,28 @@ impl StatusWriter {
             }
             let api: Api<ListenerSet> = namespaced_api(&self.client, &key);
             let outcome = self
-                .write_one(&api, set, |current| desired.to_kube(&now, current))
+                .write_one(&api, set, |current| Ok(desired.to_kube(&now, current)))
                 .await;
             failed += usize::from(matches!(outcome, Outcome::Failed));
         }
 
-        let none = HttpRouteStatus::default();
-        for route in &inputs.http_routes {
-            let key = ObjectKey::of(route);
-            // Routes no longer attached to our Gateways lose our parent entries (an
-            // empty desired status keeps only the other controllers' ones); routes we
-            // never wrote to are left alone.
-            let desired = match statuses.http_routes.get(&object_ref(&key)) {
-                Some(desired) => desired,
-                None if self.has_our_parents(route) => &none,
-                None => continue,
-            };
-            if !*leader.borrow() {
+        // Every route kind, through one generic path (their statuses share one shape).
+        for (failures, lost) in [
+            self.write_routes(&inputs.http_routes, &statuses.http_routes, &now, leader)
+                .await,
+            self.write_routes(&inputs.grpc_routes, &statuses.grpc_routes, &now, leader)
+                .await,
+            self.write_routes(&inputs.tls_routes, &statuses.tls_routes, &now, leader)
+                .await,
+            self.write_routes(&inputs.tcp_routes, &statuses.tcp_routes, &now, leader)
+                .await,
+            self.write_routes(&inputs.udp_routes, &statuses.udp_routes, &now, leader)
+                .await,
+        ] {
+            failed += failures;
+            if lost {
                 return failed;
             }
-            let api: Api<HttpRoute> = namespaced_api(&self.client, &key);
-            let controller_name = self.controller_name.clone();
-            let outcome = self
-                .write_one(&api, route, |current| {
-                    desired.to_kube(&controller_name, &now, current)
-                })
-                .await;
-            failed += usize::from(matches!(outcome, Outcome::Failed));
         }
 
         let no_ancestors = PolicyStatus::default();
@@ -302,7 +350,7 @@ impl StatusWriter {
             let controller_name = self.controller_name.clone();
             let outcome = self
                 .write_one(&api, policy, |current| {
-                    desired.to_kube(&controller_name, &now, current)
+                    Ok(desired.to_kube(&controller_name, &now, current))
                 })
                 .await;
             failed += usize::from(matches!(outcome, Outcome::Failed));
@@ -318,12 +366,40 @@ impl StatusWriter {
         })
     }
 
-    fn has_our_parents(&self, route: &HttpRoute) -> bool {
-        route.status.as_ref().is_some_and(|s| {
-            s.parents
-                .iter()
-                .any(|p| p.controller_name == self.controller_name)
-        })
+    /// Writes the status of every route of one kind; returns how many writes failed and
+    /// whether the Lease was lost on the way (the pass must stop).
+    async fn write_routes<K: RouteKind>(
+        &mut self,
+        routes: &[K],
+        statuses: &BTreeMap<ObjectRef, RouteStatus>,
+        now: &Time,
+        leader: &watch::Receiver<bool>,
+    ) -> (usize, bool) {
+        let none = RouteStatus::default();
+        let mut failed = 0;
+        for route in routes {
+            let key = ObjectKey::of(route);
+            // Routes no longer attached to our Gateways lose our parent entries (an
+            // empty desired status keeps only the other controllers' ones); routes we
+            // never wrote to are left alone.
+            let desired = match statuses.get(&object_ref(&key)) {
+                Some(desired) => desired,
+                None if route.has_parents_of(&self.controller_name) => &none,
+                None => continue,
+            };
+            if !*leader.borrow() {
+                return (failed, true);
+            }
+            let api: Api<K> = namespaced_api(&self.client, &key);
+            let controller_name = self.controller_name.clone();
+            let outcome = self
+                .write_one(&api, route, |current| {
+                    route_status(desired, &controller_name, now, current)
+                })
+                .await;
+            failed += usize::from(matches!(outcome, Outcome::Failed));
+        }
+        (failed, false)
     }
 
     /// Drops the memory of objects that are gone, so that it does not grow with every
@@ -339,6 +415,10 @@ impl StatusWriter {
             .chain(keys(&i.gateways))
             .chain(keys(&i.listener_sets))
             .chain(keys(&i.http_routes))
+            .chain(keys(&i.grpc_routes))
+            .chain(keys(&i.tls_routes))
+            .chain(keys(&i.tcp_routes))
+            .chain(keys(&i.udp_routes))
             .chain(keys(&i.backend_tls_policies))
             .collect();
         self.written.retain(|id, _| live.contains(id));
@@ -355,7 +435,7 @@ impl StatusWriter {
     async fn write_one<K, F>(&mut self, api: &Api<K>, obj: &K, to_status: F) -> Outcome
     where
         K: WithStatus,
-        F: Fn(Option<&K::Status>) -> K::Status,
+        F: Fn(Option<&K::Status>) -> Result<K::Status, serde_json::Error>,
     {
         let kind = K::kind(&());
         let key = ObjectKey::of(obj);
@@ -375,13 +455,20 @@ impl StatusWriter {
     ) -> Outcome
     where
         K: WithStatus,
-        F: Fn(Option<&K::Status>) -> K::Status,
+        F: Fn(Option<&K::Status>) -> Result<K::Status, serde_json::Error>,
     {
         let id = (kind_id::<K>(), key.clone());
         let mut current = obj.clone();
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=MAX_ATTEMPTS {
-            let desired = to_status(current.status());
+            let desired = match to_status(current.status()) {
+                Ok(desired) => desired,
+                Err(e) => {
+                    // Only a status that does not fit its kind's schema gets here.
+                    warn!(%kind, object = %key, error = %e, "status: cannot build the status");
+                    break;
+                }
+            };
             let version = current.meta().resource_version.clone().unwrap_or_default();
             let desired_json = normalized(&desired);
             let already_written = self
@@ -450,7 +537,7 @@ impl StatusWriter {
 }
 
 fn kind_id<K: kube::Resource<DynamicType = ()>>() -> &'static str {
-    // The three kinds' names are 'static in their kopium Resource impls; matching keeps
+    // The kinds' names are 'static in their kopium Resource impls; matching keeps
     // the cache key free of allocations.
     match K::kind(&()) {
         std::borrow::Cow::Borrowed(k) => k,
