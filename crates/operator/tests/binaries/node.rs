@@ -148,7 +148,6 @@ impl Node {
             listen: SocketAddr::from((self.node_ip, ECHO_PORT)),
             identity: Identity::new(pod, namespace, service),
             drain_timeout: Duration::from_secs(1),
-            ..EchoConfig::default()
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let (ready_tx, ready) = std::sync::mpsc::channel();
