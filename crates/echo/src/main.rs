@@ -3,7 +3,7 @@
 //! for port 0 and read the port back. With `--log-requests` every later stdout line is
 //! one request as JSON (`{"method":"GET","path":"/a?b","host":"h"}`).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -13,8 +13,8 @@ use portico_echo::{DEFAULT_LISTEN, EchoConfig, Identity};
 
 /// echo-basic's HTTPS_PORT default.
 const DEFAULT_HTTPS_PORT: u16 = 8443;
+use portico_api::logging::{self, LogFormat, LogStream};
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tracing_subscriber::EnvFilter;
 
 /// Echo backend: answers every request with JSON describing the request it saw.
 #[derive(Debug, Parser)]
@@ -114,6 +114,11 @@ struct Args {
     /// PEM private key of the TLS line protocol.
     #[arg(long, env = "TLS_SERVER_PRIV_KEY", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+
+    /// Log line format on stderr: text or json. The filter comes from RUST_LOG
+    /// (default info).
+    #[arg(long, env = "PORTICO_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
 }
 
 /// The L4 servers asked for (`--tcp-echo`, `--udp-echo`), echo-basic's other modes.
@@ -263,16 +268,13 @@ fn pod_name_fallback() -> String {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let log_requests = args.log_requests;
+    let log_format = args.log_format;
     let l4 = args.l4_plan();
     let https = args.https_plan()?;
     let config = args.into_config();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // Stdout carries the `listening on` line and the request log: logs go to stderr.
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    logging::init(&filter, log_format, LogStream::Stderr, false).context("RUST_LOG")?;
 
     // Handlers first: whoever reads the `listening on` line may signal at once, and a
     // signal before the handler exists would kill the process uncleanly.
@@ -379,6 +381,7 @@ mod tests {
             ingress: String::new(),
             drain_timeout: Duration::from_secs(1),
             log_requests: false,
+            log_format: LogFormat::Text,
             tcp_echo: false,
             udp_echo: false,
             tcp_port: 3000,

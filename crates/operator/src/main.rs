@@ -3,20 +3,33 @@
 
 use anyhow::Context;
 use clap::Parser;
+use portico_api::logging::{self, LogFormat, LogStream};
 use portico_operator::{Config, client, run};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
+
+/// The operator's flags plus how it logs (which is the binary's business, not `run`'s).
+#[derive(Debug, Parser)]
+#[command(
+    name = "portico-operator",
+    version,
+    about = "Portico's operator: watches Gateway API objects and writes their status and Services"
+)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    /// Log line format: text or json.
+    #[arg(long, env = "PORTICO_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let Cli { config, log_format } = Cli::parse();
     // The client's TLS uses the process-wide provider; ring is the one the workspace
     // builds rustls with. Failing means one is installed already, which is as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&config.log).context("--log")?)
-        .init();
+    logging::init(&config.log, log_format, LogStream::Stdout, false).context("--log")?;
 
     let client = client(config.kubeconfig.as_deref()).await?;
     let shutdown = CancellationToken::new();
