@@ -17,12 +17,15 @@
 //! - [`kube`]: the Kubernetes provider (watches into the store, translate task), the
 //!   start-up CRD check, the leader Lease.
 //! - [`status`]: the leader's status writer.
+//! - [`class`]: GatewayClass `parametersRef` -> `PorticoGatewayClassConfig`, the shape
+//!   of the class's Gateway Services.
 //! - [`service`]: one LoadBalancer Service per Gateway.
 //! - [`ipam`]: LB-IPAM, addresses from LoadBalancerIPPools for LoadBalancer Services.
 //! - [`xds`]: the config server streaming each proxy its config (ACK/NACK, records,
 //!   NACKs on Gateway status, metrics).
 //! - [`run`]: [`run()`] and its [`Config`], what `portico-operator` calls.
 
+pub mod class;
 pub mod file;
 pub mod ipam;
 pub mod kube;

@@ -391,6 +391,7 @@ pub async fn start(
         client,
         FIELD_MANAGER.to_owned(),
         provider.snapshots.clone(),
+        provider.class_parameters.clone(),
         leader.clone(),
         shutdown,
     ));
@@ -497,6 +498,18 @@ mod tests {
             assert!(
                 help.contains(&format!("env: {env}")),
                 "{env} missing from --help"
+            );
+        }
+        // And any flag added later: every one but --help and --version has a variable.
+        for arg in Config::command().get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            let env = arg.get_env().and_then(|e| e.to_str());
+            assert!(
+                env.is_some_and(|e| help.contains(&format!("env: {e}"))),
+                "--{id} has no environment variable in --help"
             );
         }
     }

@@ -5,7 +5,7 @@
 //!   watcher(GatewayClass) ─┐
 //!   watcher(Gateway)       │
 //!   watcher(ListenerSet)   │ (when its CRD is installed) Relist<K>::handle                     ┌─ Snapshot #n ─> status writer
-//!   watcher(HTTPRoute)     ├──────────────> Shared { Store,  ──notify──> translate task ─┤  (watch channel)
+//!   watcher(HTTPRoute)     ├──────────────> Shared { Objects,──notify──> translate task ─┤  (watch channel)
 //!   watcher(GRPCRoute)     │ (this and the next three when their CRD is installed)
 //!   watcher(TLSRoute)      │
 //!   watcher(TCPRoute)      │
@@ -14,8 +14,22 @@
 //!   watcher(Service)       │                unsynced kinds }
 //!   watcher(EndpointSlice) │
 //!   watcher(Namespace)     │
-//!   watcher(Secret) ───────┘ (type kubernetes.io/tls only)
+//!   watcher(Secret)        │ (type kubernetes.io/tls only)
+//!   watcher(BackendTLSPolicy)──┤ ── CaWatches::sync ──> watcher(ConfigMap ns/name), one per
+//!   watcher(PorticoGatewayClassConfig)┘                   CA bundle named (also by Gateways)
 //! ```
+//!
+//! Also watched: BackendTLSPolicy (when its CRD is installed), and PorticoGatewayClassConfig
+//! (every namespace, when its CRD is installed) into `Objects.class_configs`, which the
+//! translate task resolves against GatewayClasses' parametersRefs ([`crate::class`]).
+//!
+//! ConfigMaps are watched one by one, only those named as CA bundles (BackendTLSPolicy
+//! `validation.caCertificateRefs`, Gateway `tls.frontend` caCertificateRefs): whenever
+//! the policies or Gateways change, [`CaWatches::sync`] starts a watch (field selector
+//! `metadata.name`) per newly named ConfigMap and stops those no longer named, dropping
+//! their objects. A ConfigMap watch counts as a kind of its own until listed, so a
+//! snapshot never has a policy without the CA it names. The other ConfigMaps of the
+//! cluster (often large, never ours) are not held.
 //!
 //! Nothing is published before every kind has been listed once: translating a partial
 //! view would write wrong statuses (a route whose Gateway has not been listed yet would
@@ -23,7 +37,7 @@
 //! translation per debounce window; a burst of events (a relist, `kubectl apply -f dir`)
 //! is one snapshot.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -31,18 +45,21 @@ use futures::StreamExt;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use kube::{Api, Client};
+use portico_api::gateway::{BackendTlsPolicy, GrpcRoute, TcpRoute, TlsRoute, UdpRoute};
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
-use portico_api::gateway::{GrpcRoute, TcpRoute, TlsRoute, UdpRoute};
-use portico_api::k8s::{EndpointSlice, Namespace, Secret, Service};
+use portico_api::k8s::{ConfigMap, EndpointSlice, Namespace, Secret, Service};
 use portico_api::k8s_openapi::NamespaceResourceScope;
+use portico_api::portico::PorticoGatewayClassConfig;
 use portico_translate::{Inputs, Options, Output, translate};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::class::{self, ClassParametersMap, ClassResolver};
 use crate::kube::crds;
-use crate::kube::kinds::{Relist, Watched};
+use crate::kube::kinds::{Objects, Relist, Watched};
+use crate::object::ObjectKey;
 use crate::service;
 use crate::store::Store;
 
@@ -65,6 +82,10 @@ pub struct Snapshot {
 /// The latest snapshot; `None` until every kind has been listed.
 pub type Snapshots = watch::Receiver<Option<Arc<Snapshot>>>;
 
+/// What each GatewayClass of ours asks of its Gateways' Services, updated just before the
+/// snapshot it was resolved for is published.
+pub type ClassParametersRx = watch::Receiver<Arc<ClassParametersMap>>;
+
 /// What the provider watches and how it translates.
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
@@ -80,11 +101,13 @@ pub struct ProviderConfig {
 
 #[derive(Debug, Default)]
 struct State {
-    store: Store,
-    /// Bumped by every change to the store: a snapshot is taken only when it moved.
+    objects: Objects,
+    /// Bumped by every change to the objects: a snapshot is taken only when it moved.
     changes: u64,
-    /// Kinds whose first list has not completed.
+    /// Watches (kinds, and single ConfigMaps) whose first list has not completed.
     unsynced: BTreeSet<String>,
+    /// The running watch of each ConfigMap named as a CA bundle.
+    ca_watches: BTreeMap<ObjectKey, CancellationToken>,
 }
 
 #[derive(Debug, Default)]
@@ -105,6 +128,8 @@ impl Shared {
 #[derive(Debug)]
 pub struct KubeProvider {
     pub snapshots: Snapshots,
+    /// The GatewayClasses' resolved parameters (for the Service reconciler).
+    pub class_parameters: ClassParametersRx,
     /// The watch tasks and the translate task; they end on shutdown.
     pub tasks: JoinSet<()>,
 }
@@ -115,24 +140,38 @@ impl KubeProvider {
     pub fn spawn(client: Client, config: ProviderConfig, shutdown: CancellationToken) -> Self {
         let shared = Arc::new(Shared::default());
         let mut watches = Watches {
-            client,
+            client: client.clone(),
             namespace: config.namespace.clone(),
             shared: shared.clone(),
             shutdown: shutdown.clone(),
             tasks: JoinSet::new(),
         };
         let all = watcher::Config::default;
+        let ca = CaWatches {
+            client: client.clone(),
+            shared: shared.clone(),
+            shutdown: shutdown.clone(),
+        };
         watches.cluster::<GatewayClass>();
         watches.cluster::<Namespace>();
-        watches.namespaced::<Gateway>(all());
+        let gateways = ca.clone();
+        watches.namespaced_with::<Gateway>(all(), false, move |state| gateways.sync(state));
+        watches.namespaced_with::<BackendTlsPolicy>(all(), true, move |state| ca.sync(state));
+        // Parameters live with the operator's team, whatever namespace it watches.
+        watches.spawn(
+            Api::<PorticoGatewayClassConfig>::all(watches.client.clone()),
+            all(),
+            true,
+            |_| false,
+        );
         if config.listener_sets {
             watches.namespaced::<ListenerSet>(all());
         }
         watches.namespaced::<HttpRoute>(all());
-        watches.namespaced_if_served::<GrpcRoute>();
-        watches.namespaced_if_served::<TlsRoute>();
-        watches.namespaced_if_served::<TcpRoute>();
-        watches.namespaced_if_served::<UdpRoute>();
+        watches.namespaced_with::<GrpcRoute>(all(), true, |_| false);
+        watches.namespaced_with::<TlsRoute>(all(), true, |_| false);
+        watches.namespaced_with::<TcpRoute>(all(), true, |_| false);
+        watches.namespaced_with::<UdpRoute>(all(), true, |_| false);
         watches.namespaced::<ReferenceGrant>(all());
         watches.namespaced::<Service>(all());
         watches.namespaced::<EndpointSlice>(all());
@@ -142,8 +181,13 @@ impl KubeProvider {
 
         let mut tasks = watches.tasks;
         let (tx, snapshots) = watch::channel(None);
-        tasks.spawn(translate_loop(shared, config, tx, shutdown));
-        Self { snapshots, tasks }
+        let (params_tx, class_parameters) = watch::channel(Arc::default());
+        tasks.spawn(translate_loop(shared, config, tx, params_tx, shutdown));
+        Self {
+            snapshots,
+            class_parameters,
+            tasks,
+        }
     }
 }
 
@@ -161,37 +205,64 @@ struct Watches {
 
 impl Watches {
     fn cluster<K: Watched>(&mut self) {
-        let api = Api::all(self.client.clone());
-        let task = watch_kind::<K>(
-            api,
-            watcher::Config::default(),
-            &self.shared,
-            &self.shutdown,
-        );
-        self.tasks.spawn(task);
+        let api: Api<K> = Api::all(self.client.clone());
+        self.spawn(api, watcher::Config::default(), false, |_| false);
     }
 
-    /// Watches `K` if its CRD is installed, else counts it as listed (and empty): the
-    /// route kinds beyond HTTPRoute are optional. Whether it is installed is asked once,
-    /// when the watch starts; a failed check watches anyway (the watch retries).
-    fn namespaced_if_served<K>(&mut self)
+    fn namespaced<K>(&mut self, config: watcher::Config)
     where
         K: Watched + kube::Resource<Scope = NamespaceResourceScope>,
     {
-        let api = match &self.namespace {
+        self.namespaced_with::<K>(config, false, |_| false);
+    }
+
+    /// Watches `K` in the operator's namespace (or all), and the route kinds beyond
+    /// HTTPRoute only when served; `after` runs after each event, under the lock.
+    fn namespaced_with<K>(
+        &mut self,
+        config: watcher::Config,
+        if_served: bool,
+        after: impl FnMut(&mut State) -> bool + Send + 'static,
+    ) where
+        K: Watched + kube::Resource<Scope = NamespaceResourceScope>,
+    {
+        let api: Api<K> = match &self.namespace {
             Some(ns) => Api::namespaced(self.client.clone(), ns),
             None => Api::all(self.client.clone()),
         };
-        let watch = watch_kind::<K>(
+        self.spawn(api, config, if_served, after);
+    }
+
+    /// Registers `K` as not yet listed and spawns its watch. With `if_served`, the kind
+    /// is watched only if its CRD is installed, else counted as listed (and empty): the
+    /// route kinds beyond HTTPRoute, BackendTLSPolicy and our own CRDs are optional.
+    /// Whether it is installed is asked once, when the watch starts; a failed check
+    /// watches anyway (the watch retries).
+    fn spawn<K: Watched>(
+        &mut self,
+        api: Api<K>,
+        config: watcher::Config,
+        if_served: bool,
+        after: impl FnMut(&mut State) -> bool + Send + 'static,
+    ) {
+        let kind = K::kind(&()).into_owned();
+        self.shared.lock().unsynced.insert(kind.clone());
+        let watch = watch_loop(
             api,
-            watcher::Config::default(),
-            &self.shared,
-            &self.shutdown,
+            config,
+            Relist::<K>::default(),
+            kind.clone(),
+            self.shared.clone(),
+            self.shutdown.clone(),
+            after,
         );
+        if !if_served {
+            self.tasks.spawn(watch);
+            return;
+        }
         let client = self.client.clone();
         let shared = self.shared.clone();
         self.tasks.spawn(async move {
-            let kind = K::kind(&()).into_owned();
             match crds::kind_served::<K>(&client).await {
                 Ok(true) => watch.await,
                 Ok(false) => {
@@ -207,74 +278,193 @@ impl Watches {
             }
         });
     }
+}
 
-    fn namespaced<K>(&mut self, config: watcher::Config)
-    where
-        K: Watched + kube::Resource<Scope = NamespaceResourceScope>,
-    {
-        let api = match &self.namespace {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
-        };
-        let task = watch_kind::<K>(api, config, &self.shared, &self.shutdown);
-        self.tasks.spawn(task);
+/// Starts and stops the watches of the ConfigMaps named as CA bundles.
+#[derive(Clone)]
+struct CaWatches {
+    client: Client,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+}
+
+impl CaWatches {
+    /// Makes the running ConfigMap watches those that policies and Gateways name;
+    /// returns whether the state changed (a ConfigMap dropped, a watch to wait for).
+    fn sync(&self, state: &mut State) -> bool {
+        let wanted = ca_config_maps(&state.objects.store);
+        let mut changed = false;
+        let gone: Vec<ObjectKey> = state
+            .ca_watches
+            .keys()
+            .filter(|k| !wanted.contains(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(token) = state.ca_watches.remove(&key) {
+                token.cancel();
+            }
+            state.unsynced.remove(&ca_watch_name(&key));
+            if state.objects.store.config_maps.delete(&key) {
+                state.changes += 1;
+            }
+            debug!(config_map = %key, "kubernetes provider: ConfigMap no longer named, not watched");
+            changed = true;
+        }
+        for key in wanted {
+            if state.ca_watches.contains_key(&key) {
+                continue;
+            }
+            let Some(ns) = key.namespace.as_deref() else {
+                continue;
+            };
+            let name = ca_watch_name(&key);
+            let token = self.shutdown.child_token();
+            state.unsynced.insert(name.clone());
+            let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
+            let config = watcher::Config::default().fields(&format!("metadata.name={}", key.name));
+            debug!(config_map = %key, "kubernetes provider: watching a CA ConfigMap");
+            tokio::spawn(watch_loop(
+                api,
+                config,
+                Relist::named(key.clone()),
+                name,
+                self.shared.clone(),
+                token.clone(),
+                |_| false,
+            ));
+            state.ca_watches.insert(key, token);
+            changed = true;
+        }
+        changed
     }
 }
 
-/// Registers the kind as not yet synced and returns the task that watches it.
-fn watch_kind<K: Watched>(
-    api: Api<K>,
-    config: watcher::Config,
-    shared: &Arc<Shared>,
-    shutdown: &CancellationToken,
-) -> impl Future<Output = ()> + Send + 'static {
-    let kind = K::kind(&()).into_owned();
-    shared.lock().unsynced.insert(kind.clone());
-    let shared = shared.clone();
-    let shutdown = shutdown.clone();
-    async move {
-        let mut relist = Relist::<K>::default();
-        // The watcher relists by itself after a 410 Gone; the backoff spaces out retries
-        // while the API server is unreachable or the kind is not served.
-        let mut events = watcher(api, config).default_backoff().boxed();
-        loop {
-            let event = tokio::select! {
-                () = shutdown.cancelled() => break,
-                event = events.next() => event,
-            };
-            match event {
-                Some(Ok(event)) => {
-                    let mut state = shared.lock();
-                    let changed = relist.handle(&mut state.store, event);
-                    let newly_synced = relist.is_synced() && state.unsynced.remove(&kind);
-                    if newly_synced {
-                        info!(kind, "kubernetes provider: listed");
-                    }
-                    if changed {
-                        state.changes += 1;
-                    }
-                    if changed || newly_synced {
-                        shared.changed.notify_one();
-                    }
-                }
-                Some(Err(e)) => {
-                    warn!(kind, error = %e, "kubernetes provider: watch failed, retrying")
-                }
-                None => break,
+impl std::fmt::Debug for CaWatches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaWatches").finish_non_exhaustive()
+    }
+}
+
+/// The name a single ConfigMap's watch has among the unsynced ones.
+fn ca_watch_name(key: &ObjectKey) -> String {
+    format!("ConfigMap {key}")
+}
+
+/// The ConfigMaps that BackendTLSPolicies (`validation.caCertificateRefs`, in the
+/// policy's namespace) and Gateways (`tls.frontend` default and per-port
+/// `validation.caCertificateRefs`, in the Gateway's namespace unless one is named)
+/// refer to. Gateway API: a caCertificateRef of kind ConfigMap in the core group (`""`)
+/// holds the CA bundle in `ca.crt`; other kinds are not read.
+fn ca_config_maps(store: &Store) -> BTreeSet<ObjectKey> {
+    let is_config_map = |group: &str, kind: &str| group.is_empty() && kind == "ConfigMap";
+    let mut out = BTreeSet::new();
+    for (key, policy) in store.backend_tls_policies.iter() {
+        let Some(ns) = key.namespace.as_deref() else {
+            continue;
+        };
+        for r in policy.spec.validation.ca_certificate_refs.iter().flatten() {
+            if is_config_map(&r.group, &r.kind) {
+                out.insert(ObjectKey::namespaced(ns, &r.name));
             }
         }
-        debug!(kind, "kubernetes provider: watch ended");
     }
+    for (key, gateway) in store.gateways.iter() {
+        let Some(ns) = key.namespace.as_deref() else {
+            continue;
+        };
+        let Some(frontend) = gateway.spec.tls.as_ref().and_then(|t| t.frontend.as_ref()) else {
+            continue;
+        };
+        let default = frontend.default.validation.iter();
+        let per_port = frontend
+            .per_port
+            .iter()
+            .flatten()
+            .filter_map(|p| p.tls.validation.as_ref());
+        let refs = default
+            .flat_map(|v| {
+                v.ca_certificate_refs
+                    .iter()
+                    .map(|r| (&r.group, &r.kind, &r.namespace, &r.name))
+            })
+            .chain(per_port.flat_map(|v| {
+                v.ca_certificate_refs
+                    .iter()
+                    .map(|r| (&r.group, &r.kind, &r.namespace, &r.name))
+            }));
+        for (group, kind, namespace, name) in refs {
+            if is_config_map(group, kind) {
+                out.insert(ObjectKey::namespaced(
+                    namespace.as_deref().unwrap_or(ns),
+                    name,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// One watch's loop: events into the objects, under the lock; `after` runs after each
+/// event under the same lock (so that what it registers is seen with the change that
+/// caused it). Ends on `shutdown`.
+async fn watch_loop<K: Watched>(
+    api: Api<K>,
+    config: watcher::Config,
+    mut relist: Relist<K>,
+    name: String,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    mut after: impl FnMut(&mut State) -> bool + Send + 'static,
+) {
+    // The watcher relists by itself after a 410 Gone; the backoff spaces out retries
+    // while the API server is unreachable or the kind is not served.
+    let mut events = watcher(api, config).default_backoff().boxed();
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => break,
+            event = events.next() => event,
+        };
+        match event {
+            Some(Ok(event)) => {
+                let mut state = shared.lock();
+                // A watch stopped while this event waited for the lock must not put
+                // back what was dropped with it.
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                let changed = relist.handle(&mut state.objects, event);
+                let newly_synced = relist.is_synced() && state.unsynced.remove(&name);
+                if newly_synced {
+                    info!(watch = name, "kubernetes provider: listed");
+                }
+                if changed {
+                    state.changes += 1;
+                }
+                let registered = after(&mut state);
+                if changed || newly_synced || registered {
+                    shared.changed.notify_one();
+                }
+            }
+            Some(Err(e)) => {
+                warn!(watch = name, error = %e, "kubernetes provider: watch failed, retrying")
+            }
+            None => break,
+        }
+    }
+    debug!(watch = name, "kubernetes provider: watch ended");
 }
 
 async fn translate_loop(
     shared: Arc<Shared>,
     config: ProviderConfig,
     tx: watch::Sender<Option<Arc<Snapshot>>>,
+    params_tx: watch::Sender<Arc<ClassParametersMap>>,
     shutdown: CancellationToken,
 ) {
     let mut published: Option<u64> = None;
     let mut generation = 0;
+    let mut classes = ClassResolver::default();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -286,7 +476,7 @@ async fn translate_loop(
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(config.debounce) => {}
         }
-        let (inputs, changes) = {
+        let (inputs, parameters, changes) = {
             let state = shared.lock();
             if !state.unsynced.is_empty() {
                 debug!(waiting_for = ?state.unsynced, "kubernetes provider: not every kind listed yet");
@@ -295,14 +485,25 @@ async fn translate_loop(
             if published == Some(state.changes) {
                 continue;
             }
-            (state.store.snapshot(), state.changes)
+            let parameters = classes.resolve(
+                &state.objects.store.gateway_classes.to_vec(),
+                &state.objects.class_configs,
+                &config.options.controller_name,
+            );
+            (state.objects.store.snapshot(), parameters, state.changes)
         };
         let mut options = config.options.clone();
         options.assigned_addresses = service::assigned_addresses(&inputs, &options.controller_name);
+        let parameters = Arc::new(parameters);
+        let for_translation = parameters.clone();
         // Translation is CPU work that grows with the cluster: keep it off the workers
         // that drive the watches.
         let translated = tokio::task::spawn_blocking(move || {
-            let output = translate(&inputs, &options);
+            let mut inputs = inputs;
+            let classes = class::for_translator(&mut inputs.gateway_classes, &for_translation);
+            let mut output = translate(&inputs, &options);
+            inputs.gateway_classes = classes;
+            class::report(&mut output.statuses, &for_translation);
             (inputs, options, output)
         })
         .await;
@@ -318,6 +519,14 @@ async fn translate_loop(
         generation += 1;
         published = Some(changes);
         debug!(generation, "kubernetes provider: new snapshot");
+        // Before the snapshot: a reconciler woken by the snapshot reads these.
+        params_tx.send_if_modified(|current| {
+            let modified = **current != *parameters;
+            if modified {
+                *current = parameters;
+            }
+            modified
+        });
         tx.send_replace(Some(Arc::new(Snapshot {
             generation,
             inputs,

@@ -12,6 +12,9 @@
 //!   └─ listeners of attached ListenerSets ─┘
 //!                                           type: LoadBalancer
 //!                                           selector: app.kubernetes.io/name=portico-proxy
+//!   GatewayClass parametersRef ──> PorticoGatewayClassConfig spec.service ([`shape`]):
+//!                                           type, externalTrafficPolicy, loadBalancerClass,
+//!                                           loadBalancerSourceRanges, class annotations/labels
 //!   status.addresses <── translator <──── status.loadBalancer.ingress[].ip
 //! ```
 //!
@@ -30,6 +33,7 @@ use portico_api::k8s_openapi::api::core::v1::ServiceSpec;
 use portico_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use portico_api::kube::Resource;
 use portico_api::names::{self, condition};
+use portico_api::portico::{ExternalTrafficPolicy, ServiceConfig, ServiceType};
 use portico_translate::{ConditionStatus, Inputs, ObjectRef, ProxyPorts, Statuses};
 
 use crate::service::name::{gateway_label_value, service_name};
@@ -175,6 +179,57 @@ pub fn desired_service_with(
         }),
         status: None,
     })
+}
+
+/// Shapes a Gateway's Service as its class's `PorticoGatewayClassConfig` says: type,
+/// externalTrafficPolicy, loadBalancerClass, loadBalancerSourceRanges, and the class's
+/// annotations and labels under the Gateway's own (`spec.infrastructure` is the more
+/// specific request, and the gateway-name label is ours). A Service that is not of type
+/// LoadBalancer drops the load balancer fields, and `loadBalancerIP` with them: the API
+/// server rejects them on other types.
+///
+/// externalTrafficPolicy is always set on LoadBalancer and NodePort Services (`Cluster`
+/// when the class says nothing, the Kubernetes default): an unset field would let a
+/// policy the class no longer asks for stay on the Service.
+pub fn shape(service: &mut Service, config: &ServiceConfig) {
+    let type_ = config.type_.unwrap_or_default();
+    let meta = &mut service.metadata;
+    for (from, to) in [
+        (&config.annotations, &mut meta.annotations),
+        (&config.labels, &mut meta.labels),
+    ] {
+        if let Some(from) = from.as_ref().filter(|f| !f.is_empty()) {
+            let to = to.get_or_insert_default();
+            for (k, v) in from {
+                to.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+    let Some(spec) = service.spec.as_mut() else {
+        return;
+    };
+    spec.type_ = Some(type_.as_str().to_owned());
+    spec.external_traffic_policy = match type_ {
+        ServiceType::ClusterIP => None,
+        ServiceType::LoadBalancer | ServiceType::NodePort => Some(
+            config
+                .external_traffic_policy
+                .unwrap_or(ExternalTrafficPolicy::Cluster)
+                .as_str()
+                .to_owned(),
+        ),
+    };
+    if type_ == ServiceType::LoadBalancer {
+        spec.load_balancer_class = config.load_balancer_class.clone();
+        spec.load_balancer_source_ranges = config
+            .load_balancer_source_ranges
+            .clone()
+            .filter(|r| !r.is_empty());
+    } else {
+        spec.load_balancer_class = None;
+        spec.load_balancer_source_ranges = None;
+        spec.load_balancer_ip = None;
+    }
 }
 
 /// The address the Gateway asks for in `spec.addresses` (the first of type IPAddress,
@@ -603,6 +658,76 @@ mod tests {
             .map(|s| s.metadata.name.as_deref())
             .collect();
         assert_eq!(stale, [Some("portico-gateway-moved")]);
+    }
+
+    #[test]
+    fn the_class_shapes_the_service_under_the_gateways_own_requests() {
+        use portico_api::gateway::gateways::GatewayAddresses;
+        let mut gw = mk_gateway("a", "g", "portico", vec![mk_listener("h", 80, "HTTP")]);
+        gw.spec.infrastructure = Some(GatewayInfrastructure {
+            annotations: Some(BTreeMap::from([(
+                "scheme".into(),
+                "internet-facing".into(),
+            )])),
+            ..Default::default()
+        });
+        gw.spec.addresses = Some(vec![GatewayAddresses {
+            r#type: None,
+            value: Some("10.0.0.7".into()),
+        }]);
+        let base = desired_service(&gw, &[]).unwrap_or_default();
+        let config = ServiceConfig {
+            load_balancer_class: Some("service.k8s.aws/nlb".into()),
+            load_balancer_source_ranges: Some(vec!["10.0.0.0/8".into()]),
+            annotations: Some(BTreeMap::from([
+                ("scheme".into(), "internal".into()),
+                ("class-only".into(), "yes".into()),
+            ])),
+            labels: Some(BTreeMap::from([(
+                names::GATEWAY_NAME_LABEL.into(),
+                "not-this".into(),
+            )])),
+            ..Default::default()
+        };
+        let mut lb = base.clone();
+        shape(&mut lb, &config);
+        let annotations = lb.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(
+            annotations["scheme"], "internet-facing",
+            "the Gateway's wins"
+        );
+        assert_eq!(annotations["class-only"], "yes");
+        assert_eq!(
+            lb.metadata.labels.clone().unwrap_or_default()[names::GATEWAY_NAME_LABEL],
+            "g"
+        );
+        let spec = lb.spec.clone().unwrap_or_default();
+        assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+        assert_eq!(spec.external_traffic_policy.as_deref(), Some("Cluster"));
+        assert_eq!(
+            spec.load_balancer_class.as_deref(),
+            Some("service.k8s.aws/nlb")
+        );
+        assert_eq!(
+            spec.load_balancer_source_ranges,
+            Some(vec!["10.0.0.0/8".to_owned()])
+        );
+        assert_eq!(spec.load_balancer_ip.as_deref(), Some("10.0.0.7"));
+
+        let mut cluster_ip = base;
+        shape(
+            &mut cluster_ip,
+            &ServiceConfig {
+                type_: Some(ServiceType::ClusterIP),
+                ..config
+            },
+        );
+        let spec = cluster_ip.spec.unwrap_or_default();
+        assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+        assert_eq!(spec.external_traffic_policy, None);
+        assert_eq!(spec.load_balancer_class, None);
+        assert_eq!(spec.load_balancer_source_ranges, None);
+        assert_eq!(spec.load_balancer_ip, None);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! - [`name`]: the Service's name (a DNS label, hashed when the Gateway's name does not
 //!   fit) and the gateway-name label value.
-//! - [`build`]: the desired Service of a Gateway, and the addresses Services give
-//!   Gateways (the translator's `assigned_addresses`).
+//! - [`build`]: the desired Service of a Gateway (shaped by its class's
+//!   `PorticoGatewayClassConfig`), and the addresses Services give Gateways (the
+//!   translator's `assigned_addresses`).
 //! - [`reconcile`]: the leader's task applying desired Services by server-side apply.
 
 pub mod build;
@@ -13,6 +14,6 @@ pub mod reconcile;
 
 pub use build::{
     PROXY_SELECTOR_LABEL, PROXY_SELECTOR_VALUE, assigned_addresses, attached_listener_sets,
-    desired_service, desired_service_with, our_gateways, stale_services,
+    desired_service, desired_service_with, our_gateways, shape, stale_services,
 };
 pub use name::{SERVICE_PREFIX, gateway_label_value, service_name};

@@ -11,11 +11,17 @@
 //! Server-side apply makes us the owner of exactly the fields we set: labels or
 //! annotations added by others (a cloud controller, kubectl) stay, and the fields we
 //! stop setting (a listener port removed, an infrastructure label dropped) are removed.
+//! A field we stopped setting does not make the current Service look out of date (it
+//! may be anyone's), so the reconciler also remembers what it last applied: a desired
+//! Service that differs from that is applied again. Applying patches the Service in
+//! place (same uid): a change of the class's `PorticoGatewayClassConfig` never recreates
+//! a Service. While the class's parameters are unusable, Services that exist are left
+//! with their last shape (see [`crate::class`]).
 //! Services of deleted Gateways are removed by the garbage collector through their
 //! ownerReference; Services of Gateways that moved to another controller's class are
 //! deleted here. Only the leader writes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,14 +32,16 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::kube::provider::{Snapshot, Snapshots};
+use crate::class::{ClassParameters, ClassParametersMap};
+use crate::kube::provider::{ClassParametersRx, Snapshot, Snapshots};
 use crate::object::ObjectKey;
+use portico_api::portico::ServiceConfig;
 use portico_translate::ProxyPorts;
 
 #[cfg(test)]
 use crate::service::build::desired_service;
 use crate::service::build::{
-    attached_listener_sets, desired_service_with, our_gateways, stale_services,
+    attached_listener_sets, desired_service_with, our_gateways, shape, stale_services,
 };
 
 /// How long one apply may take.
@@ -89,11 +97,26 @@ pub fn covers(current: &Service, desired: &Service) -> bool {
         && cs.type_ == ds.type_
         && cs.selector == ds.selector
         && cs.load_balancer_ip == ds.load_balancer_ip
+        && cs.external_traffic_policy == ds.external_traffic_policy
+        && cs.load_balancer_class == ds.load_balancer_class
+        && non_empty(&cs.load_balancer_source_ranges) == non_empty(&ds.load_balancer_source_ranges)
         && ports_match
 }
 
-/// Applies the Services of one snapshot; returns how many applies failed.
-async fn reconcile(client: &Client, field_manager: &str, snapshot: &Snapshot) -> usize {
+fn non_empty(list: &Option<Vec<String>>) -> &[String] {
+    list.as_deref().unwrap_or_default()
+}
+
+/// Applies the Services of one snapshot, shaped by their classes' `parameters`;
+/// returns how many applies failed. `applied` remembers what was last applied per
+/// Service.
+async fn reconcile(
+    client: &Client,
+    field_manager: &str,
+    snapshot: &Snapshot,
+    parameters: &ClassParametersMap,
+    applied: &mut HashMap<ObjectKey, Service>,
+) -> usize {
     let inputs = &snapshot.inputs;
     let current: BTreeMap<ObjectKey, &Service> = inputs
         .services
@@ -106,11 +129,25 @@ async fn reconcile(client: &Client, field_manager: &str, snapshot: &Snapshot) ->
     let proxy_ports = ProxyPorts::assign(inputs, &snapshot.options);
     for gateway in our_gateways(inputs, &snapshot.options.controller_name) {
         let sets = attached_listener_sets(inputs, &snapshot.output.statuses, gateway);
-        let Some(desired) = desired_service_with(gateway, &sets, &proxy_ports) else {
+        let Some(mut desired) = desired_service_with(gateway, &sets, &proxy_ports) else {
             continue;
         };
         let key = ObjectKey::of(&desired);
-        if current.get(&key).is_some_and(|c| covers(c, &desired)) {
+        let existing = current.get(&key);
+        match parameters.get(&gateway.spec.gateway_class_name) {
+            Some(ClassParameters {
+                service: Some(config),
+                ..
+            }) => shape(&mut desired, config),
+            Some(ClassParameters { service: None, .. }) if existing.is_some() => {
+                debug!(service = %key, "service: class parameters unusable, left as it is");
+                continue;
+            }
+            // No usable parameters ever: the default shape.
+            _ => shape(&mut desired, &ServiceConfig::default()),
+        }
+        let as_applied = applied.get(&key).is_none_or(|last| *last == desired);
+        if as_applied && existing.is_some_and(|c| covers(c, &desired)) {
             debug!(service = %key, "service: up to date");
             continue;
         }
@@ -118,13 +155,16 @@ async fn reconcile(client: &Client, field_manager: &str, snapshot: &Snapshot) ->
             continue;
         };
         let api: Api<Service> = Api::namespaced(client.clone(), ns);
-        let applied = tokio::time::timeout(
+        let result = tokio::time::timeout(
             APPLY_TIMEOUT,
             api.patch(name, &params, &Patch::Apply(&desired)),
         )
         .await;
-        match applied {
-            Ok(Ok(_)) => info!(service = %key, "service: applied"),
+        match result {
+            Ok(Ok(_)) => {
+                info!(service = %key, "service: applied");
+                applied.insert(key, desired);
+            }
             Ok(Err(e)) => {
                 failed += 1;
                 warn!(service = %key, error = %e, "service: apply failed");
@@ -171,18 +211,33 @@ pub async fn run(
     client: Client,
     field_manager: String,
     mut snapshots: Snapshots,
+    class_parameters: ClassParametersRx,
     mut leader: watch::Receiver<bool>,
     shutdown: CancellationToken,
 ) {
     let mut retry = false;
+    let mut was_leader = false;
+    let mut applied = HashMap::new();
     loop {
         let snapshot: Option<Arc<Snapshot>> = snapshots.borrow_and_update().clone();
         let is_leader = *leader.borrow_and_update();
+        if is_leader && !was_leader {
+            // Another replica may have applied since.
+            applied.clear();
+        }
+        was_leader = is_leader;
         if is_leader && let Some(snapshot) = snapshot {
+            let parameters = class_parameters.borrow().clone();
             let span = info_span!("service_pass", generation = snapshot.generation);
-            retry = reconcile(&client, &field_manager, &snapshot)
-                .instrument(span)
-                .await
+            retry = reconcile(
+                &client,
+                &field_manager,
+                &snapshot,
+                &parameters,
+                &mut applied,
+            )
+            .instrument(span)
+            .await
                 > 0;
         }
         tokio::select! {
