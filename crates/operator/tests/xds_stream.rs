@@ -66,6 +66,7 @@ fn config(version: &str, sockets: &[Socket<'_>], backend: SocketAddr) -> Config 
                 }],
                 tls: None,
             }],
+            gateway_port: 0,
             stream_routes: vec![],
         })
         .collect();

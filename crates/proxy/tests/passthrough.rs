@@ -154,6 +154,7 @@ fn listener(
         port: 0,
         protocol: protocol as i32,
         virtual_hosts: vhosts,
+        gateway_port: 0,
         stream_routes: routes,
     }
 }

@@ -75,6 +75,7 @@ fn tcp_config(
             port: 0,
             protocol: pb::Protocol::Tcp as i32,
             virtual_hosts: vec![],
+            gateway_port: 0,
             stream_routes: vec![pb::StreamRoute {
                 name: "ns/r/rule/0/tcp".into(),
                 route: "TCPRoute/ns/r".into(),

@@ -62,6 +62,7 @@ async fn start(
             port: 0,
             protocol: pb::Protocol::Udp as i32,
             virtual_hosts: vec![],
+            gateway_port: 0,
             stream_routes: vec![pb::StreamRoute {
                 name: "ns/dns/rule/0/udp".into(),
                 route: "UDPRoute/ns/dns".into(),

@@ -52,6 +52,9 @@ pub(crate) fn build(
     }
 
     let mut sockets: BTreeMap<(u16, IpAddr), Vec<VirtualHost>> = BTreeMap::new();
+    // Bind port -> the Gateway listener port clients dial, where the two differ (behind
+    // a Service every (Gateway, port) has its own proxy port, so one socket has one).
+    let mut gateway_ports: BTreeMap<u16, u16> = BTreeMap::new();
     let mut clusters: BTreeSet<ClusterRef> = BTreeSet::new();
     // Service ports GRPCRoutes send to: HTTP/2 unless their appProtocol says otherwise.
     let mut grpc_clusters: BTreeSet<ClusterRef> = BTreeSet::new();
@@ -79,9 +82,13 @@ pub(crate) fn build(
                 // Set for HTTPS listeners by crate::tls::apply.
                 tls: None,
             };
+            let bind_port = plan.bind_port(listener);
+            if bind_port != listener.port {
+                gateway_ports.insert(bind_port, listener.port);
+            }
             for address in &plan.addresses {
                 sockets
-                    .entry((plan.bind_port(listener), *address))
+                    .entry((bind_port, *address))
                     .or_default()
                     .push(vhost.clone());
             }
@@ -101,6 +108,7 @@ pub(crate) fn build(
                 protocol: Protocol::Http as i32,
                 virtual_hosts,
                 stream_routes: Vec::new(),
+                gateway_port: gateway_ports.get(&port).copied().map_or(0, u32::from),
             }
         })
         .collect();

@@ -235,6 +235,7 @@ pub(crate) fn apply(
                 port: u32::from(port),
                 protocol,
                 virtual_hosts: Vec::new(),
+                gateway_port: 0,
                 stream_routes,
             }),
         }

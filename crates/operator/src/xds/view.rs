@@ -265,6 +265,7 @@ mod tests {
                 Listener {
                     name: "0.0.0.0:9000".into(),
                     port: 9000,
+                    gateway_port: 0,
                     stream_routes: vec![StreamRoute {
                         name: "b/tcp/rule/0/b/other/tcp".into(),
                         backends: vec![to("b/db:5432")],

@@ -510,6 +510,7 @@ mod tests {
                 port: 443,
                 protocol: protocol as i32,
                 virtual_hosts: vec![],
+                gateway_port: 0,
                 stream_routes: routes,
             }],
             clusters: vec![],
@@ -574,6 +575,7 @@ mod tests {
                     hostname: "*.example.com".into(),
                     ..Default::default()
                 }],
+                gateway_port: 0,
                 stream_routes: vec![route("r", &[])],
             }],
             ..Default::default()
@@ -609,6 +611,7 @@ mod tests {
                 address: "127.0.0.1".into(),
                 port: 9000,
                 protocol: pb::Protocol::Tcp as i32,
+                gateway_port: 0,
                 stream_routes: vec![r],
                 ..Default::default()
             }],

@@ -175,7 +175,17 @@ impl RoutingTable {
                 l.name.clone(),
                 ListenerRoutes {
                     addr: SocketAddr::new(ip, port),
-                    downstream: Downstream { scheme, port },
+                    downstream: Downstream {
+                        scheme,
+                        // Behind a Service the proxy binds a proxy port; clients (and
+                        // so redirects) use the Gateway listener's port.
+                        port: match l.gateway_port {
+                            0 => port,
+                            p => u16::try_from(p).map_err(|_| {
+                                ProxyError::invalid(&l.name, ConfigError::Port(p))
+                            })?,
+                        },
+                    },
                     vhosts,
                 },
             );

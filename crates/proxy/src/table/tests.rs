@@ -76,6 +76,7 @@ fn config(vhosts: Vec<pb::VirtualHost>) -> pb::Config {
             port: 8080,
             protocol: pb::Protocol::Http as i32,
             virtual_hosts: vhosts,
+            gateway_port: 0,
             stream_routes: Default::default(),
         }],
         clusters: vec![pb::Cluster {

@@ -242,6 +242,7 @@ pub(crate) fn listener_on(name: &str, port: u16, vhosts: Vec<pb::VirtualHost>) -
         port: u32::from(port),
         protocol: pb::Protocol::Http as i32,
         virtual_hosts: vhosts,
+        gateway_port: 0,
         stream_routes: vec![],
     }
 }
