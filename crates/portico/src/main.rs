@@ -23,6 +23,10 @@ struct Cli {
     /// warn for `conformance`, whose output is its report].
     #[arg(long, env = "PORTICO_LOG", global = true)]
     log: Option<String>,
+    /// Log line format on stderr: text or json. `standalone` also prints the proxy's
+    /// access log, JSON lines on stdout (`--log 'warn,portico::access=off'` stops it).
+    #[arg(long, env = "PORTICO_LOG_FORMAT", global = true, default_value = "text")]
+    log_format: portico_api::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -113,7 +117,8 @@ struct RunArgs {
     /// The Gateway API data folder: manifests and conformance/setup.yaml.
     #[arg(long, default_value = "../shared/gateway-api")]
     data: PathBuf,
-    /// CRDs whose defaults the API server applies [default: <data>/crds/standard].
+    /// CRDs the API server gets [default: <data>/crds/standard; <data>/crds/experimental
+    /// for --target local-cluster, whose API server prunes fields its CRDs lack].
     #[arg(long)]
     crds: Option<PathBuf>,
     /// Claimed features, comma-separated [default: what Portico claims].
@@ -153,10 +158,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Conformance { .. } => "warn",
         _ => "warn,portico=info",
     });
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(log).context("--log")?)
-        .with_writer(std::io::stderr)
-        .init();
+    // Only `standalone` serves traffic; the other commands' stdout is their output.
+    let access_log = matches!(cli.command, Command::Standalone { .. });
+    portico_api::logging::init(
+        log,
+        cli.log_format,
+        portico_api::logging::LogStream::Stderr,
+        access_log,
+    )
+    .context("--log")?;
 
     match cli.command {
         Command::Standalone {

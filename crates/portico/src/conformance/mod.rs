@@ -73,7 +73,7 @@ pub struct RunConfig {
     /// The data folder: manifests, `conformance/setup.yaml`.
     pub data: PathBuf,
     /// CRDs whose defaults the API server applies; `None`: `<data>/crds/standard` when
-    /// it exists.
+    /// it exists (`<data>/crds/experimental` for the local-cluster target).
     pub crds: Option<PathBuf>,
     pub report: Option<PathBuf>,
     /// Claimed features; `None`: [`portico_api::features::SUPPORTED`].
@@ -198,8 +198,15 @@ pub async fn run(
     };
     let setup_file = setup::SetupFile::read(&config.data.join("conformance/setup.yaml"))
         .map_err(RunError::Setup)?;
+    // A real API server prunes fields its CRDs do not know: the local-cluster target
+    // installs the experimental channel (a superset of standard), or the experimental
+    // features the cases exercise (HTTPRoute retry, ...) would silently vanish.
+    let channel = match config.target {
+        TargetChoice::Standalone => "crds/standard",
+        TargetChoice::LocalCluster { .. } => "crds/experimental",
+    };
     let crds = config.crds.clone().or_else(|| {
-        let default = config.data.join("crds/standard");
+        let default = config.data.join(channel);
         default.is_dir().then_some(default)
     });
 
