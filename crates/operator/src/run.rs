@@ -32,7 +32,7 @@ use tracing::{info, warn};
 
 use crate::ipam::{self, IpamConfig, IpamCounters};
 use crate::kube::lease::{self, DEFAULT_LEASE_DURATION, DEFAULT_RETRY_PERIOD, LeaseConfig};
-use crate::kube::provider::{self, KubeProvider, ProviderConfig, Snapshots};
+use crate::kube::provider::{self, KubeProvider, ProviderConfig, SecretSource, Snapshots};
 use crate::kube::wait_for_crds;
 use crate::service;
 use crate::status::{FIELD_MANAGER, StatusCounters, StatusWriter, writer};
@@ -58,6 +58,15 @@ pub struct Config {
     /// only; every namespace when unset.
     #[arg(long, env = "PORTICO_NAMESPACE")]
     pub namespace: Option<String>,
+
+    /// Read listeners' certificates only from portico-cert-sync's copies in this
+    /// namespace (label app.kubernetes.io/managed-by=portico-cert-sync, annotation
+    /// portico.dev/source=<namespace>/<name>), each standing in for its source Secret;
+    /// other Secrets are never read. The Helm chart sets it to
+    /// gatewayAPI.secretsNamespace, so the operator needs Secret access there only.
+    /// Unset: kubernetes.io/tls Secrets in every watched namespace.
+    #[arg(long, env = "PORTICO_SECRETS_NAMESPACE")]
+    pub secrets_namespace: Option<String>,
 
     /// GatewayClasses whose spec.controllerName is this are handled.
     #[arg(long, env = "PORTICO_CONTROLLER_NAME", default_value = names::CONTROLLER_NAME)]
@@ -137,6 +146,7 @@ impl Config {
         Self {
             kubeconfig: None,
             namespace: None,
+            secrets_namespace: None,
             controller_name: names::CONTROLLER_NAME.to_owned(),
             lease_name: DEFAULT_LEASE_NAME.to_owned(),
             lease_namespace: DEFAULT_LEASE_NAMESPACE.to_owned(),
@@ -342,7 +352,13 @@ pub async fn start(
         exposure: Exposure::Service,
         ..Options::default()
     };
-    let provider = KubeProvider::spawn(
+    let secrets = match &config.secrets_namespace {
+        Some(namespace) => SecretSource::Copies {
+            namespace: namespace.clone(),
+        },
+        None => SecretSource::Watched,
+    };
+    let provider = KubeProvider::spawn_with_secrets(
         client.clone(),
         ProviderConfig {
             namespace: config.namespace.clone(),
@@ -350,6 +366,7 @@ pub async fn start(
             listener_sets: crds.listener_sets,
             options,
         },
+        secrets,
         shutdown.clone(),
     );
     let mut tasks = provider.tasks;
@@ -478,6 +495,7 @@ mod tests {
         for (flag, env) in [
             ("--kubeconfig", "PORTICO_KUBECONFIG"),
             ("--namespace", "PORTICO_NAMESPACE"),
+            ("--secrets-namespace", "PORTICO_SECRETS_NAMESPACE"),
             ("--controller-name", "PORTICO_CONTROLLER_NAME"),
             ("--lease-name", "PORTICO_LEASE_NAME"),
             ("--lease-namespace", "PORTICO_LEASE_NAMESPACE"),

@@ -14,7 +14,7 @@
 //!   watcher(Service)       │                unsynced kinds }
 //!   watcher(EndpointSlice) │
 //!   watcher(Namespace)     │
-//!   watcher(Secret)        │ (type kubernetes.io/tls only)
+//!   watcher(Secret)        │ (type kubernetes.io/tls only; or cert-sync's copies, see below)
 //!   watcher(BackendTLSPolicy)──┤ ── CaWatches::sync ──> watcher(ConfigMap ns/name), one per
 //!   watcher(PorticoGatewayClassConfig)┘                   CA bundle named (also by Gateways)
 //! ```
@@ -31,6 +31,22 @@
 //! snapshot never has a policy without the CA it names. The other ConfigMaps of the
 //! cluster (often large, never ours) are not held.
 //!
+//! Secrets come from one of two places ([`SecretSource`]). By default, the
+//! kubernetes.io/tls Secrets of every watched namespace, read where they are. With
+//! `--secrets-namespace` (what the Helm chart sets), only the copies `portico-cert-sync`
+//! makes there: label `app.kubernetes.io/managed-by=portico-cert-sync` and annotation
+//! `portico.dev/source: <namespace>/<name>`. [`SecretCopies`] hands each copy to the
+//! store under its source's key, so the translator resolves certificateRefs,
+//! ReferenceGrants and RefNotPermitted exactly as if it had read the source, and the
+//! operator needs no read access to Secrets outside the secrets namespace:
+//!
+//! ```text
+//!   portico-secrets/apps-cert-1a2b  ──SecretCopies──>  store.secrets["apps/cert"]
+//!     managed-by: portico-cert-sync                      (the copy's type and data)
+//!     portico.dev/source: apps/cert
+//!   portico-secrets/unrelated       ──>  ignored (no source annotation)
+//! ```
+//!
 //! Nothing is published before every kind has been listed once: translating a partial
 //! view would write wrong statuses (a route whose Gateway has not been listed yet would
 //! be reported as having no parent). After that, every change to the store leads to one
@@ -42,13 +58,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::{self, BoxStream};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
+use kube::runtime::watcher::Event;
 use kube::{Api, Client};
 use portico_api::gateway::{BackendTlsPolicy, GrpcRoute, TcpRoute, TlsRoute, UdpRoute};
 use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, ReferenceGrant};
 use portico_api::k8s::{ConfigMap, EndpointSlice, Namespace, Secret, Service};
 use portico_api::k8s_openapi::NamespaceResourceScope;
+use portico_api::names;
 use portico_api::portico::PorticoGatewayClassConfig;
 use portico_translate::{Inputs, Options, Output, translate};
 use tokio::sync::{Notify, watch};
@@ -77,6 +96,17 @@ pub struct Snapshot {
     /// The options the translator ran with (assigned addresses included).
     pub options: Options,
     pub output: Output,
+}
+
+/// Where listeners' certificates (kubernetes.io/tls Secrets) are read from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SecretSource {
+    /// Every Secret of type kubernetes.io/tls in the watched namespaces, where it is.
+    #[default]
+    Watched,
+    /// Only `portico-cert-sync`'s copies in this namespace, each standing in for the
+    /// source Secret its annotation names (see [`SecretCopies`]).
+    Copies { namespace: String },
 }
 
 /// The latest snapshot; `None` until every kind has been listed.
@@ -135,9 +165,20 @@ pub struct KubeProvider {
 }
 
 impl KubeProvider {
-    /// Starts one watch per kind and the translate task. Must be called within a tokio
-    /// runtime; the tasks end when `shutdown` is cancelled.
+    /// Starts one watch per kind and the translate task, reading Secrets where they are
+    /// ([`SecretSource::Watched`]). Must be called within a tokio runtime; the tasks end
+    /// when `shutdown` is cancelled.
     pub fn spawn(client: Client, config: ProviderConfig, shutdown: CancellationToken) -> Self {
+        Self::spawn_with_secrets(client, config, SecretSource::Watched, shutdown)
+    }
+
+    /// As [`KubeProvider::spawn`], with the Secrets read from `secrets`.
+    pub fn spawn_with_secrets(
+        client: Client,
+        config: ProviderConfig,
+        secrets: SecretSource,
+        shutdown: CancellationToken,
+    ) -> Self {
         let shared = Arc::new(Shared::default());
         let mut watches = Watches {
             client: client.clone(),
@@ -177,7 +218,10 @@ impl KubeProvider {
         watches.namespaced::<EndpointSlice>(all());
         // Only certificates: the other Secrets of the cluster are none of our business,
         // and not holding them keeps tokens and passwords out of this process.
-        watches.namespaced::<Secret>(all().fields(TLS_SECRETS));
+        match secrets {
+            SecretSource::Watched => watches.namespaced::<Secret>(all().fields(TLS_SECRETS)),
+            SecretSource::Copies { namespace } => watches.secret_copies(&namespace),
+        }
 
         let mut tasks = watches.tasks;
         let (tx, snapshots) = watch::channel(None);
@@ -233,6 +277,25 @@ impl Watches {
         self.spawn(api, config, if_served, after);
     }
 
+    /// Watches cert-sync's copies in `namespace` (and only there: the operator may not
+    /// read Secrets elsewhere), each handed to the store as its source.
+    fn secret_copies(&mut self, namespace: &str) {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let ours = format!("{}={}", names::MANAGED_BY_LABEL, names::CERT_SYNC_MANAGER);
+        let config = watcher::Config::default().fields(TLS_SECRETS).labels(&ours);
+        let mut copies = SecretCopies::default();
+        let events = watcher(api, config)
+            .default_backoff()
+            .flat_map(move |event| {
+                stream::iter(match event {
+                    Ok(event) => copies.rewrite(event).into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                })
+            })
+            .boxed();
+        self.spawn_events(events, false, |_| false);
+    }
+
     /// Registers `K` as not yet listed and spawns its watch. With `if_served`, the kind
     /// is watched only if its CRD is installed, else counted as listed (and empty): the
     /// route kinds beyond HTTPRoute, BackendTLSPolicy and our own CRDs are optional.
@@ -245,11 +308,21 @@ impl Watches {
         if_served: bool,
         after: impl FnMut(&mut State) -> bool + Send + 'static,
     ) {
+        let events = watcher(api, config).default_backoff().boxed();
+        self.spawn_events(events, if_served, after);
+    }
+
+    /// [`Watches::spawn`] of a ready stream of watch events.
+    fn spawn_events<K: Watched>(
+        &mut self,
+        events: WatchEvents<K>,
+        if_served: bool,
+        after: impl FnMut(&mut State) -> bool + Send + 'static,
+    ) {
         let kind = K::kind(&()).into_owned();
         self.shared.lock().unsynced.insert(kind.clone());
         let watch = watch_loop(
-            api,
-            config,
+            events,
             Relist::<K>::default(),
             kind.clone(),
             self.shared.clone(),
@@ -325,8 +398,7 @@ impl CaWatches {
             let config = watcher::Config::default().fields(&format!("metadata.name={}", key.name));
             debug!(config_map = %key, "kubernetes provider: watching a CA ConfigMap");
             tokio::spawn(watch_loop(
-                api,
-                config,
+                watcher(api, config).default_backoff().boxed(),
                 Relist::named(key.clone()),
                 name,
                 self.shared.clone(),
@@ -405,21 +477,21 @@ fn ca_config_maps(store: &Store) -> BTreeSet<ObjectKey> {
     out
 }
 
+/// One watch's events. The watcher relists by itself after a 410 Gone; its backoff
+/// spaces out retries while the API server is unreachable or the kind is not served.
+type WatchEvents<K> = BoxStream<'static, Result<Event<K>, watcher::Error>>;
+
 /// One watch's loop: events into the objects, under the lock; `after` runs after each
 /// event under the same lock (so that what it registers is seen with the change that
 /// caused it). Ends on `shutdown`.
 async fn watch_loop<K: Watched>(
-    api: Api<K>,
-    config: watcher::Config,
+    mut events: WatchEvents<K>,
     mut relist: Relist<K>,
     name: String,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     mut after: impl FnMut(&mut State) -> bool + Send + 'static,
 ) {
-    // The watcher relists by itself after a 410 Gone; the backoff spaces out retries
-    // while the API server is unreachable or the kind is not served.
-    let mut events = watcher(api, config).default_backoff().boxed();
     loop {
         let event = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -533,5 +605,208 @@ async fn translate_loop(
             options,
             output,
         })));
+    }
+}
+
+/// Turns the watch events of cert-sync's copies into events of the Secrets they copy.
+///
+/// A copy names its source in the `portico.dev/source` annotation (`<namespace>/<name>`);
+/// the event carries the copy's type and data under the source's namespace and name.
+/// Secrets without a well-formed annotation (or without cert-sync's managed-by label)
+/// are dropped. Each copy's last rewrite is kept, so that a deleted copy (or one that
+/// lost its annotation or now names another source) deletes what it stood for, and so
+/// that two copies naming one source (cert-sync never makes them; a user keeping the
+/// namespace by hand might) leave the other in place when one goes.
+#[derive(Debug, Default)]
+struct SecretCopies {
+    /// Copy name -> the Secret handed to the store for it.
+    by_copy: BTreeMap<String, Secret>,
+}
+
+impl SecretCopies {
+    /// The events the store sees for `event` on a copy.
+    fn rewrite(&mut self, event: Event<Secret>) -> Vec<Event<Secret>> {
+        match event {
+            Event::Init => {
+                self.by_copy.clear();
+                vec![Event::Init]
+            }
+            Event::InitApply(copy) => {
+                let Some(name) = copy.metadata.name.clone() else {
+                    return Vec::new();
+                };
+                match as_source(copy) {
+                    Some(source) => {
+                        self.by_copy.insert(name, source.clone());
+                        vec![Event::InitApply(source)]
+                    }
+                    None => Vec::new(),
+                }
+            }
+            Event::InitDone => vec![Event::InitDone],
+            Event::Apply(copy) => {
+                let Some(name) = copy.metadata.name.clone() else {
+                    return Vec::new();
+                };
+                let Some(source) = as_source(copy) else {
+                    return self.forget(&name);
+                };
+                let mut events = match self.by_copy.get(&name) {
+                    Some(old) if ObjectKey::of(old) != ObjectKey::of(&source) => self.forget(&name),
+                    _ => Vec::new(),
+                };
+                self.by_copy.insert(name, source.clone());
+                events.push(Event::Apply(source));
+                events
+            }
+            Event::Delete(copy) => match copy.metadata.name {
+                Some(name) => self.forget(&name),
+                None => Vec::new(),
+            },
+        }
+    }
+
+    /// Drops copy `name`: its source is deleted, or stood for by another copy naming it.
+    fn forget(&mut self, name: &str) -> Vec<Event<Secret>> {
+        let Some(old) = self.by_copy.remove(name) else {
+            return Vec::new();
+        };
+        let key = ObjectKey::of(&old);
+        let other = self
+            .by_copy
+            .values()
+            .find(|s| ObjectKey::of(*s) == key)
+            .cloned();
+        vec![match other {
+            Some(other) => Event::Apply(other),
+            None => Event::Delete(old),
+        }]
+    }
+}
+
+/// The copy as the Secret it copies: its namespace and name from the source annotation,
+/// when the copy is cert-sync's and the annotation is `<namespace>/<name>`.
+fn as_source(mut copy: Secret) -> Option<Secret> {
+    let meta = &copy.metadata;
+    let ours = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(names::MANAGED_BY_LABEL))
+        .is_some_and(|v| v == names::CERT_SYNC_MANAGER);
+    let source = meta.annotations.as_ref()?.get(names::SOURCE_ANNOTATION)?;
+    let (ns, name) = source.split_once('/')?;
+    if !ours || ns.is_empty() || name.is_empty() || name.contains('/') {
+        return None;
+    }
+    let (ns, name) = (ns.to_owned(), name.to_owned());
+    debug!(copy = ?meta.name, source = %format!("{ns}/{name}"), "kubernetes provider: certificate copy");
+    copy.metadata.namespace = Some(ns);
+    copy.metadata.name = Some(name);
+    // The copy's uid and resourceVersion describe the copy; nothing reads them, and
+    // keeping them would make the stand-in look like a different object than the source.
+    copy.metadata.uid = None;
+    copy.metadata.resource_version = None;
+    Some(copy)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use portico_api::k8s::ObjectMeta;
+
+    fn mk_copy(name: &str, source: Option<&str>, data: &str) -> Secret {
+        let mut s = Secret {
+            metadata: ObjectMeta {
+                namespace: Some("portico-secrets".into()),
+                name: Some(name.into()),
+                labels: Some(BTreeMap::from([(
+                    names::MANAGED_BY_LABEL.to_owned(),
+                    names::CERT_SYNC_MANAGER.to_owned(),
+                )])),
+                ..Default::default()
+            },
+            type_: Some("kubernetes.io/tls".into()),
+            string_data: Some(BTreeMap::from([("tls.crt".to_owned(), data.to_owned())])),
+            ..Default::default()
+        };
+        if let Some(source) = source {
+            s.metadata.annotations = Some(BTreeMap::from([(
+                names::SOURCE_ANNOTATION.to_owned(),
+                source.to_owned(),
+            )]));
+        }
+        s
+    }
+
+    /// The events as (kind, key, data) for comparison.
+    fn show(events: Vec<Event<Secret>>) -> Vec<String> {
+        let one = |tag: &str, s: &Secret| {
+            let data = s
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get("tls.crt"))
+                .cloned()
+                .unwrap_or_default();
+            format!("{tag} {} {data}", ObjectKey::of(s))
+        };
+        events
+            .iter()
+            .map(|e| match e {
+                Event::Init => "init".to_owned(),
+                Event::InitDone => "done".to_owned(),
+                Event::InitApply(s) => one("init-apply", s),
+                Event::Apply(s) => one("apply", s),
+                Event::Delete(s) => one("delete", s),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn copies_stand_in_for_their_sources_and_others_are_dropped() {
+        let mut copies = SecretCopies::default();
+        assert_eq!(show(copies.rewrite(Event::Init)), ["init"]);
+        let listed = copies.rewrite(Event::InitApply(mk_copy("c1", Some("apps/cert"), "A")));
+        assert_eq!(show(listed), ["init-apply apps/cert A"]);
+        assert!(
+            copies
+                .rewrite(Event::InitApply(mk_copy("plain", None, "X")))
+                .is_empty()
+        );
+        let malformed = mk_copy("bad", Some("no-slash"), "X");
+        assert!(copies.rewrite(Event::InitApply(malformed)).is_empty());
+        let mut foreign = mk_copy("foreign", Some("apps/cert"), "X");
+        foreign.metadata.labels = None;
+        assert!(copies.rewrite(Event::Apply(foreign)).is_empty());
+        assert_eq!(show(copies.rewrite(Event::InitDone)), ["done"]);
+
+        let updated = copies.rewrite(Event::Apply(mk_copy("c1", Some("apps/cert"), "B")));
+        assert_eq!(show(updated), ["apply apps/cert B"]);
+        let deleted = copies.rewrite(Event::Delete(mk_copy("c1", Some("apps/cert"), "B")));
+        assert_eq!(show(deleted), ["delete apps/cert B"]);
+        assert!(
+            copies
+                .rewrite(Event::Delete(mk_copy("plain", None, "X")))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_copy_that_changes_or_loses_its_source_deletes_the_old_one() {
+        let mut copies = SecretCopies::default();
+        copies.rewrite(Event::Apply(mk_copy("c1", Some("apps/cert"), "A")));
+        let moved = copies.rewrite(Event::Apply(mk_copy("c1", Some("web/other"), "A")));
+        assert_eq!(show(moved), ["delete apps/cert A", "apply web/other A"]);
+        let unannotated = copies.rewrite(Event::Apply(mk_copy("c1", None, "A")));
+        assert_eq!(show(unannotated), ["delete web/other A"]);
+    }
+
+    #[test]
+    fn two_copies_of_one_source_leave_the_other_when_one_goes() {
+        let mut copies = SecretCopies::default();
+        copies.rewrite(Event::Apply(mk_copy("c1", Some("apps/cert"), "A")));
+        copies.rewrite(Event::Apply(mk_copy("c2", Some("apps/cert"), "B")));
+        let gone = copies.rewrite(Event::Delete(mk_copy("c2", Some("apps/cert"), "B")));
+        assert_eq!(show(gone), ["apply apps/cert A"]);
     }
 }
