@@ -35,6 +35,7 @@ use crate::kube::lease::{self, DEFAULT_LEASE_DURATION, DEFAULT_RETRY_PERIOD, Lea
 use crate::kube::provider::{self, KubeProvider, ProviderConfig, SecretSource, Snapshots};
 use crate::kube::wait_for_crds;
 use crate::service;
+use crate::status::metrics::StatusCollector;
 use crate::status::{FIELD_MANAGER, StatusCounters, StatusWriter, writer};
 use crate::xds::{ProxyRecords, ServerTls, XdsOptions};
 
@@ -385,6 +386,9 @@ pub async fn start(
         config.controller_name.clone(),
     );
     let status_counters = status_writer.counters();
+    StatusCollector::new(status_counters.clone(), provider.snapshots.clone())
+        .and_then(|collector| xds.registry.register(Box::new(collector)))
+        .map_err(crate::xds::StartError::Register)?;
     tasks.spawn(writer::run(
         status_writer,
         // The proxies' NACKs make the Gateways they concern not programmed.

@@ -154,6 +154,15 @@ async fn a_port_taken_on_the_node_is_nacked_onto_the_gateway_status_and_others_k
     assert_eq!(listener_status, "False");
     assert_eq!(listener_message, message);
     assert!(operator.metric("portico_config_nacks_total").await >= 1.0);
+    // The status writes that carried the NACK to the Gateway are counted, as are the
+    // translations behind them.
+    assert!(
+        operator
+            .metric("portico_status_patches_total{result=\"patched\"}")
+            .await
+            >= 1.0
+    );
+    assert!(operator.metric("portico_reconciles_total").await >= 1.0);
     // The other Gateway is untouched, and its traffic kept flowing.
     let ((web, _, _), _) = programmed(&cluster.client, "web").await.unwrap();
     assert_eq!(web, "True");

@@ -4,8 +4,10 @@
 //! - [`diff`]: whether a status really changed (ignoring `lastTransitionTime`).
 //! - [`writer`]: [`StatusWriter`], merge patches on the status subresource with our field
 //!   manager, a resourceVersion precondition, a timeout, bounded retries and counters.
+//! - [`metrics`]: those counters as Prometheus series on the metrics port.
 
 pub mod diff;
+pub mod metrics;
 pub mod writer;
 
 pub use diff::{differs, normalized};

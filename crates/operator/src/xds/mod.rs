@@ -85,6 +85,9 @@ pub struct XdsOptions {
 /// What [`start`] started.
 #[derive(Debug)]
 pub struct Started {
+    /// The registry the metrics port serves: other parts of the operator register their
+    /// series here (it is shared, not copied, by clones).
+    pub registry: prometheus::Registry,
     pub config_addr: Option<std::net::SocketAddr>,
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub records: ProxyRecords,
@@ -143,13 +146,14 @@ pub async fn start(
     }
     let mut metrics_addr = None;
     if let Some(addr) = options.metrics_listen {
-        let (bound, task) = serve_admin(addr, registry, shutdown)
+        let (bound, task) = serve_admin(addr, registry.clone(), shutdown)
             .await
             .map_err(|source| StartError::Metrics { addr, source })?;
         metrics_addr = Some(bound);
         tasks.push(task);
     }
     Ok(Started {
+        registry,
         config_addr,
         metrics_addr,
         records,
