@@ -25,7 +25,12 @@ struct Cli {
     log: Option<String>,
     /// Log line format on stderr: text or json. `standalone` also prints the proxy's
     /// access log, JSON lines on stdout (`--log 'warn,portico::access=off'` stops it).
-    #[arg(long, env = "PORTICO_LOG_FORMAT", global = true, default_value = "text")]
+    #[arg(
+        long,
+        env = "PORTICO_LOG_FORMAT",
+        global = true,
+        default_value = "text"
+    )]
     log_format: portico_api::logging::LogFormat,
     #[command(subcommand)]
     command: Command,

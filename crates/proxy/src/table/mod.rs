@@ -181,9 +181,8 @@ impl RoutingTable {
                         // so redirects) use the Gateway listener's port.
                         port: match l.gateway_port {
                             0 => port,
-                            p => u16::try_from(p).map_err(|_| {
-                                ProxyError::invalid(&l.name, ConfigError::Port(p))
-                            })?,
+                            p => u16::try_from(p)
+                                .map_err(|_| ProxyError::invalid(&l.name, ConfigError::Port(p)))?,
                         },
                     },
                     vhosts,
