@@ -24,10 +24,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::StreamExt;
 use kube::api::{DeleteParams, PostParams, Preconditions};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use portico_api::gateway::{Gateway, GatewayClass, ReferenceGrant};
 use portico_api::k8s::Secret;
@@ -37,9 +36,14 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use portico_operator::kube::reflect::spawn_reflector;
+
 use crate::events::EventWriter;
 use crate::metrics::{CertLabels, CertSyncMetrics};
 use crate::plan::{Delete, Plan, PlanInput, Write, expiring_message, is_ours, plan};
+
+/// How this controller names itself in watch errors.
+const COMPONENT: &str = "cert-sync";
 
 /// How long one write may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,14 +83,37 @@ impl Stores {
         shutdown: &CancellationToken,
     ) -> Self {
         let all = watcher::Config::default;
-        let (classes, a) = spawn_reflector(Api::all(client.clone()), all(), changed, shutdown);
-        let (gateways, b) = spawn_reflector(Api::all(client.clone()), all(), changed, shutdown);
-        let (grants, c) = spawn_reflector(Api::all(client.clone()), all(), changed, shutdown);
+        let (classes, a) = spawn_reflector(
+            COMPONENT,
+            Api::all(client.clone()),
+            all(),
+            changed,
+            shutdown,
+        );
+        let (gateways, b) = spawn_reflector(
+            COMPONENT,
+            Api::all(client.clone()),
+            all(),
+            changed,
+            shutdown,
+        );
+        let (grants, c) = spawn_reflector(
+            COMPONENT,
+            Api::all(client.clone()),
+            all(),
+            changed,
+            shutdown,
+        );
         let sources_config = all().fields(TLS_SECRETS);
-        let (sources, d) =
-            spawn_reflector(Api::all(client.clone()), sources_config, changed, shutdown);
+        let (sources, d) = spawn_reflector(
+            COMPONENT,
+            Api::all(client.clone()),
+            sources_config,
+            changed,
+            shutdown,
+        );
         let copies_api = Api::namespaced(client.clone(), secrets_namespace);
-        let (copies, e) = spawn_reflector(copies_api, all(), changed, shutdown);
+        let (copies, e) = spawn_reflector(COMPONENT, copies_api, all(), changed, shutdown);
         let synced = vec![a, b, c, d, e];
         Self {
             classes,
@@ -397,47 +424,4 @@ async fn report(
         }
     }
     failed
-}
-
-/// Starts a reflector for `api`; returns its store and whether its first list is done.
-fn spawn_reflector<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    changed: &Arc<Notify>,
-    shutdown: &CancellationToken,
-) -> (Store<K>, Arc<AtomicBool>)
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let synced = Arc::new(AtomicBool::new(false));
-    let kind = K::kind(&()).into_owned();
-    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
-    let (changed, shutdown, flag) = (changed.clone(), shutdown.clone(), synced.clone());
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        loop {
-            let item = tokio::select! {
-                () = shutdown.cancelled() => break,
-                item = stream.next() => item,
-            };
-            match item {
-                Some(Ok(watcher::Event::InitDone)) => {
-                    flag.store(true, Ordering::Release);
-                    changed.notify_one();
-                }
-                Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => {}
-                Some(Ok(_)) => changed.notify_one(),
-                Some(Err(e)) => warn!(kind, error = %e, "cert-sync: watch failed, retrying"),
-                None => break,
-            }
-        }
-    });
-    (reader, synced)
 }

@@ -20,14 +20,13 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use portico_api::k8s::{Condition, Service, Time};
 use portico_api::names::{condition, event, reason};
@@ -40,6 +39,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::ipam::plan::{Assignment, Plan, PoolUsage, plan};
 use crate::ipam::pool::Pool;
 use crate::ipam::request::{Request, is_ours};
+use crate::kube::reflect::spawn_reflector;
 use crate::object::ObjectKey;
 
 /// How long one write may take.
@@ -79,10 +79,17 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let changed = Arc::new(Notify::new());
-    let (services, services_synced) =
-        spawn_reflector(Api::<Service>::all(client.clone()), &changed, &shutdown);
+    let (services, services_synced) = spawn_reflector(
+        "ipam",
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+        &changed,
+        &shutdown,
+    );
     let (pools, pools_synced) = spawn_reflector(
+        "ipam",
         Api::<LoadBalancerIPPool>::all(client.clone()),
+        watcher::Config::default(),
         &changed,
         &shutdown,
     );
@@ -122,49 +129,6 @@ pub async fn run(
         retry = failed > 0;
     }
     debug!("ipam: ended");
-}
-
-/// Starts a reflector for `api`; returns its store and whether its first list is done.
-fn spawn_reflector<K>(
-    api: Api<K>,
-    changed: &Arc<Notify>,
-    shutdown: &CancellationToken,
-) -> (Store<K>, Arc<AtomicBool>)
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let synced = Arc::new(AtomicBool::new(false));
-    let kind = K::kind(&()).into_owned();
-    let stream =
-        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
-    let (changed, shutdown, flag) = (changed.clone(), shutdown.clone(), synced.clone());
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        loop {
-            let item = tokio::select! {
-                () = shutdown.cancelled() => break,
-                item = stream.next() => item,
-            };
-            match item {
-                Some(Ok(watcher::Event::InitDone)) => {
-                    flag.store(true, Ordering::Release);
-                    changed.notify_one();
-                }
-                Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => {}
-                Some(Ok(_)) => changed.notify_one(),
-                Some(Err(e)) => warn!(kind, error = %e, "ipam: watch failed, retrying"),
-                None => break,
-            }
-        }
-    });
-    (reader, synced)
 }
 
 /// What the controller remembers between passes.

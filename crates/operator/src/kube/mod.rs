@@ -7,11 +7,13 @@
 //!   publishing [`Snapshot`]s.
 //! - [`crds`]: [`wait_for_crds`], naming the Gateway API CRDs that are missing.
 //! - [`lease`]: leader election on a `coordination.k8s.io/v1` Lease.
+//! - [`reflect`]: a reflector waking a whole-plan controller (LB-IPAM, cert-sync).
 
 pub mod crds;
 pub mod kinds;
 pub mod lease;
 pub mod provider;
+pub mod reflect;
 
 pub use crds::{CrdError, InstalledCrds, RequiredCrd, check_crds, required_crds, wait_for_crds};
 pub use kinds::{Relist, Watched};
