@@ -76,7 +76,8 @@ async fn help_names_every_flag_and_its_environment_variable() {
     let mut help = Process::spawn(env!("CARGO_BIN_EXE_portico-operator"), ["--help"]).unwrap();
     let status = help.wait_exit(Duration::from_secs(10)).await.unwrap();
     assert!(status.success());
-    let text = help.output();
+    // All of stdout: `output()` quotes only the last lines, and --help is longer.
+    let text = help.stdout_lines().join("\n");
     for env in [
         "PORTICO_KUBECONFIG",
         "PORTICO_NAMESPACE",
