@@ -68,6 +68,12 @@ pub struct Options {
     /// How traffic reaches the proxies: standalone mode binds each Gateway's own
     /// address and ports; in a cluster each Gateway is reached through its Service.
     pub exposure: Exposure,
+    /// The time certificates are checked against, in seconds since the Unix epoch: a
+    /// listener certificate whose leaf notAfter is at or before it is
+    /// InvalidCertificateRef. The translator has no clock, so the caller passes it (the
+    /// operator: the time of each translation); `None` checks no expiry (golden tests,
+    /// which must not change with the date).
+    pub now: Option<i64>,
 }
 
 /// How clients reach a Gateway's listeners.
@@ -95,6 +101,7 @@ impl Default for Options {
             usable_addresses: UsableAddresses::Any,
             crd_bundle_version: Some(names::GATEWAY_API_BUNDLE_VERSION.to_owned()),
             exposure: Exposure::Direct,
+            now: None,
         }
     }
 }

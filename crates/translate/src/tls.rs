@@ -218,7 +218,9 @@ pub(crate) fn resolve(
         }
         match secrets.get(&key) {
             None => invalid.push(format!("Secret {key} does not exist")),
-            Some(secret) => match certificate(&key, secret) {
+            Some(secret) => match certificate(&key, secret).and_then(|cert| {
+                not_expired(&cert.cert_chain_pem, index.options.now).map(|()| cert)
+            }) {
                 Ok(cert) => certificates.push(cert),
                 Err(why) => invalid.push(format!("Secret {key}: {why}")),
             },
@@ -458,6 +460,34 @@ pub(crate) fn check_pair(cert_chain_pem: &[u8], private_key_pem: &[u8]) -> Resul
     Ok(())
 }
 
+/// Fails when the leaf certificate of a PEM chain expired at or before `now` (seconds
+/// since the Unix epoch; `None`: no clock was given, nothing to check). A proxy would
+/// still load an expired certificate, but every client refuses it: the listener is not
+/// programmed and says why, as for any other certificate it cannot serve.
+/// (ListenerReasonInvalidCertificateRef: "[...] or when the data within that resource is
+/// malformed"; cert-sync reports the same certificate as expired on the Gateway.)
+fn not_expired(cert_chain_pem: &[u8], now: Option<i64>) -> Result<(), String> {
+    let Some(now) = now else {
+        return Ok(());
+    };
+    let leaf = CertificateDer::pem_slice_iter(cert_chain_pem)
+        .next()
+        .and_then(Result::ok)
+        .ok_or_else(|| format!("{TLS_CRT} holds no CERTIFICATE block"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|e| format!("{TLS_CRT}: the leaf certificate does not parse: {e}"))?;
+    let not_after = cert.validity().not_after;
+    if not_after.timestamp() <= now {
+        return Err(format!(
+            "the certificate expired ({TLS_CRT} leaf notAfter {})",
+            not_after
+                .to_rfc2822()
+                .unwrap_or_else(|_| format!("{}s since the epoch", not_after.timestamp()))
+        ));
+    }
+    Ok(())
+}
+
 /// Puts the TLS side of the planned listeners into a built config: the certificates on
 /// the virtual hosts of terminating listeners, `PROTOCOL_HTTPS` on their sockets, and no
 /// virtual host for a listener whose certificates could not be resolved. `tls` is keyed
@@ -598,6 +628,129 @@ mod tests {
     fn matching_pairs_pass() {
         let (cert, key) = pair(&rcgen::PKCS_ECDSA_P256_SHA256);
         assert_eq!(check_pair(cert.as_bytes(), key.as_bytes()), Ok(()));
+    }
+
+    /// A certificate for `host` valid until `not_after` (Unix seconds), and its key.
+    fn pair_until(host: &str, not_after: i64) -> (String, String) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![host.to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(1970, 1, 1)
+            + std::time::Duration::from_secs(u64::try_from(not_after).unwrap());
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// The ResolvedRefs and Programmed conditions of listener `https` of Gateway
+    /// `apps/web` (HTTPS, certificateRefs `web-cert`) serving `(cert, key)`, translated
+    /// with `now`, and whether the config has a virtual host for it.
+    fn translate_at(
+        (cert, key): &(String, String),
+        now: Option<i64>,
+    ) -> (Condition, Condition, bool) {
+        use portico_api::k8s_openapi::ByteString;
+        let class: portico_api::gateway::GatewayClass = serde_yaml_ng::from_str(
+            "metadata: {name: portico}\nspec: {controllerName: portico.dev/gateway-controller}",
+        )
+        .unwrap();
+        let gateway: Gateway = serde_yaml_ng::from_str(
+            "metadata: {name: web, namespace: apps}
+spec:
+  gatewayClassName: portico
+  listeners:
+  - {name: https, port: 443, protocol: HTTPS, hostname: web.example.com,
+     tls: {certificateRefs: [{name: web-cert}]}}",
+        )
+        .unwrap();
+        let secret = Secret {
+            metadata: portico_api::k8s::ObjectMeta {
+                namespace: Some("apps".into()),
+                name: Some("web-cert".into()),
+                ..Default::default()
+            },
+            type_: Some(TLS_SECRET_TYPE.into()),
+            data: Some(BTreeMap::from([
+                (TLS_CRT.to_owned(), ByteString(cert.clone().into_bytes())),
+                (TLS_KEY.to_owned(), ByteString(key.clone().into_bytes())),
+            ])),
+            ..Default::default()
+        };
+        let inputs = crate::Inputs {
+            gateway_classes: vec![class],
+            gateways: vec![gateway],
+            secrets: vec![secret],
+            ..Default::default()
+        };
+        let options = crate::Options {
+            now,
+            ..Default::default()
+        };
+        let output = crate::translate(&inputs, &options);
+        let status = &output.statuses.gateways[&ObjectRef::new("apps", "web")];
+        let listener = status.listeners.iter().find(|l| l.name == "https").unwrap();
+        let find = |type_: &str| {
+            listener
+                .conditions
+                .iter()
+                .find(|c| c.type_ == type_)
+                .unwrap()
+                .clone()
+        };
+        let served = output
+            .config
+            .listeners
+            .iter()
+            .flat_map(|l| &l.virtual_hosts)
+            .any(|vh| vh.name == "apps/web/https");
+        (
+            find(condition::RESOLVED_REFS),
+            find(condition::PROGRAMMED),
+            served,
+        )
+    }
+
+    #[test]
+    fn an_expired_certificate_is_an_invalid_certificate_ref() {
+        // Any fixed instant: the translator reads no clock, the caller says when it is.
+        let now = 1_800_000_000;
+        let expired = pair_until("web.example.com", now - 3600);
+        let (resolved, programmed, served) = translate_at(&expired, Some(now));
+        assert_eq!(resolved.status, crate::ConditionStatus::False);
+        assert_eq!(resolved.reason, reason::INVALID_CERTIFICATE_REF);
+        assert!(
+            resolved
+                .message
+                .contains("Secret apps/web-cert: the certificate expired"),
+            "{resolved:?}"
+        );
+        assert_eq!(programmed.status, crate::ConditionStatus::False);
+        assert!(programmed.message.contains("expired"), "{programmed:?}");
+        assert!(
+            !served,
+            "an expired certificate's listener has no virtual host"
+        );
+
+        // The same certificate an hour before it expires is served...
+        let (resolved, programmed, served) = translate_at(&expired, Some(now - 7200));
+        assert_eq!(
+            resolved.status,
+            crate::ConditionStatus::True,
+            "{resolved:?}"
+        );
+        assert_eq!(
+            programmed.status,
+            crate::ConditionStatus::True,
+            "{programmed:?}"
+        );
+        assert!(served);
+        // ...and without a clock nothing is judged on time (golden tests).
+        let (resolved, _, served) = translate_at(&expired, None);
+        assert_eq!(
+            resolved.status,
+            crate::ConditionStatus::True,
+            "{resolved:?}"
+        );
+        assert!(served);
     }
 
     #[test]

@@ -566,6 +566,11 @@ async fn translate_loop(
         };
         let mut options = config.options.clone();
         options.assigned_addresses = service::assigned_addresses(&inputs, &options.controller_name);
+        // Expired listener certificates are InvalidCertificateRef as of this translation.
+        options.now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_secs()).ok());
         let parameters = Arc::new(parameters);
         let for_translation = parameters.clone();
         // Translation is CPU work that grows with the cluster: keep it off the workers
