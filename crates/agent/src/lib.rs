@@ -34,6 +34,7 @@ pub mod inventory;
 pub mod kube_client;
 pub mod l2;
 pub mod l2_election;
+mod local_route;
 pub mod manifests;
 pub mod maps;
 pub mod nodeport;

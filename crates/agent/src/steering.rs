@@ -23,11 +23,9 @@
 //! refused until a new listener is registered.
 
 use std::fs::File;
-use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use aya::maps::{MapData, SockMap};
 use aya::programs::SkLookup;
@@ -38,6 +36,7 @@ use tracing::info;
 use crate::datapath::{
     DatapathError, is_not_found, map_err, prepare_pin_dir, prog_err, replace_pinned_link, take_map,
 };
+use crate::local_route::{Change, change_local_route};
 use crate::maps::{PROXY_MAP, PROXY_TCP_SLOT, PROXY_UDP_SLOT};
 use crate::programs::{STEER, STEER_PROGRAM};
 use crate::service::Protocol;
@@ -147,57 +146,53 @@ pub fn register_proxy_socket(
 pub struct RouteError {
     command: String,
     detail: String,
+    missing: bool,
 }
 
 /// The `local` routes that make Gateway addresses deliverable on the node, so that
-/// sk_lookup sees their packets. Changed with iproute2's `ip` (present on every node image
-/// the agent runs on) rather than a netlink library: two commands per address change.
+/// sk_lookup sees their packets: `ip route replace local <ip>/32 dev lo`, sent over
+/// rtnetlink ([`crate::local_route`]), since the agent's image has no iproute2.
 #[derive(Debug, Clone, Default)]
 pub struct LocalRoutes {
-    /// A named network namespace (`ip -n`), or the agent's own.
+    /// A named network namespace (`/run/netns/<name>`, as `ip -n` takes it), or the
+    /// agent's own.
     pub netns: Option<String>,
 }
 
 impl LocalRoutes {
-    /// Routes `ip` to this node: `ip route replace local <ip>/32 dev lo`.
+    /// Routes `ip` to this node; replacing an existing route is not an error.
     pub fn add(&self, ip: Ipv4Addr) -> Result<(), RouteError> {
-        self.ip(&[
-            "route",
-            "replace",
-            "local",
-            &format!("{ip}/32"),
-            "dev",
-            "lo",
-        ])
+        self.change(Change::Replace, ip)
     }
 
     /// Removes the route `add` made; removing a missing route is not an error.
     pub fn remove(&self, ip: Ipv4Addr) -> Result<(), RouteError> {
-        match self.ip(&["route", "del", "local", &format!("{ip}/32"), "dev", "lo"]) {
-            Err(e) if e.detail.contains("No such process") => Ok(()),
+        match self.change(Change::Delete, ip) {
+            Err(e) if e.missing => Ok(()),
             other => other,
         }
     }
 
-    fn ip(&self, args: &[&str]) -> Result<(), RouteError> {
-        let mut cmd = Command::new("ip");
-        if let Some(ns) = &self.netns {
-            cmd.args(["-n", ns]);
-        }
-        cmd.args(args);
-        let command = format!("{cmd:?}");
-        let out = cmd.output().map_err(|e: io::Error| RouteError {
-            command: command.clone(),
+    fn change(&self, change: Change, ip: Ipv4Addr) -> Result<(), RouteError> {
+        let netns = self
+            .netns
+            .as_ref()
+            .map(|name| Path::new("/run/netns").join(name));
+        change_local_route(netns.as_deref(), change, ip).map_err(|e| RouteError {
+            command: format!(
+                "{} local {ip}/32 dev lo{}",
+                match change {
+                    Change::Replace => "route replace",
+                    Change::Delete => "route del",
+                },
+                self.netns
+                    .as_ref()
+                    .map(|n| format!(" (netns {n})"))
+                    .unwrap_or_default()
+            ),
+            missing: e.is_missing(),
             detail: e.to_string(),
-        })?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(RouteError {
-                command,
-                detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            })
-        }
+        })
     }
 }
 

@@ -34,6 +34,11 @@ fn gateway_traffic_reaches_the_node_proxy_with_its_original_destination() {
     routes.add(GATEWAY_IP.parse().unwrap()).unwrap();
     // Idempotent, as the agent re-applies it on every sync.
     routes.add(GATEWAY_IP.parse().unwrap()).unwrap();
+    // The route the agent sent over netlink is the one iproute2 would have made.
+    assert_eq!(
+        local_routes(&lab.backend_ns),
+        format!("local {GATEWAY_IP} dev lo scope host")
+    );
 
     let (proxy_addr, proxy_socket) = lab.proxy_listener("127.0.0.1");
     let mut dp = lab.datapath();
@@ -70,6 +75,17 @@ fn gateway_traffic_reaches_the_node_proxy_with_its_original_destination() {
     assert_eq!(lines, ["error kind=ConnectionRefused os=111"]);
     routes.remove(GATEWAY_IP.parse().unwrap()).unwrap();
     routes.remove(GATEWAY_IP.parse().unwrap()).unwrap();
+    assert_eq!(local_routes(&lab.backend_ns), "");
+}
+
+/// `ip route show table local <GATEWAY_IP>` in the namespace `ns`, trimmed.
+fn local_routes(ns: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns, "route", "show", "table", "local", GATEWAY_IP])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 #[test]
