@@ -59,7 +59,7 @@ conformance:
 ## `make e2e-local E2E_LOCAL_ARGS='--run-test HTTPRouteWeight'`.
 E2E_LOCAL_ARGS ?=
 e2e-local:
-	$(CARGO) build --bin portico --bin portico-echo --bin portico-operator --bin portico-proxy
+	$(CARGO) build --bin portico --bin portico-echo --bin portico-operator --bin portico-proxy --bin portico-cert-sync
 	target/debug/portico conformance run --target local-cluster --cases e2e/cases \
 	  --data $(GATEWAY_API_DIR) --report e2e/local-cluster-report.yaml \
 	  $(if $(strip $(CONFORMANCE_KNOWN_FAILURES)),--skip-tests $(subst $(space),$(comma),$(strip $(CONFORMANCE_KNOWN_FAILURES)))) \

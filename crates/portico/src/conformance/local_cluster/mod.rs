@@ -1,6 +1,7 @@
-//! The local-cluster target: the same cases against `portico-operator` and
-//! `portico-proxy` as separate processes, driven through a Kubernetes API server (the
-//! in-memory test server, or a real one given with `--kubeconfig`).
+//! The local-cluster target: the same cases against `portico-operator`,
+//! `portico-cert-sync` and `portico-proxy` as separate processes, driven through a
+//! Kubernetes API server (the in-memory test server, or a real one given with
+//! `--kubeconfig`).
 //!
 //! ```text
 //!   runner ─apply─> Cluster (local mirror, journal for rollback) ─changes─> api.rs ─SSA─> API server
@@ -92,6 +93,7 @@ pub(crate) struct LocalCluster {
     writer: api::Writer,
     pub(crate) network: Arc<PodNetwork>,
     operator: Option<Process>,
+    cert_sync: Option<Process>,
     proxy: Option<Process>,
     poller: Option<Poller>,
     /// When the last writes reached the API server.
@@ -126,12 +128,14 @@ impl LocalCluster {
         };
         let mut writer = api::Writer::new(client.clone());
         apply_crds(&mut writer, config.crds.as_deref(), deadline).await?;
-        writer
-            .create_if_missing(&json!({
-                "apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": processes::OPERATOR_NAMESPACE},
-            }))
-            .await?;
+        for namespace in [processes::OPERATOR_NAMESPACE, processes::SECRETS_NAMESPACE] {
+            writer
+                .create_if_missing(&json!({
+                    "apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": namespace},
+                }))
+                .await?;
+        }
         let pool = json!({
             "apiVersion": "portico.dev/v1alpha1",
             "kind": names::kind::LOAD_BALANCER_IP_POOL,
@@ -140,6 +144,7 @@ impl LocalCluster {
         });
         writer.apply_until(&pool, deadline).await?;
 
+        let cert_sync = processes::start_cert_sync(&kubeconfig).await?;
         let (operator, config_addr) =
             processes::start_operator(&kubeconfig, network.host_ip(), OPERATOR_DEBOUNCE).await?;
         let proxy_ip = network.allocate().map_err(|e| e.to_string())?;
@@ -160,6 +165,7 @@ impl LocalCluster {
             writer,
             network,
             operator: Some(operator),
+            cert_sync: Some(cert_sync),
             proxy: Some(proxy),
             poller: Some(poller),
             pushed_at: Instant::now(),
@@ -259,13 +265,16 @@ impl LocalCluster {
         if let Some(p) = &self.operator {
             out.push(processes::tail("portico-operator", p, TAIL_LINES));
         }
+        if let Some(p) = &self.cert_sync {
+            out.push(processes::tail("portico-cert-sync", p, TAIL_LINES));
+        }
         if let Some(p) = &self.proxy {
             out.push(processes::tail("portico-proxy", p, TAIL_LINES));
         }
         out.join("\n")
     }
 
-    /// Stops the proxy, the operator and the API server; the logs go to `dir`.
+    /// Stops the proxy, the operator, cert-sync and the API server; the logs go to `dir`.
     pub(crate) async fn shutdown(mut self, dir: &Path) {
         if let Some(poller) = self.poller.take() {
             poller.stop().await;
@@ -273,6 +282,7 @@ impl LocalCluster {
         for (name, process) in [
             ("portico-proxy", self.proxy.take()),
             ("portico-operator", self.operator.take()),
+            ("portico-cert-sync", self.cert_sync.take()),
         ] {
             if let Some(process) = process {
                 processes::write_log(dir, name, &process);

@@ -1,11 +1,18 @@
-//! `portico-operator` on the host and one `portico-proxy` as a pod of the pod network,
-//! both child processes whose output is kept for failure messages and the run folder.
+//! `portico-operator` and `portico-cert-sync` on the host and one `portico-proxy` as a pod
+//! of the pod network, child processes whose output is kept for failure messages and the
+//! run folder.
 //!
 //! ```text
+//!   host: portico-cert-sync --kubeconfig K --secrets-namespace portico-secrets
+//!           copies the Secrets our Gateways' listeners name into portico-secrets
 //!   host: portico-operator --kubeconfig K --lb-ipam --insecure
+//!           --secrets-namespace portico-secrets   (certificates only from those copies)
 //!           --config-listen <pod network host address>:0   ──"config server listening addr=A"
 //!   netns: portico-proxy --operator http://A --insecure --admin <proxy pod>:9902
 //! ```
+//!
+//! As the Helm chart installs them: every TLS case goes through cert-sync's copies, the
+//! operator never reads a Secret outside the secrets namespace.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -22,6 +29,13 @@ pub(crate) const PROXY_ADMIN_PORT: u16 = 9902;
 
 /// The operator's Lease namespace (created by the runner, as an installation would).
 pub(crate) const OPERATOR_NAMESPACE: &str = "portico-system";
+
+/// Where cert-sync copies certificates and the operator reads them (created by the
+/// runner, as the chart does).
+pub(crate) const SECRETS_NAMESPACE: &str = portico_api::names::DEFAULT_SECRETS_NAMESPACE;
+
+/// cert-sync's debounce: cases change Secrets and Gateways often.
+const CERT_SYNC_DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// The name the proxy gives itself in the operator's records.
 const PROXY_NODE: &str = "portico-conformance-proxy";
@@ -60,6 +74,8 @@ pub(crate) async fn start_operator(
         .args(["--identity", "portico-conformance", "--lease-namespace"])
         .arg(OPERATOR_NAMESPACE)
         .arg("--lb-ipam")
+        .arg("--secrets-namespace")
+        .arg(SECRETS_NAMESPACE)
         .arg("--insecure")
         .arg("--config-listen")
         .arg(format!("{config_listen}:0"))
@@ -77,6 +93,31 @@ pub(crate) async fn start_operator(
         .and_then(|a| a.parse().ok())
         .ok_or_else(|| format!("portico-operator: no address in {line:?}"))?;
     Ok((operator, addr))
+}
+
+/// Starts cert-sync (its Lease beside the operator's, metrics on a free loopback port)
+/// and waits until it has bound its port; it copies as soon as it leads.
+pub(crate) async fn start_cert_sync(kubeconfig: &Path) -> Result<Process, String> {
+    let bin = sibling("portico-cert-sync")?;
+    let mut command = Command::new(&bin);
+    command
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--identity", "portico-conformance", "--lease-namespace"])
+        .arg(OPERATOR_NAMESPACE)
+        .arg("--secrets-namespace")
+        .arg(SECRETS_NAMESPACE)
+        .args(["--metrics-listen", "127.0.0.1:0", "--debounce"])
+        .arg(format!("{}ms", CERT_SYNC_DEBOUNCE.as_millis()))
+        .args(["--log", "info"])
+        .env("NO_COLOR", "1");
+    let cert_sync =
+        Process::spawn_command(command).map_err(|e| format!("starting {}: {e}", bin.display()))?;
+    cert_sync
+        .wait_for_line("metrics and health listening", START_TIMEOUT)
+        .await
+        .map_err(|e| format!("portico-cert-sync did not start: {e}"))?;
+    Ok(cert_sync)
 }
 
 /// Starts the proxy inside the pod network on `ip`.
