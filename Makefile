@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 GATEWAY_API_DIR ?= ../shared/gateway-api
 
-.PHONY: all build demo test test-unit conformance e2e-local lint fmt generate check-generated golden clean
+.PHONY: all build demo test test-unit conformance e2e-local soak lint fmt generate check-generated golden clean
 
 all: build
 
@@ -50,6 +50,15 @@ conformance:
 	  $(if $(strip $(CONFORMANCE_KNOWN_FAILURES)),--skip-tests $(subst $(space),$(comma),$(strip $(CONFORMANCE_KNOWN_FAILURES)))) \
 	  $(if $(strip $(CONFORMANCE_PREVIEW_FEATURES)),--preview-features $(subst $(space),$(comma),$(strip $(CONFORMANCE_PREVIEW_FEATURES)))) \
 	  $(CONFORMANCE_ARGS)
+
+## soak: `portico standalone` under load while one route changes SOAK_CHANGES times
+## (crates/portico/tests/soak.rs): zero non-2xx for the untouched route, memory at the end
+## within 10% of after the warm-up; bounded by SOAK_DEADLINE seconds. Prints a summary.
+SOAK_CHANGES ?= 1000
+SOAK_DEADLINE ?= 300
+soak:
+	SOAK_CHANGES=$(SOAK_CHANGES) SOAK_DEADLINE=$(SOAK_DEADLINE) \
+	  $(CARGO) test -p portico --test soak -- --ignored --nocapture
 
 ## e2e-local: every case of e2e/cases through `portico conformance run --target
 ## local-cluster`: an in-memory Kubernetes API server (crates/testkit), portico-operator
@@ -115,6 +124,24 @@ HELM_CHECK_ARGS ?=
 helm-check:
 	hack/check-helm.sh $(HELM_CHECK_ARGS)
 
+## bench: Portico against nginx, HAProxy and a direct connection (same backend, routes and
+## client, interleaved, 3 repetitions after a warm-up; proxies pinned to CPU 0 with one
+## worker) over HTTP/1.1, HTTP/2, TLS, 5,000 routes, 1 MiB bodies, 1,000 slow connections
+## and a weighted split; and the control plane at 10..5,000 routes (propagation, attached
+## routes, RSS, changes under load). Writes bench/results/<date>.{json,md}; < 30 minutes.
+## bench-quick: HTTP/1.1 keep-alive and 1,000 routes only (~2 minutes), quick-<date>.*.
+## hack/bench-deps.sh installs nginx-light, haproxy, wrk, nghttp2-client, hey when missing.
+.PHONY: bench bench-quick bench-build
+bench-build:
+	hack/bench-deps.sh
+	$(CARGO) build --release -p portico -p portico-bench
+
+bench: bench-build
+	timeout 1800 target/release/portico-bench --out bench/results
+
+bench-quick: bench-build
+	timeout 300 target/release/portico-bench --quick --out bench/results
+
 ## bench-agent: the agent's socket LB against nftables DNAT (kube-proxy's way) in the same
 ## network namespaces, connect latency and throughput as ratios, and the time to program
 ## 10,000 services; writes bench/results/agent-<date>.{json,md}. Needs root, BPF and nft
@@ -168,3 +195,21 @@ e2e:
 	hack/e2e-kind.sh install-portico
 	hack/e2e-kind.sh conformance
 	hack/e2e-kind.sh delete-cluster
+
+## fuzz: every fuzz target of fuzz/ (docs/fuzzing.md: translator, YAML folder, route
+## matching and regexes, proxy config decoding, header filters, ClientHello parser) for
+## FUZZ_SECONDS each, built with plain cargo + libfuzzer-sys on stable Rust into
+## fuzz/target (no cargo-fuzz needed). Corpora in fuzz/corpus/<target>, seeded from
+## e2e/cases and examples/ on first run (`make fuzz-seeds` redoes it); a crash leaves its
+## input in fuzz/artifacts/<target>/ and fails the target. One target:
+## `make fuzz FUZZ_TARGETS=translate`. fuzz-smoke (CI): FUZZ_SMOKE_SECONDS each.
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_TARGETS ?=
+.PHONY: fuzz fuzz-smoke fuzz-seeds
+fuzz:
+	GATEWAY_API_DIR=$(GATEWAY_API_DIR) fuzz/run.sh run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+fuzz-smoke:
+	GATEWAY_API_DIR=$(GATEWAY_API_DIR) fuzz/run.sh run $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+fuzz-seeds:
+	GATEWAY_API_DIR=$(GATEWAY_API_DIR) fuzz/run.sh seeds

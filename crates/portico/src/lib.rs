@@ -3,6 +3,8 @@
 //! Each subcommand is a module with a config struct and a `run`/`start` function;
 //! `main.rs` only parses flags and calls them.
 
+pub mod check_split;
 pub mod conformance;
+pub mod connectivity;
 pub mod lb;
 pub mod standalone;

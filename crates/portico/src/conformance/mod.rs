@@ -28,7 +28,7 @@ mod cluster;
 mod defaults;
 pub mod features;
 mod grpc;
-mod http;
+pub(crate) mod http;
 mod kubelet;
 mod local_cluster;
 mod manifest;
@@ -41,7 +41,7 @@ mod requests;
 mod setup;
 mod stream;
 mod target;
-mod tls;
+pub(crate) mod tls;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,403 @@
+//! The same routes for every peer: `portico standalone` YAML, nginx.conf and
+//! haproxy.cfg generated from one description.
+//!
+//! Route `i` matches host `h{i}.example.com`, path prefix `/p{i}/` and header
+//! `x-route: r{i}`; the load goes to the last route, so that a proxy that tries routes
+//! in order pays for all of them. `split.example.com` spreads requests 80/15/5 over three
+//! backends.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Ports of the backends (`portico-bench backend`).
+pub(crate) const BACKEND_PORT: u16 = 19000;
+pub(crate) const SPLIT_PORTS: [u16; 3] = [19001, 19002, 19003];
+pub(crate) const SPLIT_WEIGHTS: [u64; 3] = [80, 15, 5];
+pub(crate) const SPLIT_HOST: &str = "split.example.com";
+
+/// Where one peer listens.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ports {
+    pub(crate) http: u16,
+    /// HTTP/2 with prior knowledge (h2c).
+    pub(crate) h2c: u16,
+    /// TLS with ALPN h2 and http/1.1; `None` for the direct peer.
+    pub(crate) https: Option<u16>,
+}
+
+/// The request that hits route `i`.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) host: String,
+    pub(crate) path: String,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+pub(crate) fn target(i: usize) -> Target {
+    Target {
+        host: host(i),
+        path: format!("/p{i}/x"),
+        headers: vec![("x-route".to_owned(), format!("r{i}"))],
+    }
+}
+
+fn host(i: usize) -> String {
+    format!("h{i}.example.com")
+}
+
+/// Certificate and key for the TLS listeners (the same for all peers).
+#[derive(Debug, Clone)]
+pub(crate) struct Tls {
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: String,
+}
+
+impl Tls {
+    pub(crate) fn generate() -> anyhow::Result<Self> {
+        let key = rcgen::KeyPair::generate()?;
+        let params = rcgen::CertificateParams::new(vec!["bench.example.com".to_owned()])?;
+        let cert = params.self_signed(&key)?;
+        Ok(Self {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+const NAMESPACE: &str = "bench";
+
+/// GatewayClass, Namespace, Gateway (an HTTP listener, and an HTTPS one when `tls` is
+/// given, with its Secret), and the backends' Services and EndpointSlices.
+pub(crate) fn portico_base(ports: Ports, tls: Option<&Tls>) -> String {
+    let mut out = format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: portico
+spec:
+  controllerName: portico.dev/gateway-controller
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {NAMESPACE}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: gw
+  namespace: {NAMESPACE}
+spec:
+  gatewayClassName: portico
+  addresses:
+    - type: IPAddress
+      value: 127.0.0.1
+  listeners:
+    - name: http
+      protocol: HTTP
+      port: {http}
+"#,
+        http = ports.http
+    );
+    if let (Some(tls), Some(https)) = (tls, ports.https) {
+        let _ = write!(
+            out,
+            r#"    - name: https
+      protocol: HTTPS
+      port: {https}
+      tls:
+        mode: Terminate
+        certificateRefs:
+          - name: bench-tls
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: bench-tls
+  namespace: {NAMESPACE}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+{crt}  tls.key: |
+{key}"#,
+            crt = indent(&tls.cert_pem),
+            key = indent(&tls.key_pem),
+        );
+    }
+    let services = std::iter::once(("be", BACKEND_PORT)).chain(
+        ["sa", "sb", "sc"]
+            .into_iter()
+            .zip(SPLIT_PORTS)
+            .map(|(name, port)| (name, port)),
+    );
+    for (name, port) in services {
+        let _ = write!(
+            out,
+            r#"---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: {NAMESPACE}
+spec:
+  ports:
+    - name: http
+      port: 80
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-1
+  namespace: {NAMESPACE}
+  labels:
+    kubernetes.io/service-name: {name}
+addressType: IPv4
+ports:
+  - name: http
+    port: {port}
+    protocol: TCP
+endpoints:
+  - addresses: ["127.0.0.1"]
+    conditions:
+      ready: true
+"#
+        );
+    }
+    out
+}
+
+fn indent(pem: &str) -> String {
+    pem.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+/// HTTPRoute `i` (see the module doc), named `name`.
+pub(crate) fn portico_route(name: &str, i: usize) -> String {
+    format!(
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: {name}
+  namespace: {NAMESPACE}
+spec:
+  parentRefs:
+    - name: gw
+  hostnames:
+    - {host}
+  rules:
+    - matches:
+        - path:
+            type: PathPrefix
+            value: /p{i}/
+          headers:
+            - name: x-route
+              value: r{i}
+      backendRefs:
+        - name: be
+          port: 80
+"#,
+        host = host(i)
+    )
+}
+
+/// An HTTPRoute for `host` spreading over the split backends with `weights`.
+pub(crate) fn portico_split(name: &str, host: &str, weights: [u64; 3]) -> String {
+    let mut out = format!(
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: {name}
+  namespace: {NAMESPACE}
+spec:
+  parentRefs:
+    - name: gw
+  hostnames:
+    - {host}
+  rules:
+    - backendRefs:
+"#
+    );
+    for (service, weight) in ["sa", "sb", "sc"].into_iter().zip(weights) {
+        let _ = write!(
+            out,
+            "        - name: {service}\n          port: 80\n          weight: {weight}\n"
+        );
+    }
+    out
+}
+
+/// Routes `0..n` plus the split route, for the data-plane scenarios.
+pub(crate) fn portico_routes(n: usize) -> String {
+    let mut out = String::new();
+    for i in 0..n {
+        out.push_str(&portico_route(&format!("r{i}"), i));
+    }
+    out.push_str(&portico_split("split", SPLIT_HOST, SPLIT_WEIGHTS));
+    out
+}
+
+/// nginx: one worker, no master, no access log; upstream keep-alive; responses streamed
+/// (proxy_buffering off), as Portico and HAProxy do.
+pub(crate) fn nginx(ports: Ports, routes: usize, dir: &Path) -> String {
+    let d = dir.display();
+    let https = ports.https.unwrap_or(0);
+    let mut out = format!(
+        r#"daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 65536;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{
+    worker_connections 20000;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server_names_hash_max_size 65536;
+    server_names_hash_bucket_size 128;
+    keepalive_requests 1000000;
+    http2_max_requests 1000000;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host $host;
+    proxy_buffering off;
+    proxy_request_buffering off;
+    ssl_certificate {d}/cert.pem;
+    ssl_certificate_key {d}/key.pem;
+    upstream be {{
+        server 127.0.0.1:{BACKEND_PORT};
+        keepalive 256;
+    }}
+    upstream split {{
+        server 127.0.0.1:{a} weight={wa};
+        server 127.0.0.1:{b} weight={wb};
+        server 127.0.0.1:{c} weight={wc};
+        keepalive 256;
+    }}
+    server {{
+        listen 127.0.0.1:{http} default_server;
+        listen 127.0.0.1:{h2c} http2 default_server;
+        listen 127.0.0.1:{https} ssl http2 default_server;
+        return 404;
+    }}
+    server {{
+        listen 127.0.0.1:{http};
+        listen 127.0.0.1:{h2c} http2;
+        listen 127.0.0.1:{https} ssl http2;
+        server_name {SPLIT_HOST};
+        location / {{
+            proxy_pass http://split;
+        }}
+    }}
+"#,
+        http = ports.http,
+        h2c = ports.h2c,
+        a = SPLIT_PORTS[0],
+        b = SPLIT_PORTS[1],
+        c = SPLIT_PORTS[2],
+        wa = SPLIT_WEIGHTS[0],
+        wb = SPLIT_WEIGHTS[1],
+        wc = SPLIT_WEIGHTS[2],
+    );
+    for i in 0..routes {
+        let _ = write!(
+            out,
+            r#"    server {{
+        listen 127.0.0.1:{http};
+        listen 127.0.0.1:{h2c} http2;
+        listen 127.0.0.1:{https} ssl http2;
+        server_name {host};
+        location /p{i}/ {{
+            if ($http_x_route != "r{i}") {{
+                return 404;
+            }}
+            proxy_pass http://be;
+        }}
+    }}
+"#,
+            http = ports.http,
+            h2c = ports.h2c,
+            host = host(i),
+        );
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// HAProxy: one thread, no logs, connection reuse to the backends; one `use_backend`
+/// rule per route (host, path prefix and header), evaluated in order.
+pub(crate) fn haproxy(ports: Ports, routes: usize, dir: &Path) -> String {
+    let d = dir.display();
+    let https = ports.https.unwrap_or(0);
+    let mut out = format!(
+        r#"global
+    nbthread 1
+    maxconn 40000
+    tune.ssl.default-dh-param 2048
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:{http}
+    bind 127.0.0.1:{h2c} proto h2
+    bind 127.0.0.1:{https} ssl crt {d}/combined.pem alpn h2,http/1.1
+    http-request set-var(txn.host) req.hdr(host),field(1,:),lower
+    use_backend split if {{ var(txn.host) -m str {SPLIT_HOST} }}
+"#,
+        http = ports.http,
+        h2c = ports.h2c,
+    );
+    for i in 0..routes {
+        let _ = writeln!(
+            out,
+            "    use_backend be if {{ var(txn.host) -m str {host} }} {{ path_beg /p{i}/ }} {{ req.hdr(x-route) -m str r{i} }}",
+            host = host(i)
+        );
+    }
+    let _ = write!(
+        out,
+        r#"    default_backend notfound
+backend notfound
+    http-request return status 404
+backend be
+    server be 127.0.0.1:{BACKEND_PORT} maxconn 10000
+backend split
+    balance roundrobin
+"#
+    );
+    for (n, (port, weight)) in SPLIT_PORTS.iter().zip(SPLIT_WEIGHTS).enumerate() {
+        let _ = writeln!(out, "    server s{n} 127.0.0.1:{port} weight {weight}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_peer_gets_every_route() {
+        let ports = Ports {
+            http: 1,
+            h2c: 2,
+            https: Some(3),
+        };
+        let yaml = portico_routes(7);
+        assert_eq!(yaml.matches("kind: HTTPRoute").count(), 8);
+        let nginx = nginx(ports, 7, Path::new("/tmp/x"));
+        assert_eq!(nginx.matches("server_name h").count(), 7);
+        let haproxy = haproxy(ports, 7, Path::new("/tmp/x"));
+        assert_eq!(haproxy.matches("use_backend be if").count(), 7);
+        let t = target(6);
+        assert!(yaml.contains(&t.host) && nginx.contains(&t.host) && haproxy.contains(&t.host));
+    }
+}

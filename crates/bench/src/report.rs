@@ -1,0 +1,247 @@
+//! The machine the numbers come from, and the markdown table of the results.
+
+use std::fmt::{self, Write as _};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+pub(crate) struct Machine {
+    nproc: usize,
+    kernel: String,
+    cpu: String,
+}
+
+impl Machine {
+    pub(crate) fn to_json(&self) -> Value {
+        json!({ "nproc": self.nproc, "kernel": self.kernel, "cpu_model": self.cpu })
+    }
+}
+
+impl fmt::Display for Machine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} CPUs, {}, Linux {}",
+            self.nproc, self.cpu, self.kernel
+        )
+    }
+}
+
+pub(crate) fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+        .map_or_else(|| "unknown CPU".to_owned(), |(_, m)| m.trim().to_owned());
+    Machine {
+        nproc: std::thread::available_parallelism().map_or(0, usize::from),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or_else(|_| "unknown".to_owned(), |k| k.trim().to_owned()),
+        cpu,
+    }
+}
+
+fn first_line(program: &str, arg: &str) -> Option<String> {
+    let out = Command::new(program).arg(arg).output().ok()?;
+    // nginx -v prints on stderr.
+    let text = [out.stdout, out.stderr].concat();
+    String::from_utf8_lossy(&text)
+        .lines()
+        .next()
+        .map(|l| l.trim().to_owned())
+}
+
+pub(crate) fn versions() -> Value {
+    json!({
+        "nginx": first_line("nginx", "-v"),
+        "haproxy": first_line("haproxy", "-v"),
+        "wrk": first_line("wrk", "--version"),
+        "h2load": first_line("h2load", "--version"),
+    })
+}
+
+fn num(v: &Value, digits: usize) -> String {
+    v.as_f64()
+        .map_or_else(|| "-".to_owned(), |x| format!("{x:.digits$}"))
+}
+
+const PEERS: [&str; 4] = ["portico", "nginx", "haproxy", "direct"];
+
+/// The results as markdown: one table for the data plane, one for the control plane.
+pub(crate) fn markdown(r: &Value) -> String {
+    let mut md = String::new();
+    let m = &r["machine"];
+    let _ = writeln!(
+        md,
+        "# Portico benchmarks ({mode}), {date}\n\nMachine: {nproc} CPUs, {cpu}, Linux {kernel}. \
+         Proxies pinned to CPU 0 with one worker; client and backend on CPU 1. \
+         {reps} repetitions after a warm-up, interleaved; median shown. \
+         {nginx}; {haproxy}.\n",
+        mode = r["mode"].as_str().unwrap_or("?"),
+        date = r["date"].as_str().unwrap_or("?"),
+        nproc = m["nproc"],
+        cpu = m["cpu_model"].as_str().unwrap_or("?"),
+        kernel = m["kernel"].as_str().unwrap_or("?"),
+        reps = r["setup"]["reps"],
+        nginx = r["versions"]["nginx"].as_str().unwrap_or("nginx ?"),
+        haproxy = r["versions"]["haproxy"]
+            .as_str()
+            .and_then(|v| v.split(" - ").next())
+            .unwrap_or("HAProxy ?"),
+    );
+    md.push_str(
+        "## Data plane\n\n| scenario | peer | req/s | CPU µs/req | errors | Portico/nginx req/s | Portico/HAProxy req/s | CPU/req vs nginx | CPU/req vs HAProxy |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    if let Some(scenarios) = r["scenarios"].as_object() {
+        for (key, s) in scenarios {
+            let Some(peers) = s["peers"].as_object() else {
+                continue;
+            };
+            if s.get("tool").is_none() {
+                continue;
+            }
+            let mut first = true;
+            for peer in PEERS {
+                let Some(p) = peers.get(peer) else { continue };
+                let ratios = &s["ratios"];
+                let (a, b, c, d) = if first {
+                    (
+                        num(&ratios["portico_vs_nginx"], 2),
+                        num(&ratios["portico_vs_haproxy"], 2),
+                        num(&ratios["cpu_per_req_vs_nginx"], 2),
+                        num(&ratios["cpu_per_req_vs_haproxy"], 2),
+                    )
+                } else {
+                    Default::default()
+                };
+                let _ = writeln!(
+                    md,
+                    "| {scenario} | {peer} | {rps} | {cpu} | {errors} | {a} | {b} | {c} | {d} |",
+                    scenario = if first { key.as_str() } else { "" },
+                    rps = num(&p["rps"], 0),
+                    cpu = num(&p["cpu_us_per_req"], 1),
+                    errors = p["errors"],
+                );
+                first = false;
+            }
+        }
+    }
+    let fixed = &r["scenarios"]["http1_keepalive_fixed_rate"];
+    if let Some(peers) = fixed["peers"].as_object() {
+        let _ = writeln!(
+            md,
+            "\nFixed open-loop rate {rate} req/s (half the slowest proxy's maximum), HTTP/1.1 keep-alive:\n\n| peer | p50 ms | p99 ms | errors | RSS MiB |\n|---|---:|---:|---:|---:|",
+            rate = num(&fixed["rate"], 0)
+        );
+        for peer in PEERS {
+            let Some(p) = peers.get(peer) else { continue };
+            let errors =
+                p["non_2xx"].as_u64().unwrap_or(0) + p["socket_errors"].as_u64().unwrap_or(0);
+            let _ = writeln!(
+                md,
+                "| {peer} | {} | {} | {errors} | {} |",
+                num(&p["p50_ms"], 2),
+                num(&p["p99_ms"], 2),
+                p["rss_kib"]
+                    .as_f64()
+                    .map_or("-".to_owned(), |k| format!("{:.1}", k / 1024.0)),
+            );
+        }
+    }
+    let five = &r["scenarios"]["routes_5000"];
+    if let Some(ratios) = five["rps_5000_over_10"].as_object() {
+        let parts: Vec<String> = ratios
+            .iter()
+            .map(|(k, v)| format!("{k} {}", num(v, 2)))
+            .collect();
+        let _ = writeln!(
+            md,
+            "\nThroughput at 5,000 routes over throughput at 10: {}.",
+            parts.join(", ")
+        );
+        if let Some(rss) = five["rss_kib"].as_object() {
+            let parts: Vec<String> = rss
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{k} {}",
+                        v.as_f64()
+                            .map_or("-".to_owned(), |k| format!("{:.1} MiB", k / 1024.0))
+                    )
+                })
+                .collect();
+            let _ = writeln!(md, "RSS at 5,000 routes: {}.", parts.join(", "));
+        }
+    }
+    let split = &r["scenarios"]["weighted_split"];
+    if let Some(peers) = split["peers"].as_object() {
+        let parts: Vec<String> = peers
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k} {} pp ({})",
+                    num(&v["max_deviation_pct_points"], 2),
+                    v["counts"]
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "Weighted split 80/15/5 over {} requests, worst deviation: {}.",
+            split["requests"],
+            parts.join(", ")
+        );
+    }
+
+    let cp = &r["control_plane"];
+    let _ = writeln!(
+        md,
+        "\n## Control plane (portico standalone, debounce {})\n\n| routes present | start to serving s | new route → first 200, idle ms (median / max) | under {} req/s load ms (median / max) | load errors | RSS MiB | peak RSS MiB |\n|---:|---:|---:|---:|---:|---:|---:|",
+        crate::DEBOUNCE,
+        num(&cp["propagation"][0]["load"]["rate"], 0),
+    );
+    if let Some(sizes) = cp["propagation"].as_array() {
+        for s in sizes {
+            let mib = |v: &Value| {
+                v.as_f64()
+                    .map_or("-".to_owned(), |k| format!("{:.1}", k / 1024.0))
+            };
+            let errors = s["load"]["non_2xx"].as_u64().unwrap_or(0)
+                + s["load"]["socket_errors"].as_u64().unwrap_or(0);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} / {} | {} / {} | {errors} | {} | {} |",
+                s["routes"],
+                num(&s["startup_s"], 2),
+                num(&s["new_route_idle"]["median_ms"], 1),
+                num(&s["new_route_idle"]["max_ms"], 1),
+                num(&s["new_route_under_load"]["median_ms"], 1),
+                num(&s["new_route_under_load"]["max_ms"], 1),
+                mib(&s["rss_kib"]),
+                mib(&s["peak_rss_kib"]),
+            );
+        }
+    }
+    let a = &cp["attached"];
+    let _ = writeln!(
+        md,
+        "\n{} routes written at once: attachedRoutes {} reported after {} ms, the last one serving after {} ms.",
+        a["routes"],
+        a["routes"],
+        num(&a["attached_reported_ms"], 0),
+        num(&a["last_route_serving_ms"], 0)
+    );
+    let c = &cp["churn"];
+    let _ = writeln!(
+        md,
+        "Route and weight changes every 100 ms for {} s ({} changes) under {} req/s: {} ok, {} non-2xx, {} socket errors.",
+        c["secs"],
+        c["changes"],
+        num(&c["load"]["rate"], 0),
+        c["load"]["ok"],
+        c["load"]["non_2xx"],
+        c["load"]["socket_errors"]
+    );
+    md
+}
