@@ -46,7 +46,11 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds `addr` for listener `name`. Synchronous so that `update` knows at once which
 /// listeners failed. SO_REUSEADDR lets a listener rebind a port that a previous one just
-/// released while its old connections sit in TIME_WAIT.
+/// released while its old connections sit in TIME_WAIT. SO_REUSEPORT lets a new proxy
+/// process bind the ports an old one still holds (same user only; a program that did not
+/// set it still makes the bind fail), so that a restart overlaps: the kernel spreads new
+/// connections over both until the old one, on SIGTERM, closes its sockets and drains
+/// (ARCHITECTURE.md, "Shutdown").
 pub(crate) fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener, ListenerError> {
     let error = |e: std::io::Error| ListenerError {
         listener: name.to_owned(),
@@ -60,6 +64,7 @@ pub(crate) fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener, Listener
     }
     .map_err(error)?;
     socket.set_reuseaddr(true).map_err(error)?;
+    socket.set_reuseport(true).map_err(error)?;
     socket.bind(addr).map_err(error)?;
     socket.listen(BACKLOG).map_err(error)
 }
