@@ -378,7 +378,19 @@ pub async fn start(
             let _ = task.await;
         });
     }
-    let (leader, lease_task) = lease::spawn(client.clone(), lease, shutdown.clone());
+    // The leader publishes its proxies' records on the Lease (`portico status`).
+    let records = xds.records.clone();
+    let (leader, lease_task) = lease::spawn_annotated(
+        client.clone(),
+        lease,
+        Box::new(move || {
+            std::collections::BTreeMap::from([(
+                crate::xds::records::PROXIES_ANNOTATION.to_owned(),
+                records.report(),
+            )])
+        }),
+        shutdown.clone(),
+    );
 
     let status_writer = StatusWriter::new(
         client.clone(),

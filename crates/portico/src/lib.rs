@@ -4,7 +4,10 @@
 //! `main.rs` only parses flags and calls them.
 
 pub mod check_split;
+pub mod config_view;
 pub mod conformance;
+pub mod dev_cluster;
 pub mod connectivity;
 pub mod lb;
 pub mod standalone;
+pub mod status;

@@ -62,19 +62,67 @@ enum Command {
         #[command(subcommand)]
         command: ConformanceCommand,
     },
-    /// Send N requests to URL and count answers by echo backend (Deployment), like the
-    /// scenario's check-split.sh; exits 1 when any request fails.
-    CheckSplit(portico::check_split::CheckSplitArgs),
-    /// End-to-end checks of a cluster (`connectivity test`), and the client pods' probe.
-    Connectivity {
+    /// A long-running local cluster (API server, Portico's components as processes, a
+    /// kubelet for echo and cli images in a pod network); needs root. Ctrl-C stops it.
+    DevCluster(DevClusterArgs),
+    /// The health of a Portico installation (components, workloads, images, chart,
+    /// Gateways, proxies and their config versions); exits 1 on errors.
+    Status(StatusArgs),
+    /// The installation's configuration.
+    Config {
         #[command(subcommand)]
-        command: portico::connectivity::ConnectivityCommand,
+        command: ConfigCommand,
     },
     /// The node agent's eBPF load balancer on this node.
     Lb {
         #[command(subcommand)]
         command: LbCommand,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    /// Wait until healthy (progress on stderr); exit 1 on timeout.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Where Portico is installed.
+    #[arg(long, short = 'n', default_value = "portico-system")]
+    namespace: String,
+    /// Report a local standalone process instead: its admin URL (/healthz, /metrics).
+    #[arg(long)]
+    standalone: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the keys of the portico-config ConfigMap, sorted.
+    View {
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+        #[arg(long, short = 'n', default_value = "portico-system")]
+        namespace: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct DevClusterArgs {
+    /// A real API server instead of an in-memory one.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Write the in-memory API server's kubeconfig here.
+    #[arg(long)]
+    kubeconfig_out: Option<PathBuf>,
+    /// Write this file (JSON: kubeconfig, node and proxy addresses, pids) once ready.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Gateway API CRDs to install.
+    #[arg(long, default_value = "../shared/gateway-api/crds/experimental")]
+    crds: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,15 +249,51 @@ async fn main() -> anyhow::Result<()> {
             println!("shutting down");
             standalone.shutdown().await;
         }
-        Command::CheckSplit(args) => {
-            if !portico::check_split::run(args).await? {
+        Command::Status(args) => {
+            let mut out = String::new();
+            let healthy = match &args.standalone {
+                Some(url) => portico::status::standalone(url, &mut out).await?,
+                None => {
+                    let config = portico::status::StatusConfig {
+                        kubeconfig: args.kubeconfig,
+                        namespace: args.namespace,
+                        wait: args.wait.then_some(args.timeout),
+                    };
+                    portico::status::run(&config, &mut out).await?
+                }
+            };
+            print!("{out}");
+            if !healthy {
                 std::process::exit(1);
             }
         }
-        Command::Connectivity { command } => {
-            if !portico::connectivity::run(command).await? {
-                std::process::exit(1);
-            }
+        Command::Config {
+            command:
+                ConfigCommand::View {
+                    kubeconfig,
+                    namespace,
+                },
+        } => {
+            print!(
+                "{}",
+                portico::config_view::run(kubeconfig.as_deref(), &namespace).await?
+            );
+        }
+        Command::DevCluster(args) => {
+            let config = portico::dev_cluster::DevClusterConfig {
+                kubeconfig: args.kubeconfig,
+                kubeconfig_out: args.kubeconfig_out,
+                ready_file: args.ready_file,
+                crds: Some(args.crds),
+            };
+            let cancel = CancellationToken::new();
+            let stop = cancel.clone();
+            tokio::spawn(async move {
+                if shutdown_signal().await.is_ok() {
+                    stop.cancel();
+                }
+            });
+            portico::dev_cluster::run(config, cancel).await?;
         }
         Command::Lb {
             command: LbCommand::List { pin_dir },

@@ -17,7 +17,11 @@
 //! A leader that cannot renew for a whole lease duration steps down on its own (it cannot
 //! know whether another replica took over). On shutdown the leader releases the Lease
 //! (empties the holder), so a successor does not wait for it to expire.
+//!
+//! The leader may publish annotations with each renewal ([`spawn_annotated`]): the
+//! operator puts its proxies' records there (crate::xds::records::PROXIES_ANNOTATION).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kube::api::PostParams;
@@ -71,14 +75,28 @@ struct Observed {
     since: Instant,
 }
 
+/// The annotations the leader writes with each renewal.
+pub type Annotate = Box<dyn Fn() -> BTreeMap<String, String> + Send + Sync>;
+
 /// One replica's view of the election.
-#[derive(Debug)]
 pub struct Elector {
     api: Api<Lease>,
     config: LeaseConfig,
     observed: Option<Observed>,
     /// When we last renewed successfully, while leading.
     renewed: Option<Instant>,
+    annotate: Option<Annotate>,
+}
+
+impl std::fmt::Debug for Elector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Elector")
+            .field("config", &self.config)
+            .field("observed", &self.observed)
+            .field("renewed", &self.renewed)
+            .field("annotate", &self.annotate.is_some())
+            .finish()
+    }
 }
 
 impl Elector {
@@ -88,6 +106,24 @@ impl Elector {
             config,
             observed: None,
             renewed: None,
+            annotate: None,
+        }
+    }
+
+    /// The leader also writes `annotate()`'s annotations on every renewal.
+    pub fn with_annotations(mut self, annotate: Annotate) -> Self {
+        self.annotate = Some(annotate);
+        self
+    }
+
+    /// Our annotations onto `lease`, when we are about to write it as the leader.
+    fn annotate(&self, lease: &mut Lease) {
+        if let Some(annotate) = &self.annotate {
+            lease
+                .metadata
+                .annotations
+                .get_or_insert_default()
+                .extend(annotate());
         }
     }
 
@@ -134,6 +170,7 @@ impl Elector {
         if holder.as_deref() == Some(self.config.identity.as_str()) {
             spec.renew_time = Some(now);
             spec.lease_duration_seconds = Some(self.duration_seconds());
+            self.annotate(&mut lease);
             return self.replace(&lease).await;
         }
 
@@ -169,6 +206,7 @@ impl Elector {
         spec.renew_time = Some(now);
         spec.lease_duration_seconds = Some(self.duration_seconds());
         spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+        self.annotate(&mut lease);
         self.replace(&lease).await
     }
 
@@ -293,10 +331,29 @@ pub fn spawn(
     config: LeaseConfig,
     shutdown: CancellationToken,
 ) -> (watch::Receiver<bool>, JoinHandle<()>) {
+    spawn_elector(Elector::new(client, config), shutdown)
+}
+
+/// [`spawn`], the leader writing `annotate()` on the Lease with every renewal.
+pub fn spawn_annotated(
+    client: Client,
+    config: LeaseConfig,
+    annotate: Annotate,
+    shutdown: CancellationToken,
+) -> (watch::Receiver<bool>, JoinHandle<()>) {
+    spawn_elector(
+        Elector::new(client, config).with_annotations(annotate),
+        shutdown,
+    )
+}
+
+fn spawn_elector(
+    mut elector: Elector,
+    shutdown: CancellationToken,
+) -> (watch::Receiver<bool>, JoinHandle<()>) {
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(async move {
-        let period = config.retry_period;
-        let mut elector = Elector::new(client, config);
+        let period = elector.config.retry_period;
         loop {
             let leader = elector.tick().await;
             tx.send_if_modified(|l| std::mem::replace(l, leader) != leader);

@@ -10,7 +10,39 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+
+/// The annotation of the operator's Lease in which the leader publishes its records,
+/// renewed with the Lease (a JSON list of [`ProxyReport`]): `portico status` reads it
+/// with nothing but `get` on Leases, and the operator needs no RBAC beyond the
+/// `update` on its Lease the chart grants. Only the leader's view: with several
+/// replicas, proxies connected to a follower are not in it.
+pub const PROXIES_ANNOTATION: &str = "portico.dev/proxies";
+
+/// One proxy, as published in [`PROXIES_ANNOTATION`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyReport {
+    pub node: String,
+    pub connected: bool,
+    #[serde(default)]
+    pub peer: Option<String>,
+    /// The version of the latest push.
+    #[serde(default)]
+    pub pushed: Option<String>,
+    /// The version it serves, as of its last ACK.
+    #[serde(default)]
+    pub acked: Option<String>,
+    /// Its latest NACK, unless a later push was acknowledged.
+    #[serde(default)]
+    pub nack: Option<NackReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NackReport {
+    pub version: String,
+    pub error: String,
+}
 
 /// Every proxy the operator has seen since it started, by node name.
 pub type Records = BTreeMap<String, ProxyRecord>;
@@ -64,6 +96,27 @@ impl ProxyRecords {
 
     pub fn get(&self, node: &str) -> Option<ProxyRecord> {
         self.tx.borrow().get(node).cloned()
+    }
+
+    /// The records as [`ProxyReport`]s, JSON (the value of [`PROXIES_ANNOTATION`]).
+    pub fn report(&self) -> String {
+        let reports: Vec<ProxyReport> = self
+            .tx
+            .borrow()
+            .iter()
+            .map(|(node, r)| ProxyReport {
+                node: node.clone(),
+                connected: r.connected,
+                peer: r.peer.map(|p| p.to_string()),
+                pushed: r.pushed.clone(),
+                acked: r.acked.clone(),
+                nack: r.nack.as_ref().map(|n| NackReport {
+                    version: n.version.clone(),
+                    error: n.error.clone(),
+                }),
+            })
+            .collect();
+        serde_json::to_string(&reports).unwrap_or_else(|_| "[]".to_owned())
     }
 
     pub fn connected(&self) -> usize {
@@ -163,5 +216,29 @@ mod tests {
         assert_eq!(records.connected(), 1);
         records.disconnect("n1", 2);
         assert_eq!(records.connected(), 0);
+    }
+
+    #[test]
+    fn the_report_lists_versions_and_nacks() {
+        let records = ProxyRecords::default();
+        records.connect("n1", 1, None, None, Some("v1".into()));
+        records.pushed("n1", 1, "v2");
+        records.nack("n1", 1, rejection());
+        let reports: Vec<ProxyReport> =
+            serde_json::from_str(&records.report()).expect("the report is JSON");
+        assert_eq!(
+            reports,
+            vec![ProxyReport {
+                node: "n1".into(),
+                connected: true,
+                peer: None,
+                pushed: Some("v2".into()),
+                acked: Some("v1".into()),
+                nack: Some(NackReport {
+                    version: "v2".into(),
+                    error: "cannot bind".into()
+                }),
+            }]
+        );
     }
 }

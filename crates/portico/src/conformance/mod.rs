@@ -30,7 +30,7 @@ pub mod features;
 mod grpc;
 pub(crate) mod http;
 mod kubelet;
-mod local_cluster;
+pub(crate) mod local_cluster;
 mod manifest;
 mod observe;
 mod patch;

@@ -1,35 +1,40 @@
-//! The runner plays kube-proxy for the Gateways' LoadBalancer Services: traffic this
-//! host sends to a load balancer address and Service port is DNATed to the proxy pod
-//! on the Service's `targetPort` (the per-Gateway proxy port the operator chose), with
-//! one nftables table of this run's own.
+//! The runner plays kube-proxy: traffic to a Service's frontends (load balancer
+//! addresses, and with `portico dev-cluster` also ClusterIPs and NodePorts) is DNATed
+//! to its backends, with one nftables table of the run's own, in the host (and, for
+//! `dev-cluster`, also inside the pod network namespace, where client pods dial
+//! ClusterIPs).
 //!
 //! ```text
 //!   runner ── 10.245.K.7:80 ──> nat output: ip daddr 10.245.K.7 tcp dport 80
 //!                                          dnat to 10.244.K.2:2xxxx ──veth──> proxy pod
 //!   Service portico-gateway-x: status.loadBalancer.ingress[].ip = 10.245.K.7 (LB-IPAM)
 //!                              spec.ports[] {port 80, protocol TCP, targetPort 2xxxx}
+//!   dev-cluster: ip daddr 10.96.0.12 tcp dport 8080
+//!                  dnat to numgen random mod 2 map { 0 : pod1 . 3000, 1 : pod2 . 3000 }
 //! ```
 //!
 //! The case runner then dials the addresses in Gateway statuses unchanged, with
 //! redirects, UDP and gRPC, as a client of a cluster would. The rules follow the
 //! Services on every poll (only rewritten when they change); the table is deleted when
-//! the run ends.
+//! the run ends. Each frontend picks a backend at random per connection, as
+//! kube-proxy's iptables mode does.
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::{Command, Stdio};
 
 use portico_api::k8s::{IntOrString, Service};
 
-/// One DNAT: (load balancer address, protocol, port) -> proxy port.
+/// One DNAT: (frontend address, protocol, port) -> one of the backends.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Rule {
     pub(crate) address: Ipv4Addr,
     /// `tcp` or `udp`.
     pub(crate) protocol: &'static str,
     pub(crate) port: u16,
-    pub(crate) target_port: u16,
+    /// Never empty (a frontend without backends gets no rule).
+    pub(crate) backends: Vec<SocketAddrV4>,
 }
 
 /// The DNAT rules of one run.
@@ -37,6 +42,8 @@ pub(crate) struct Rule {
 pub(crate) struct KubeProxy {
     table: String,
     proxy_ip: Ipv4Addr,
+    /// Write the table inside this network namespace instead of the host.
+    netns: Option<String>,
     current: Option<BTreeSet<Rule>>,
 }
 
@@ -46,28 +53,53 @@ impl KubeProxy {
         Self {
             table,
             proxy_ip,
+            netns: None,
             current: None,
         }
     }
 
-    /// Brings the rules in line with `services`.
+    /// The same, with the table inside network namespace `netns`.
+    pub(crate) fn in_netns(table: String, proxy_ip: Ipv4Addr, netns: &str) -> Self {
+        Self {
+            table,
+            proxy_ip,
+            netns: Some(netns.to_owned()),
+            current: None,
+        }
+    }
+
+    /// Brings the rules in line with `services` (their load balancer addresses).
     pub(crate) fn sync(&mut self, services: &[Service]) -> Result<(), String> {
-        let rules = rules(services);
+        self.write(rules(services, self.proxy_ip))
+    }
+
+    /// Writes `rules` unless they are the ones in place: for locally generated traffic
+    /// (output) and traffic arriving from elsewhere, pods included (prerouting).
+    pub(crate) fn write(&mut self, rules: BTreeSet<Rule>) -> Result<(), String> {
         if self.current.as_ref() == Some(&rules) {
             return Ok(());
         }
         let mut script = format!(
-            "add table ip {t}\nflush table ip {t}\ntable ip {t} {{\n  chain output {{\n    type nat hook output priority -100; policy accept;\n",
+            "add table ip {t}\nflush table ip {t}\ntable ip {t} {{\n",
             t = self.table
         );
-        for r in &rules {
+        for (chain, hook) in [("output", "output"), ("prerouting", "prerouting")] {
             script.push_str(&format!(
-                "    ip daddr {} {} dport {} dnat to {}:{}\n",
-                r.address, r.protocol, r.port, self.proxy_ip, r.target_port
+                "  chain {chain} {{\n    type nat hook {hook} priority -100; policy accept;\n"
             ));
+            for r in &rules {
+                script.push_str(&format!(
+                    "    ip daddr {} {} dport {} dnat to {}\n",
+                    r.address,
+                    r.protocol,
+                    r.port,
+                    targets(&r.backends)
+                ));
+            }
+            script.push_str("  }\n");
         }
-        script.push_str("  }\n}\n");
-        nft(&script)?;
+        script.push_str("}\n");
+        nft(self.netns.as_deref(), &script)?;
         tracing::debug!(table = %self.table, rules = rules.len(), "kube-proxy rules written");
         self.current = Some(rules);
         Ok(())
@@ -76,9 +108,31 @@ impl KubeProxy {
     /// Deletes the table (best effort: the run is ending).
     pub(crate) fn remove(&mut self) {
         if self.current.take().is_some()
-            && let Err(error) = nft(&format!("delete table ip {}\n", self.table))
+            && let Err(error) = nft(
+                self.netns.as_deref(),
+                &format!("delete table ip {}\n", self.table),
+            )
         {
             tracing::warn!(%error, table = %self.table, "cannot delete the kube-proxy table");
+        }
+    }
+}
+
+/// The `dnat to` argument: the backend, or a random pick among several.
+fn targets(backends: &[SocketAddrV4]) -> String {
+    match backends {
+        [one] => one.to_string(),
+        many => {
+            let entries: Vec<String> = many
+                .iter()
+                .enumerate()
+                .map(|(i, b)| format!("{i} : {} . {}", b.ip(), b.port()))
+                .collect();
+            format!(
+                "numgen random mod {} map {{ {} }}",
+                many.len(),
+                entries.join(", ")
+            )
         }
     }
 }
@@ -90,8 +144,9 @@ impl Drop for KubeProxy {
 }
 
 /// The rules `services` ask for: every LoadBalancer Service with an IPv4 ingress
-/// address and numeric target ports (the operator's Gateway Services have both).
-pub(crate) fn rules(services: &[Service]) -> BTreeSet<Rule> {
+/// address and numeric target ports (the operator's Gateway Services have both), to
+/// the proxy at `proxy_ip`.
+pub(crate) fn rules(services: &[Service], proxy_ip: Ipv4Addr) -> BTreeSet<Rule> {
     let mut out = BTreeSet::new();
     for service in services {
         let Some(spec) = &service.spec else { continue };
@@ -130,7 +185,7 @@ pub(crate) fn rules(services: &[Service]) -> BTreeSet<Rule> {
                     address: *address,
                     protocol,
                     port: port_number,
-                    target_port,
+                    backends: vec![SocketAddrV4::new(proxy_ip, target_port)],
                 });
             }
         }
@@ -138,8 +193,17 @@ pub(crate) fn rules(services: &[Service]) -> BTreeSet<Rule> {
     out
 }
 
-fn nft(script: &str) -> Result<(), String> {
-    let mut child = Command::new("nft")
+/// Runs `nft -f -` with `script`, inside `netns` if given.
+fn nft(netns: Option<&str>, script: &str) -> Result<(), String> {
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "nft"]);
+            c
+        }
+        None => Command::new("nft"),
+    };
+    let mut child = command
         .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -184,7 +248,8 @@ mod tests {
              "spec": {"type": "ClusterIP", "ports": [{"port": 80}]}}
         ]))
         .unwrap();
-        let got: Vec<Rule> = rules(&services).into_iter().collect();
+        let proxy: Ipv4Addr = "10.244.3.2".parse().unwrap();
+        let got: Vec<Rule> = rules(&services, proxy).into_iter().collect();
         let ip: Ipv4Addr = "10.245.3.7".parse().unwrap();
         assert_eq!(
             got,
@@ -193,15 +258,26 @@ mod tests {
                     address: ip,
                     protocol: "tcp",
                     port: 80,
-                    target_port: 21234
+                    backends: vec![SocketAddrV4::new(proxy, 21234)]
                 },
                 Rule {
                     address: ip,
                     protocol: "udp",
                     port: 53,
-                    target_port: 25353
+                    backends: vec![SocketAddrV4::new(proxy, 25353)]
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn several_backends_are_picked_at_random() {
+        let one: SocketAddrV4 = "10.244.3.2:3000".parse().unwrap();
+        let two: SocketAddrV4 = "10.244.3.3:3001".parse().unwrap();
+        assert_eq!(targets(&[one]), "10.244.3.2:3000");
+        assert_eq!(
+            targets(&[one, two]),
+            "numgen random mod 2 map { 0 : 10.244.3.2 . 3000, 1 : 10.244.3.3 . 3001 }"
         );
     }
 }

@@ -26,9 +26,10 @@
 //! long the operator gets to push what the writes changed when they change no status
 //! (EndpointSlices).
 
-mod api;
-mod kube_proxy;
-mod processes;
+pub(crate) mod api;
+pub(crate) mod kube_proxy;
+pub(crate) mod kubelet;
+pub(crate) mod processes;
 mod snapshot;
 
 use std::net::SocketAddr;
@@ -298,7 +299,7 @@ impl LocalCluster {
 }
 
 /// A client for the cluster of a kubeconfig file.
-async fn client_from(path: &Path) -> Result<Client, String> {
+pub(crate) async fn client_from(path: &Path) -> Result<Client, String> {
     let kubeconfig =
         Kubeconfig::read_from(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     let config = portico_api::kube::Config::from_custom_kubeconfig(
@@ -311,7 +312,7 @@ async fn client_from(path: &Path) -> Result<Client, String> {
 }
 
 /// Applies the CustomResourceDefinitions of `dir` and Portico's own.
-async fn apply_crds(
+pub(crate) async fn apply_crds(
     writer: &mut api::Writer,
     dir: Option<&Path>,
     deadline: Instant,
