@@ -100,6 +100,7 @@ pub(crate) async fn prepare(
     body: Incoming,
     replay: bool,
     taps: usize,
+    limit: Option<u64>,
 ) -> Result<(Outgoing, Vec<RequestBody>), RequestError> {
     if body.is_end_stream() {
         let mirrors = (0..taps).map(|_| empty()).collect();
@@ -128,6 +129,12 @@ pub(crate) async fn prepare(
         ));
     }
     let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
+    // A streamed body is cut where it passes the limit (a buffered one was checked by
+    // its Content-Length, limits.rs), before any mirror sees the bytes.
+    let body = match limit {
+        Some(limit) => crate::limits::cap(body, limit),
+        None => body,
+    };
     if taps == 0 {
         return Ok((
             Outgoing {

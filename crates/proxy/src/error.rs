@@ -162,6 +162,15 @@ pub enum RequestError {
     ClientBody(hyper::Error),
     #[error("cannot build the upstream request: {0}")]
     BadRequest(String),
+    /// The request target is longer than `ProxyOptions::max_uri_bytes`.
+    #[error("request target of {len} bytes, over the limit of {limit}")]
+    UriTooLong { len: usize, limit: usize },
+    /// The request head is larger than `ProxyOptions::max_header_bytes`.
+    #[error("request head of {len} bytes, over the limit of {limit}")]
+    HeadersTooLarge { len: usize, limit: usize },
+    /// The body is (or grew) larger than `ProxyOptions::max_request_body_bytes`.
+    #[error("request body over the limit of {limit} bytes")]
+    BodyTooLarge { limit: u64 },
 }
 
 /// The errors of the HTTP clients and bodies, boxed: the HTTP/1.1 pool and the h2c
@@ -175,7 +184,10 @@ impl RequestError {
             Self::NoRoute { .. }
             | Self::Misdirected { .. }
             | Self::BadRequest(_)
-            | Self::ClientBody(_) => ErrorSide::Downstream,
+            | Self::ClientBody(_)
+            | Self::UriTooLong { .. }
+            | Self::HeadersTooLarge { .. }
+            | Self::BodyTooLarge { .. } => ErrorSide::Downstream,
             Self::NoReadyEndpoint { .. }
             | Self::Connect { .. }
             | Self::Upstream { .. }
@@ -218,6 +230,9 @@ impl RequestError {
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
             Self::BadRequest(_) | Self::ClientBody(_) => StatusCode::BAD_REQUEST,
+            Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoBackend { .. }
             | Self::InvalidBackend { .. }
             | Self::UnresolvedFilter { .. } => StatusCode::INTERNAL_SERVER_ERROR,

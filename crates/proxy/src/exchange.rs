@@ -10,9 +10,16 @@
 //!
 //! When no retry is left the last attempt's outcome stands: its response, or the local
 //! reply for its failure.
+//!
+//! A failed connect is also tried again at once, with or without a retry policy, on
+//! another endpoint (at most `CONNECT_RETRIES` times, never one already tried while
+//! others are left) when nothing left the proxy that could not be sent again: an
+//! idempotent method (RFC 9110 section 9.2.2) and a body that can be replayed. Every
+//! connect outcome feeds the endpoint's passive health (table/health.rs).
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
+use http::Method;
 use hyper::body::Incoming;
 
 use crate::{
@@ -36,6 +43,8 @@ pub(crate) async fn exchange(
     upgrade: Option<&Upgrade>,
 ) -> Result<http::Response<Incoming>, RequestError> {
     let mut retries = 0;
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    let mut connect_retries = 0;
     loop {
         let outcome = attempt(
             &shared.upstream,
@@ -44,11 +53,26 @@ pub(crate) async fn exchange(
             outgoing,
             timeouts.backend_request,
             upgrade,
+            &tried,
         )
         .await;
         // Every failed connect counts, retried or not (an error path: a lookup is fine).
-        if let Err(RequestError::Connect { .. }) = &outcome {
+        if let Err(RequestError::Connect { endpoint, .. }) = &outcome {
             shared.metrics.connect_error(&cluster.name);
+            tried.push(*endpoint);
+            if connect_retries < CONNECT_RETRIES
+                && idempotent(&head.method)
+                && outgoing.replayable()
+                && cluster.has_untried(&tried)
+            {
+                connect_retries += 1;
+                tracing::debug!(
+                    cluster = %cluster.name,
+                    %endpoint,
+                    "connect failed, trying another endpoint"
+                );
+                continue;
+            }
         }
         let again = retry.is_some_and(|policy| {
             outgoing.replayable()
@@ -72,6 +96,17 @@ pub(crate) async fn exchange(
     }
 }
 
+/// Extra attempts after failed connects, on other endpoints (module docs).
+const CONNECT_RETRIES: usize = 2;
+
+/// RFC 9110 section 9.2.2.
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
 async fn attempt(
     upstream: &Upstream,
     cluster: &ClusterState,
@@ -79,8 +114,9 @@ async fn attempt(
     outgoing: &mut Outgoing,
     timeout: Option<Duration>,
     upgrade: Option<&Upgrade>,
+    tried: &[SocketAddr],
 ) -> Result<http::Response<Incoming>, RequestError> {
-    let Some(endpoint) = cluster.pick() else {
+    let Some(endpoint) = cluster.pick_excluding(tried) else {
         return Err(RequestError::NoReadyEndpoint {
             cluster: cluster.name.clone(),
         });
@@ -100,7 +136,7 @@ async fn attempt(
     }
     tracing::trace!(cluster = %cluster.name, %endpoint, "forwarding");
     let send = upstream.send(cluster, endpoint, req);
-    match timeout {
+    let outcome = match timeout {
         None => send.await,
         Some(after) => tokio::time::timeout(after, send).await.unwrap_or_else(|_| {
             Err(RequestError::BackendTimeout {
@@ -109,7 +145,22 @@ async fn attempt(
                 after,
             })
         }),
+    };
+    // Passive health: a connect that failed, or one that worked (any answer or an
+    // exchange that failed after connecting).
+    match &outcome {
+        Err(RequestError::Connect { .. }) => cluster.record_connect(endpoint, false),
+        Ok(_) | Err(RequestError::Upstream { .. }) => cluster.record_connect(endpoint, true),
+        Err(_) => {}
     }
+    // A body cut at the size limit (limits.rs) surfaces as a failed exchange: it is the
+    // client's error, 413.
+    if let Err(RequestError::Upstream { error, .. }) = &outcome
+        && let Some(limit) = crate::limits::body_too_large(&**error)
+    {
+        return Err(RequestError::BodyTooLarge { limit });
+    }
+    outcome
 }
 
 fn describe(outcome: &Result<http::Response<Incoming>, RequestError>) -> String {

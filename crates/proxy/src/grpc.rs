@@ -22,6 +22,7 @@
 //! | no backend, no ready endpoint, connect or exchange failed, listener gone | UNAVAILABLE (14) |
 //! | route request timeout, backend attempt timeout    | DEADLINE_EXCEEDED (4) |
 //! | invalid backendRef, unresolved filter, bad request | INTERNAL (13)     |
+//! | target, head or body over a limit (options.rs)    | RESOURCE_EXHAUSTED (8) |
 //!
 //! Responses from backends pass through untouched, trailers included: hyper forwards
 //! the trailer frames of a streamed body, and `te: trailers` survives hop-by-hop removal
@@ -41,6 +42,7 @@ static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 #[repr(u8)]
 pub(crate) enum Code {
     DeadlineExceeded = 4,
+    ResourceExhausted = 8,
     Unimplemented = 12,
     Internal = 13,
     Unavailable = 14,
@@ -58,6 +60,9 @@ impl Code {
             | RequestError::UnresolvedFilter { .. }
             | RequestError::BadRequest(_)
             | RequestError::ClientBody(_) => Code::Internal,
+            RequestError::UriTooLong { .. }
+            | RequestError::HeadersTooLarge { .. }
+            | RequestError::BodyTooLarge { .. } => Code::ResourceExhausted,
             // No backend, no ready endpoint, a failed connect or exchange, a listener
             // gone, a request on a connection for another server name: the call could
             // not be served here and now, which is what UNAVAILABLE says ("most likely a

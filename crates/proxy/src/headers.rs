@@ -54,32 +54,82 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) 
     }
 }
 
-/// Adds the forwarding headers:
-/// - `x-forwarded-for`: the client IP appended to any list the client sent (one field,
-///   comma separated, as most backends parse only the first field);
-/// - `x-forwarded-proto`: the scheme the client used with us, replacing any sent one
-///   (the client cannot be trusted to say how it reached the proxy);
+/// Adds the forwarding headers (the rule is in docs/security.md):
+/// - `x-forwarded-for`: with `trusted_hops` 0, the peer address alone (whatever the
+///   client sent is dropped); with N > 0, the client sent list is trusted from its Nth
+///   address from the right (what the N proxies in front of us appended) onwards, the
+///   addresses left of it are dropped, and the peer address is appended. Returns the
+///   client address that results (the peer, or that Nth address);
+/// - `x-forwarded-proto`: the scheme the client used with us, unless a trusted proxy is
+///   in front (N > 0) and said which one the client used;
+/// - `forwarded` (RFC 7239): removed unless N > 0; the proxy does not write it;
 /// - `x-request-id`: kept when the client sent a plausible one, so that a trace crosses
-///   hops, else a new UUID v4. Returns the id, for logs.
+///   hops, else a new UUID v4.
 pub(crate) fn add_forwarding(
     headers: &mut HeaderMap,
-    client: IpAddr,
+    peer: IpAddr,
     proto: &'static str,
-) -> String {
-    let client = client.to_canonical().to_string();
-    let mut xff = String::new();
-    for v in headers.get_all(&X_FORWARDED_FOR) {
-        if let Ok(v) = v.to_str() {
-            xff.push_str(v);
-            xff.push_str(", ");
-        }
+    trusted_hops: u32,
+) -> Forwarded {
+    let peer = peer.to_canonical();
+    let (client, mut xff) = trusted_chain(headers, peer, trusted_hops);
+    if !xff.is_empty() {
+        xff.push_str(", ");
     }
-    xff.push_str(&client);
+    xff.push_str(&peer.to_string());
+    headers.remove(&X_FORWARDED_FOR);
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    let trusted_proto = trusted_hops > 0
+        && headers
+            .get(&X_FORWARDED_PROTO)
+            .is_some_and(|v| matches!(v.as_bytes(), b"http" | b"https"));
+    if !trusted_proto {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    }
+    if trusted_hops == 0 {
+        headers.remove(header::FORWARDED);
+    }
+    let request_id = request_id(headers);
+    Forwarded { client, request_id }
+}
 
+/// What `add_forwarding` decided.
+#[derive(Debug)]
+pub(crate) struct Forwarded {
+    /// The client's address: the peer, or the one the trusted hops reported.
+    pub(crate) client: IpAddr,
+    /// The request id, for logs.
+    pub(crate) request_id: String,
+}
+
+/// The client address and the trusted part of the client sent `x-forwarded-for` (the
+/// addresses from the client's on, comma separated), before the peer is appended.
+fn trusted_chain(headers: &HeaderMap, peer: IpAddr, trusted_hops: u32) -> (IpAddr, String) {
+    if trusted_hops == 0 {
+        return (peer, String::new());
+    }
+    let list: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    let hops = usize::try_from(trusted_hops).unwrap_or(usize::MAX);
+    // Fewer addresses than trusted hops: the first one is the client's.
+    let from = list.len().saturating_sub(hops);
+    match list.get(from).and_then(|a| a.parse::<IpAddr>().ok()) {
+        Some(client) => (client.to_canonical(), list[from..].join(", ")),
+        // Nothing usable where the client's address should be: trust nothing.
+        None => (peer, String::new()),
+    }
+}
+
+/// The `x-request-id` to forward (set in `headers`) and log.
+fn request_id(headers: &mut HeaderMap) -> String {
     let incoming = headers
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -158,17 +208,50 @@ mod tests {
             ("x-forwarded-for", "1.1.1.1"),
             ("x-forwarded-proto", "https"),
         ]);
-        let id = add_forwarding(&mut m, "10.0.0.9".parse().unwrap(), "http");
-        assert_eq!(m.get("x-forwarded-for").unwrap(), "1.1.1.1, 10.0.0.9");
+        let id = add_forwarding(&mut m, "10.0.0.9".parse().unwrap(), "http", 0).request_id;
+        assert_eq!(m.get("x-forwarded-for").unwrap(), "10.0.0.9");
         assert_eq!(m.get("x-forwarded-proto").unwrap(), "http");
         assert!(uuid::Uuid::parse_str(&id).is_ok());
         assert_eq!(m.get("x-request-id").unwrap(), id.as_str());
     }
 
     #[test]
+    fn trusted_hops_take_the_client_from_the_list() {
+        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        for (hops, sent, client, xff) in [
+            (1, "6.6.6.6, 1.2.3.4", "1.2.3.4", "1.2.3.4, 10.0.0.9"),
+            (
+                2,
+                "6.6.6.6, 1.2.3.4, 10.0.0.1",
+                "1.2.3.4",
+                "1.2.3.4, 10.0.0.1, 10.0.0.9",
+            ),
+            (3, "1.2.3.4", "1.2.3.4", "1.2.3.4, 10.0.0.9"),
+            (1, "not-an-ip", "10.0.0.9", "10.0.0.9"),
+            (1, "", "10.0.0.9", "10.0.0.9"),
+        ] {
+            let mut m = map(&[("x-forwarded-for", sent), ("x-forwarded-proto", "https")]);
+            let forwarded = add_forwarding(&mut m, peer, "http", hops);
+            assert_eq!(forwarded.client.to_string(), client, "{hops} {sent}");
+            assert_eq!(m.get("x-forwarded-for").unwrap(), xff, "{hops} {sent}");
+            assert_eq!(m.get("x-forwarded-proto").unwrap(), "https");
+        }
+    }
+
+    #[test]
+    fn untrusted_forwarded_goes() {
+        let mut m = map(&[("forwarded", "for=6.6.6.6;proto=https")]);
+        add_forwarding(&mut m, [10, 0, 0, 9].into(), "http", 0);
+        assert!(m.get("forwarded").is_none());
+        let mut m = map(&[("forwarded", "for=1.2.3.4")]);
+        add_forwarding(&mut m, [10, 0, 0, 9].into(), "http", 1);
+        assert!(m.get("forwarded").is_some());
+    }
+
+    #[test]
     fn ipv4_mapped_client_is_shown_as_ipv4() {
         let mut m = HeaderMap::new();
-        add_forwarding(&mut m, "::ffff:10.0.0.9".parse().unwrap(), "http");
+        add_forwarding(&mut m, "::ffff:10.0.0.9".parse().unwrap(), "http", 0);
         assert_eq!(m.get("x-forwarded-for").unwrap(), "10.0.0.9");
     }
 
@@ -176,14 +259,14 @@ mod tests {
     fn request_id_kept_when_valid_replaced_otherwise() {
         let mut m = map(&[("x-request-id", "abc-123")]);
         assert_eq!(
-            add_forwarding(&mut m, [127, 0, 0, 1].into(), "http"),
+            add_forwarding(&mut m, [127, 0, 0, 1].into(), "http", 0).request_id,
             "abc-123"
         );
         assert_eq!(m.get("x-request-id").unwrap(), "abc-123");
 
         for bad in ["has space", "", &"x".repeat(129)] {
             let mut m = map(&[("x-request-id", bad)]);
-            let id = add_forwarding(&mut m, [127, 0, 0, 1].into(), "http");
+            let id = add_forwarding(&mut m, [127, 0, 0, 1].into(), "http", 0).request_id;
             assert!(uuid::Uuid::parse_str(&id).is_ok(), "{bad:?}");
             assert_eq!(m.get_all("x-request-id").iter().count(), 1);
         }

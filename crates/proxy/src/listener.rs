@@ -138,15 +138,45 @@ impl Running {
 
 /// HTTP/1.1 and HTTP/2 on one port: the auto builder reads the connection preface to
 /// tell them apart, which is how h2c prior knowledge works without TLS/ALPN.
+///
+/// Hostile clients (docs/security.md): HTTP/1 heads are bounded in time (the header
+/// read timeout, which also closes a keep-alive connection idle for as long) and size
+/// (the read buffer: hyper answers 431 when it fills before the head ends). HTTP/2
+/// streams are bounded per connection; a client that resets streams faster than they
+/// are accepted (rapid reset, CVE-2023-44487) or makes the server reset them (CVE-2025-
+/// 8671) gets GOAWAY; dead peers are found by PING.
 fn server_builder(options: &ProxyOptions) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(options.request_header_timeout);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(options.request_header_timeout)
+        // hyper's smallest buffer is 8 KiB; the exact limit is checked per request too.
+        .max_buf_size(options.max_header_bytes.max(H1_MIN_BUF));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(options.h2_max_concurrent_streams)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
+        .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT);
     builder
 }
+
+/// hyper's smallest HTTP/1 read buffer.
+const H1_MIN_BUF: usize = 8192;
+/// HTTP/2: streams reset by the client before the server accepted them, per connection;
+/// past it the connection gets GOAWAY (rapid reset). hyper's default, made explicit.
+const H2_MAX_PENDING_RESETS: usize = 20;
+/// HTTP/2: streams the server had to reset for a client's protocol errors, per
+/// connection; past it the connection gets GOAWAY. hyper's default, made explicit.
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// HTTP/2: a PING after this long without a frame from the client...
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// ...and the connection is closed when its answer does not come within this.
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 struct AcceptLoop {
     name: Arc<str>,
@@ -194,6 +224,14 @@ impl AcceptLoop {
                     }
                 }
             };
+            // Over max_connections: accepted and closed at once (RST by the linger of
+            // 0 would be harsher; a FIN tells the client to go elsewhere), so that the
+            // kernel's backlog does not fill with connections that will wait forever.
+            let Some(slot) = shared.connections.take() else {
+                tracing::debug!(listener = %name, %client, "max connections reached, closing");
+                drop(stream);
+                continue;
+            };
             // Small request/response exchanges: do not wait for Nagle's algorithm.
             let _ = stream.set_nodelay(true);
             let conn = Arc::new(Conn {
@@ -214,6 +252,7 @@ impl AcceptLoop {
             tokio::spawn(async move {
                 // Counted from accept to the end of this task, whatever ends it.
                 let _open = open;
+                let _slot = slot;
                 let svc = service_fn(move |req| {
                     let shared = shared.clone();
                     let conn = conn.clone();

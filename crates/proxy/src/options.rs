@@ -41,6 +41,27 @@ pub struct ProxyOptions {
     /// UDP routes: flows kept per listener. Datagrams of new clients are dropped while
     /// the table is full (established flows keep working).
     pub max_udp_flows: usize,
+    /// The largest request head (request line and headers) a client may send, in bytes.
+    /// HTTP/1: hyper answers 431 and closes when its read buffer (this, at least 8 KiB)
+    /// fills before the head ends; any protocol: a head over this is answered 431.
+    pub max_header_bytes: usize,
+    /// The longest request target (path and query) a client may send, in bytes: 414
+    /// beyond it (a target that alone overflows `max_header_bytes` gets 431 first).
+    pub max_uri_bytes: usize,
+    /// The largest request body forwarded, in bytes: 413 when the Content-Length says
+    /// more, and a streamed body that grows past it is cut (413 if no response was
+    /// sent yet). `None`: no limit (bodies are streamed, never buffered whole).
+    pub max_request_body_bytes: Option<u64>,
+    /// Client connections open at once over all HTTP listeners; one more is accepted
+    /// and closed at once, so that the kernel's backlog does not fill.
+    pub max_connections: usize,
+    /// How many proxies in front of this one are trusted to have appended the client
+    /// address to `X-Forwarded-For`. 0: nothing the client sends about forwarding is
+    /// trusted (`X-Forwarded-For` is the peer address, `X-Forwarded-Proto` our scheme,
+    /// `Forwarded` removed). See docs/security.md.
+    pub xff_num_trusted_hops: u32,
+    /// HTTP/2: streams a client may have open at once on one connection.
+    pub h2_max_concurrent_streams: u32,
 }
 
 impl Default for ProxyOptions {
@@ -56,6 +77,12 @@ impl Default for ProxyOptions {
             stream_idle_timeout: Duration::from_secs(3600),
             udp_idle_timeout: Duration::from_secs(60),
             max_udp_flows: 16_384,
+            max_header_bytes: 64 * 1024,
+            max_uri_bytes: 16 * 1024,
+            max_request_body_bytes: None,
+            max_connections: 50_000,
+            xff_num_trusted_hops: 0,
+            h2_max_concurrent_streams: 100,
         }
     }
 }

@@ -20,7 +20,9 @@ use crate::{
     exchange::exchange,
     filters::Verdict,
     grpc, headers,
+    limits::{ConnectionSlots, Limits},
     metrics::ProxyMetrics,
+    path,
     table::{ListenerRoutes, Route, RoutingTable, Target, request_host},
     trace_context,
     upgrade::Upgrade,
@@ -34,6 +36,12 @@ pub(crate) struct Shared {
     pub(crate) table: ArcSwap<RoutingTable>,
     pub(crate) upstream: Upstream,
     pub(crate) metrics: ProxyMetrics,
+    /// Sizes a request may not exceed (limits.rs).
+    pub(crate) limits: Limits,
+    /// Client connections open at once, over every listener.
+    pub(crate) connections: ConnectionSlots,
+    /// Proxies in front trusted to append to `x-forwarded-for` (headers.rs).
+    pub(crate) xff_num_trusted_hops: u32,
 }
 
 /// What a request knows about the connection it came on.
@@ -136,6 +144,12 @@ async fn forward<'t>(
 ) -> (Result<Response<ProxyBody>, RequestError>, Option<&'t Route>) {
     // 2. Route on the request as the client sent it, before anything rewrites headers:
     //    matches are written against what clients send.
+    // RFC 9112 section 3.2: "A server MUST respond with a 400 (Bad Request) status code
+    // to any ... request message that contains more than one Host header field line".
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        let error = RequestError::BadRequest("more than one Host field".to_owned());
+        return (Err(error), None);
+    }
     let Some(listener) = table.listeners.get(&*conn.listener) else {
         // A connection of a listener the new config removed, racing its graceful close.
         return (
@@ -154,7 +168,16 @@ async fn forward<'t>(
         };
         return (Err(error), None);
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // Limits first: nothing larger than them is looked at further (limits.rs).
+    if let Err(error) = shared.limits.check_head(&parts.uri, &parts.headers) {
+        return (Err(error), None);
+    }
+    // One form of the path for matching and for the backend (path.rs): `/a/../admin`
+    // is `/admin` for both.
+    if let Err(error) = normalize_path(&mut parts.uri) {
+        return (Err(error), None);
+    }
     let Some(route) = listener.route(host, &parts) else {
         let error = RequestError::NoRoute {
             host: host.to_owned(),
@@ -194,11 +217,13 @@ async fn serve(
     //    the route's filters, so that a RequestHeaderModifier has the last word on what
     //    the backend sees, as the route author expects.
     headers::strip_hop_by_hop(&mut parts.headers, true);
-    let request_id = headers::add_forwarding(
+    let forwarded = headers::add_forwarding(
         &mut parts.headers,
         conn.client.ip(),
         listener.downstream.scheme,
+        shared.xff_num_trusted_hops,
     );
+    let request_id = forwarded.request_id;
     // W3C trace context: continue the client's trace with the proxy's own span, or start
     // one (trace_context.rs). With the forwarding headers, before the route's filters.
     let trace = trace_context::propagate(&mut parts.headers);
@@ -252,6 +277,7 @@ async fn serve(
         body,
         route.retry.is_some() && upgrade.is_none(),
         forward.mirrors.len(),
+        shared.limits.max_request_body_bytes,
     )
     .await?;
     for ((mirror, head), body) in forward.mirrors.into_iter().zip(mirror_bodies) {
@@ -259,7 +285,12 @@ async fn serve(
     }
 
     // 9. Forward, with the route's backendRequest timeout and retries.
-    tracing::trace!(%request_id, cluster = %backend.cluster.name, "forwarding");
+    tracing::trace!(
+        %request_id,
+        client = %forwarded.client,
+        cluster = %backend.cluster.name,
+        "forwarding"
+    );
     let retry = route.retry.as_ref().filter(|_| upgrade.is_none());
     let sent = Instant::now();
     let exchanged = exchange(
@@ -292,6 +323,26 @@ async fn serve(
         .on_response(&mut parts.headers, forward.cors.as_ref());
     let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
     Ok(Response::from_parts(parts, body))
+}
+
+/// Puts the normalised path (path.rs) in `uri`, the query kept as it is.
+fn normalize_path(uri: &mut http::Uri) -> Result<(), RequestError> {
+    let normal = path::normalize(uri.path());
+    if normal == uri.path() {
+        return Ok(());
+    }
+    let target = match uri.query() {
+        Some(query) => format!("{normal}?{query}"),
+        None => normal.into_owned(),
+    };
+    let mut parts = std::mem::take(uri).into_parts();
+    parts.path_and_query = Some(
+        target
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| RequestError::BadRequest(e.to_string()))?,
+    );
+    *uri = http::Uri::from_parts(parts).map_err(|e| RequestError::BadRequest(e.to_string()))?;
+    Ok(())
 }
 
 /// A response the proxy makes itself: the status and its reason as plain text. The

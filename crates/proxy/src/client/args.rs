@@ -73,6 +73,33 @@ pub struct Args {
     #[arg(long, env = "PORTICO_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
 
+    /// The largest request head (request line and headers) a client may send: 431
+    /// beyond it.
+    #[arg(long, env = "PORTICO_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// The longest request target (path and query): 414 beyond it.
+    #[arg(long, env = "PORTICO_MAX_URI_BYTES", default_value_t = 16 * 1024)]
+    pub max_uri_bytes: usize,
+
+    /// The largest request body forwarded: 413 beyond it. No limit when unset.
+    #[arg(long, env = "PORTICO_MAX_REQUEST_BODY_BYTES")]
+    pub max_request_body_bytes: Option<u64>,
+
+    /// Client connections open at once over all listeners; more are closed at accept.
+    #[arg(long, env = "PORTICO_MAX_CONNECTIONS", default_value_t = 50_000)]
+    pub max_connections: usize,
+
+    /// How long a client may take to send a request head (HTTP/1; also how long a
+    /// keep-alive connection may stay idle).
+    #[arg(long, env = "PORTICO_REQUEST_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_header_timeout: Duration,
+
+    /// Proxies in front of this one trusted to append the client address to
+    /// X-Forwarded-For; 0 trusts no forwarding header a client sends.
+    #[arg(long, env = "PORTICO_XFF_NUM_TRUSTED_HOPS", default_value_t = 0)]
+    pub xff_num_trusted_hops: u32,
+
     /// Log filter (tracing-subscriber EnvFilter syntax).
     #[arg(long, env = "PORTICO_LOG", default_value = "info")]
     pub log: String,
@@ -170,6 +197,12 @@ impl Args {
             drain_timeout: self.drain_timeout,
             ephemeral_ports: self.ephemeral_ports,
             reject_unbindable: true,
+            max_header_bytes: self.max_header_bytes,
+            max_uri_bytes: self.max_uri_bytes,
+            max_request_body_bytes: self.max_request_body_bytes,
+            max_connections: self.max_connections,
+            request_header_timeout: self.request_header_timeout,
+            xff_num_trusted_hops: self.xff_num_trusted_hops,
             ..ProxyOptions::default()
         }
     }
@@ -198,6 +231,41 @@ mod tests {
         assert!(matches!(tls.stream_config(), Err(ArgsError::Scheme(_))));
         let bare = parse(&["--operator", "op:18000", "--insecure"]);
         assert!(matches!(bare.stream_config(), Err(ArgsError::NoScheme(_))));
+    }
+
+    #[test]
+    fn limit_flags_reach_the_proxy_options() {
+        let defaults = parse(&["--operator", "http://op:1", "--insecure"]).proxy_options();
+        assert_eq!(
+            defaults.max_header_bytes,
+            ProxyOptions::default().max_header_bytes
+        );
+        assert_eq!(defaults.xff_num_trusted_hops, 0);
+        assert_eq!(defaults.max_request_body_bytes, None);
+        let set = parse(&[
+            "--operator",
+            "http://op:1",
+            "--insecure",
+            "--max-header-bytes",
+            "9000",
+            "--max-uri-bytes",
+            "100",
+            "--max-request-body-bytes",
+            "1000",
+            "--max-connections",
+            "7",
+            "--request-header-timeout",
+            "3s",
+            "--xff-num-trusted-hops",
+            "2",
+        ])
+        .proxy_options();
+        assert_eq!(set.max_header_bytes, 9000);
+        assert_eq!(set.max_uri_bytes, 100);
+        assert_eq!(set.max_request_body_bytes, Some(1000));
+        assert_eq!(set.max_connections, 7);
+        assert_eq!(set.request_header_timeout, Duration::from_secs(3));
+        assert_eq!(set.xff_num_trusted_hops, 2);
     }
 
     #[test]
@@ -236,6 +304,12 @@ mod tests {
             ("--connect-timeout", "PORTICO_CONNECT_TIMEOUT"),
             ("--reconnect-max", "PORTICO_RECONNECT_MAX"),
             ("--drain-timeout", "PORTICO_DRAIN_TIMEOUT"),
+            ("--max-header-bytes", "PORTICO_MAX_HEADER_BYTES"),
+            ("--max-uri-bytes", "PORTICO_MAX_URI_BYTES"),
+            ("--max-request-body-bytes", "PORTICO_MAX_REQUEST_BODY_BYTES"),
+            ("--max-connections", "PORTICO_MAX_CONNECTIONS"),
+            ("--request-header-timeout", "PORTICO_REQUEST_HEADER_TIMEOUT"),
+            ("--xff-num-trusted-hops", "PORTICO_XFF_NUM_TRUSTED_HOPS"),
             ("--log", "PORTICO_LOG"),
             ("--log-format", "PORTICO_LOG_FORMAT"),
         ] {

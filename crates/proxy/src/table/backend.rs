@@ -16,10 +16,12 @@ use std::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
+    time::Instant,
 };
 
 use portico_api::config::v1 as pb;
 
+use super::health::{self, EndpointHealth};
 use crate::{error::ConfigError, filters::RouteFilters, upstream_tls::UpstreamTlsConfig};
 
 /// A cluster as the proxy serves it.
@@ -31,6 +33,8 @@ pub(crate) struct ClusterState {
     pub(crate) tls: Option<Arc<UpstreamTlsConfig>>,
     /// Ready endpoints only: not-ready ones are never picked.
     endpoints: Vec<SocketAddr>,
+    /// Passive health of each endpoint, by index (health.rs).
+    health: Vec<EndpointHealth>,
     next: AtomicUsize,
     /// The config this state was built from, to reuse it when a new config carries the
     /// same cluster.
@@ -78,6 +82,10 @@ impl ClusterState {
             name: c.name.clone(),
             protocol,
             tls,
+            health: endpoints
+                .iter()
+                .map(|_| EndpointHealth::default())
+                .collect(),
             endpoints,
             next: AtomicUsize::new(0),
             source: c.clone(),
@@ -90,12 +98,39 @@ impl ClusterState {
 
     /// The next ready endpoint, round robin; `None` when none is ready.
     pub(crate) fn pick(&self) -> Option<SocketAddr> {
+        self.pick_excluding(&[])
+    }
+
+    /// The next ready endpoint, round robin, leaving out ejected endpoints and those
+    /// in `tried` while others remain (health.rs); `None` when none is ready.
+    pub(crate) fn pick_excluding(&self, tried: &[SocketAddr]) -> Option<SocketAddr> {
         if self.endpoints.is_empty() {
             return None;
         }
         // Relaxed: the cursor only spreads load, it orders nothing else.
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        self.endpoints.get(i % self.endpoints.len()).copied()
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        health::choose(&self.endpoints, &self.health, start, tried, Instant::now())
+    }
+
+    /// Whether an endpoint other than those in `tried` is ready.
+    pub(crate) fn has_untried(&self, tried: &[SocketAddr]) -> bool {
+        self.endpoints.iter().any(|e| !tried.contains(e))
+    }
+
+    /// Records whether connecting to `endpoint` worked (passive health, health.rs).
+    pub(crate) fn record_connect(&self, endpoint: SocketAddr, connected: bool) {
+        let Some(i) = self.endpoints.iter().position(|e| *e == endpoint) else {
+            return;
+        };
+        if self.health[i].record(connected, Instant::now()) {
+            tracing::warn!(
+                cluster = %self.name,
+                %endpoint,
+                failures = health::EJECT_AFTER,
+                ejected_for = ?health::EJECTION,
+                "endpoint ejected after consecutive connect failures"
+            );
+        }
     }
 }
 

@@ -18,6 +18,7 @@
 //! and the running table is never half-updated.
 
 mod backend;
+mod health;
 mod host;
 mod matcher;
 #[cfg(test)]
