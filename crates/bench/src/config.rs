@@ -124,12 +124,8 @@ stringData:
             key = indent(&tls.key_pem),
         );
     }
-    let services = std::iter::once(("be", BACKEND_PORT)).chain(
-        ["sa", "sb", "sc"]
-            .into_iter()
-            .zip(SPLIT_PORTS)
-            .map(|(name, port)| (name, port)),
-    );
+    let services = std::iter::once(("be", BACKEND_PORT))
+        .chain(["sa", "sb", "sc"].into_iter().zip(SPLIT_PORTS));
     for (name, port) in services {
         let _ = write!(
             out,

@@ -266,8 +266,8 @@ impl ControlLab {
                 &config::portico_split("churn", HOST, weights[changes % weights.len()]),
             )?;
             // Every other change also adds or removes a route.
-            if changes % 2 == 0 {
-                if changes % 4 == 0 {
+            if changes.is_multiple_of(2) {
+                if changes.is_multiple_of(4) {
                     peers::write(&extra, &config::portico_route("extra", NEW + 999))?;
                 } else {
                     let _ = fs::remove_file(&extra);
