@@ -67,6 +67,8 @@ pub mod client;
 mod error;
 mod exchange;
 mod filters;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod grpc;
 mod handle;
 mod headers;

@@ -22,7 +22,7 @@
 //! when it started: a config update changes what new connections get and never cuts
 //! established ones (only removing a listener does, after the drain timeout).
 
-mod sni;
+pub(crate) mod sni;
 mod stream;
 mod udp;
 
