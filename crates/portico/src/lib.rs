@@ -6,8 +6,8 @@
 pub mod check_split;
 pub mod config_view;
 pub mod conformance;
-pub mod dev_cluster;
 pub mod connectivity;
+pub mod dev_cluster;
 pub mod lb;
 pub mod standalone;
 pub mod status;

@@ -73,6 +73,14 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Send N requests to URL and count answers by echo backend (Deployment), like the
+    /// scenario's check-split.sh; exits 1 when any request fails.
+    CheckSplit(portico::check_split::CheckSplitArgs),
+    /// End-to-end checks of a cluster (`connectivity test`), and the client pods' probe.
+    Connectivity {
+        #[command(subcommand)]
+        command: portico::connectivity::ConnectivityCommand,
+    },
     /// The node agent's eBPF load balancer on this node.
     Lb {
         #[command(subcommand)]
@@ -294,6 +302,16 @@ async fn main() -> anyhow::Result<()> {
                 }
             });
             portico::dev_cluster::run(config, cancel).await?;
+        }
+        Command::CheckSplit(args) => {
+            if !portico::check_split::run(args).await? {
+                std::process::exit(1);
+            }
+        }
+        Command::Connectivity { command } => {
+            if !portico::connectivity::run(command).await? {
+                std::process::exit(1);
+            }
         }
         Command::Lb {
             command: LbCommand::List { pin_dir },
