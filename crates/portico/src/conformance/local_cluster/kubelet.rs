@@ -120,19 +120,14 @@ impl Kubelet {
     ) -> Self {
         let stop = CancellationToken::new();
         let notify = Arc::new(Notify::new());
-        let mut watches = Vec::new();
-        watches.push(tokio::spawn(watch(
-            Api::<Pod>::all(client.clone()),
-            notify.clone(),
-        )));
-        watches.push(tokio::spawn(watch(
-            Api::<Deployment>::all(client.clone()),
-            notify.clone(),
-        )));
-        watches.push(tokio::spawn(watch(
-            Api::<Service>::all(client.clone()),
-            notify.clone(),
-        )));
+        let watches = vec![
+            tokio::spawn(watch(Api::<Pod>::all(client.clone()), notify.clone())),
+            tokio::spawn(watch(
+                Api::<Deployment>::all(client.clone()),
+                notify.clone(),
+            )),
+            tokio::spawn(watch(Api::<Service>::all(client.clone()), notify.clone())),
+        ];
         let state = State {
             host_proxy: KubeProxy::new(table.clone(), proxy_ip),
             pod_proxy: KubeProxy::in_netns(table, proxy_ip, network.name()),
