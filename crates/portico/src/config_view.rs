@@ -47,7 +47,7 @@ mod tests {
         ]);
         assert_eq!(
             render(&data),
-            "agent                 false\nenable-gateway-api    true\n"
+            "agent                false\nenable-gateway-api   true\n"
         );
     }
 }
