@@ -111,13 +111,7 @@ pub(crate) async fn start_cert_sync(kubeconfig: &Path) -> Result<Process, String
         .arg(format!("{}ms", CERT_SYNC_DEBOUNCE.as_millis()))
         .args(["--log", "info"])
         .env("NO_COLOR", "1");
-    let cert_sync =
-        Process::spawn_command(command).map_err(|e| format!("starting {}: {e}", bin.display()))?;
-    cert_sync
-        .wait_for_line("metrics and health listening", START_TIMEOUT)
-        .await
-        .map_err(|e| format!("portico-cert-sync did not start: {e}"))?;
-    Ok(cert_sync)
+    spawn_until(command, &bin, "metrics and health listening").await
 }
 
 /// Starts the proxy inside the pod network on `ip`.
@@ -136,13 +130,18 @@ pub(crate) async fn start_proxy(
         .arg(SocketAddr::from((ip, PROXY_ADMIN_PORT)).to_string())
         .args(["--log", "info"])
         .env("NO_COLOR", "1");
-    let proxy =
+    spawn_until(command, &bin, "admin endpoint listening").await
+}
+
+/// Spawns `command` (the binary `bin`) and waits until it prints `ready`.
+async fn spawn_until(command: Command, bin: &Path, ready: &str) -> Result<Process, String> {
+    let process =
         Process::spawn_command(command).map_err(|e| format!("starting {}: {e}", bin.display()))?;
-    proxy
-        .wait_for_line("admin endpoint listening", START_TIMEOUT)
+    process
+        .wait_for_line(ready, START_TIMEOUT)
         .await
-        .map_err(|e| format!("portico-proxy did not start: {e}"))?;
-    Ok(proxy)
+        .map_err(|e| format!("{} did not start: {e}", bin.display()))?;
+    Ok(process)
 }
 
 /// The value of `name=` in a tracing line (colours, if any, stripped).
