@@ -58,6 +58,8 @@ pub struct AgentStatus {
     /// How many syncs ran, and the last error if the last one failed.
     pub syncs: u64,
     pub last_error: Option<String>,
+    /// How many syncs failed.
+    pub sync_errors: u64,
     /// Services and backend slots in the maps.
     pub services: usize,
     pub backend_slots: u32,
@@ -196,6 +198,7 @@ pub async fn run(
         set_status(&status, |s| {
             s.synced = true;
             s.syncs += 1;
+            s.sync_errors += u64::from(result.is_err());
             s.healthy = result.is_ok();
             s.last_error = result.as_ref().err().map(ToString::to_string);
             s.services = dp.service_count();

@@ -23,7 +23,8 @@
 //! - [`agent`]: the long-running agent (a source's snapshots into the datapath);
 //!   [`watch_kube`], [`watch_dir`]: its sources; [`inventory`]: what they know;
 //!   [`kube_client`]: reaching the API server without kube-proxy.
-//! - [`status_server`]: the agent's status as JSON over HTTP (`portico status`).
+//! - [`status_server`]: the agent's status as JSON over HTTP (`portico status`), and
+//!   [`metrics`] in the Prometheus text format.
 //! - [`run`]: the one-shot `run --once`, `list` and the printer; [`probe`]: its diagnostic
 //!   client.
 
@@ -37,6 +38,7 @@ pub mod l2_election;
 mod local_route;
 pub mod manifests;
 pub mod maps;
+pub mod metrics;
 pub mod nodeport;
 pub mod probe;
 mod programs;

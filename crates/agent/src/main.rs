@@ -97,7 +97,8 @@ enum Command {
             default_value = "kube-system"
         )]
         l2_lease_namespace: String,
-        /// Serve the agent's status (GET /status, JSON) and health (GET /healthz) here.
+        /// Serve the agent's status (GET /status, JSON), health (GET /healthz) and metrics
+        /// (GET /metrics, Prometheus text) here.
         #[arg(long, env = "PORTICO_AGENT_STATUS_ADDR")]
         status_addr: Option<SocketAddr>,
         /// How long an L2 Lease is valid without renewal (the longest hand-over when a

@@ -5,6 +5,7 @@
 //!                                       services, backend_slots, attached, gateway_addresses,
 //!                                       l2_announced }
 //!   GET /healthz  200 "ok" while the last sync succeeded, else 503 with the error
+//!   GET /metrics  200 the Prometheus text format (crate::metrics, docs/metrics.md)
 //!   anything else 404
 //! ```
 
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::agent::{AgentStatus, SharedStatus};
+use crate::metrics::{self, AgentMetrics};
 
 /// Serves the status on `listener` until `shutdown`.
 pub fn spawn(
@@ -29,6 +31,7 @@ pub fn spawn(
     status: SharedStatus,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
+    let metrics = AgentMetrics::new();
     tokio::spawn(async move {
         loop {
             let (stream, _) = tokio::select! {
@@ -42,13 +45,15 @@ pub fn spawn(
                 },
             };
             let status = status.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
                     let snapshot = status
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .clone();
-                    async move { Ok::<_, Infallible>(respond(&req, &snapshot)) }
+                    let reply = respond(&req, &snapshot, &metrics);
+                    async move { Ok::<_, Infallible>(reply) }
                 });
                 if let Err(e) = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -61,8 +66,17 @@ pub fn spawn(
     })
 }
 
-fn respond(req: &Request<Incoming>, status: &AgentStatus) -> Response<Full<Bytes>> {
+fn respond(
+    req: &Request<Incoming>,
+    status: &AgentStatus,
+    metrics: &AgentMetrics,
+) -> Response<Full<Bytes>> {
     let (code, content_type, body) = match req.uri().path() {
+        "/metrics" => (
+            StatusCode::OK,
+            metrics::CONTENT_TYPE,
+            metrics.render(status).into_bytes(),
+        ),
         "/status" => match serde_json::to_vec(status) {
             Ok(json) => (StatusCode::OK, "application/json", json),
             Err(e) => (

@@ -254,6 +254,8 @@ async fn secret_created_after_its_gateway_is_copied_and_follows_rotation() {
     .await
     .unwrap();
     assert!(text.contains("portico_cert_sync_leader 1"), "{text}");
+    // Every series of cert-sync is documented, with its type and labels.
+    portico_testkit::metrics::check_documented("cert-sync", &text).unwrap();
 
     // Rotation: the copy follows the source, and so does the gauge.
     let rotated_after = in_days(180);

@@ -163,6 +163,8 @@ async fn a_port_taken_on_the_node_is_nacked_onto_the_gateway_status_and_others_k
             >= 1.0
     );
     assert!(operator.metric("portico_reconciles_total").await >= 1.0);
+    // Every series of the operator is documented, with its type and labels.
+    portico_testkit::metrics::check_documented("operator", &operator.metrics().await).unwrap();
     // The other Gateway is untouched, and its traffic kept flowing.
     let ((web, _, _), _) = programmed(&cluster.client, "web").await.unwrap();
     assert_eq!(web, "True");

@@ -10,6 +10,7 @@
 //! get / get_json(target, host, path)        one-shot GET with a bounded time
 //! free_port()                               a port that was free a moment ago
 //! write_file(dir, name, contents)           atomic write (temp file + rename)
+//! metrics::check_documented(component, t)   a /metrics scrape against docs/metrics.md
 //! PodNetwork::create()                     netns + veth, pod addresses 10.244.K.x (root)
 //!   .allocate() / .command(program)        an address per pod; run a program inside
 //! apiserver::TestApiServer::start()          in-memory Kubernetes API server on 127.0.0.1:0
@@ -25,6 +26,7 @@ mod echo;
 mod eventually;
 mod fs;
 mod http;
+pub mod metrics;
 mod net;
 mod netns;
 mod process;
