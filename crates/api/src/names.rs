@@ -32,6 +32,13 @@ pub const PORTICO_GROUP: &str = "portico.dev";
 /// them, that is what makes `type: LoadBalancer` work on bare metal and kind).
 pub const LB_CLASS: &str = "portico.dev/lb";
 
+/// Annotation on a Gateway: `"off"` turns the proxy's access log off for the Gateway's
+/// listeners (any other value, or none, leaves it on). See docs/metrics.md.
+pub const ACCESS_LOG_ANNOTATION: &str = "portico.dev/access-log";
+
+/// The value of [`ACCESS_LOG_ANNOTATION`] that turns the access log off.
+pub const ACCESS_LOG_OFF: &str = "off";
+
 /// Annotation on a LoadBalancer Service requesting specific addresses from LB-IPAM,
 /// comma-separated (`"203.0.113.10,2001:db8::10"`); `spec.loadBalancerIP` (deprecated
 /// upstream, one address) is honoured too.

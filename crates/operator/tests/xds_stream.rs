@@ -44,6 +44,7 @@ fn config(version: &str, sockets: &[Socket<'_>], backend: SocketAddr) -> Config 
             virtual_hosts: vec![VirtualHost {
                 name: format!("{gateway}/http"),
                 hostname: String::new(),
+                access_log_disabled: false,
                 host_routes: vec![HostRoutes {
                     hostname: String::new(),
                     routes: vec![Route {

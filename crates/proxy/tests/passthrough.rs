@@ -283,6 +283,7 @@ async fn on_a_socket_shared_with_https_the_sni_decides() {
     let vhost = pb::VirtualHost {
         name: "ns/gw/https".into(),
         hostname: "www.example.com".into(),
+        access_log_disabled: false,
         host_routes: vec![pb::HostRoutes {
             hostname: String::new(),
             routes: vec![pb::Route {

@@ -81,6 +81,7 @@ pub(crate) fn build(
                 host_routes: host_routes(routes),
                 // Set for HTTPS listeners by crate::tls::apply.
                 tls: None,
+                access_log_disabled: !plan.access_log,
             };
             let bind_port = plan.bind_port(listener);
             if bind_port != listener.port {

@@ -28,6 +28,7 @@ use std::net::IpAddr;
 use portico_api::gateway::gateways::GatewayListeners;
 use portico_api::gateway::{Gateway, ListenerSet};
 use portico_api::k8s::Time;
+use portico_api::names;
 
 use crate::class;
 use crate::conflict;
@@ -63,6 +64,8 @@ pub(crate) struct GatewayPlan<'a> {
     pub(crate) duplicate_names: Vec<String>,
     pub(crate) allowed_listeners: AllowedNamespaces,
     pub(crate) listener_sets: Vec<ListenerSetPlan>,
+    /// The Gateway's `portico.dev/access-log` annotation: whether its requests are logged.
+    pub(crate) access_log: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -240,8 +243,20 @@ fn plan_listeners<'a>(index: &Index<'_>, gateway: &'a Gateway) -> GatewayPlan<'a
             gateway.spec.allowed_listeners.as_ref(),
         ),
         listener_sets: Vec::new(),
+        access_log: access_log(gateway),
         key,
     }
+}
+
+/// Whether the Gateway's requests get access-log lines: yes unless its
+/// `portico.dev/access-log` annotation is `"off"`.
+fn access_log(gateway: &Gateway) -> bool {
+    gateway
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(names::ACCESS_LOG_ANNOTATION))
+        .is_none_or(|v| v != names::ACCESS_LOG_OFF)
 }
 
 /// The plan of one of the Gateway's own listeners. An HTTPS listener that terminates TLS

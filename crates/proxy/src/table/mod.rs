@@ -274,6 +274,7 @@ impl VirtualHost {
                         Route::build(r, clusters).map_err(|e| ProxyError::invalid(&r.name, e))?;
                     route.gateway = gateway.clone();
                     route.gateway_listener = gateway_listener.clone();
+                    route.access_log = !v.access_log_disabled;
                     Ok(route)
                 })
                 .collect::<Result<_, ProxyError>>()?;
