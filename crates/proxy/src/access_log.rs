@@ -9,6 +9,7 @@
 //!            RouteStats::record (requests_total, request_duration_seconds)
 //!            access line on target `portico::access` (unless the route's Gateway
 //!            turned it off)
+//!            the span, to the OTLP exporter (with --otlp-endpoint, sampled traces)
 //! ```
 //!
 //! Recording at the end, not at the response head, makes `duration` cover the whole
@@ -43,7 +44,10 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use portico_api::logging::ACCESS_LOG_TARGET;
 
-use crate::{error::BoxError, metrics::RouteStats, table::ClusterState, upstream::ProxyBody};
+use crate::{
+    error::BoxError, metrics::RouteStats, otlp::PendingSpan, table::ClusterState,
+    trace_context::TraceContext, upstream::ProxyBody,
+};
 
 /// What the request path learned, for the line written at the end.
 #[derive(Debug, Default)]
@@ -55,6 +59,8 @@ pub(crate) struct Served {
     /// `x-request-id` as forwarded (kept from the client or generated).
     pub(crate) request_id: Option<String>,
     pub(crate) trace_id: Option<String>,
+    /// The trace as forwarded, for the exported span (otlp.rs).
+    pub(crate) trace: Option<TraceContext>,
 }
 
 /// The request's identity and facts for its access line.
@@ -81,6 +87,11 @@ pub(crate) struct Record {
     pub(crate) served: Served,
     /// `None` when the Gateway turned its access log off.
     pub(crate) line: Option<AccessLine>,
+    /// The span to export, with `--otlp-endpoint` and a sampled trace.
+    pub(crate) span: Option<PendingSpan>,
+    /// "<namespace>/<name>" of the Gateway and the route object, for the span.
+    pub(crate) gateway: Arc<str>,
+    pub(crate) route: String,
 }
 
 /// A response body that records its request when it ends.
@@ -107,6 +118,15 @@ impl Observed {
         record
             .stats
             .record(record.served.backend.as_deref(), record.status, took);
+        if let Some(span) = record.span {
+            span.finish(
+                took,
+                record.status,
+                &record.gateway,
+                &record.route,
+                record.served.backend.as_ref().map(|b| b.name.as_str()),
+            );
+        }
         let Some(line) = record.line else {
             return;
         };

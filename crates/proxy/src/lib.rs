@@ -77,6 +77,7 @@ mod limits;
 mod listener;
 mod metrics;
 mod options;
+mod otlp;
 mod path;
 mod service;
 mod table;

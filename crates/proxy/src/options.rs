@@ -62,6 +62,9 @@ pub struct ProxyOptions {
     pub xff_num_trusted_hops: u32,
     /// HTTP/2: streams a client may have open at once on one connection.
     pub h2_max_concurrent_streams: u32,
+    /// An OpenTelemetry collector (`http://collector:4318`): the spans of sampled
+    /// requests are exported to its `/v1/traces` (OTLP/HTTP, JSON). See otlp.rs.
+    pub otlp_endpoint: Option<http::Uri>,
 }
 
 impl Default for ProxyOptions {
@@ -83,6 +86,7 @@ impl Default for ProxyOptions {
             max_connections: 50_000,
             xff_num_trusted_hops: 0,
             h2_max_concurrent_streams: 100,
+            otlp_endpoint: None,
         }
     }
 }

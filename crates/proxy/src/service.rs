@@ -22,6 +22,7 @@ use crate::{
     grpc, headers,
     limits::{ConnectionSlots, Limits},
     metrics::ProxyMetrics,
+    otlp::Exporter,
     path,
     table::{ListenerRoutes, Route, RoutingTable, Target, request_host},
     trace_context,
@@ -42,6 +43,8 @@ pub(crate) struct Shared {
     pub(crate) connections: ConnectionSlots,
     /// Proxies in front trusted to append to `x-forwarded-for` (headers.rs).
     pub(crate) xff_num_trusted_hops: u32,
+    /// Where sampled requests' spans go (`--otlp-endpoint`, otlp.rs).
+    pub(crate) otlp: Option<Exporter>,
 }
 
 /// What a request knows about the connection it came on.
@@ -109,6 +112,11 @@ pub(crate) async fn handle(
     let stats = route
         .and_then(|r| r.stats.clone())
         .unwrap_or_else(|| shared.metrics.unrouted().clone());
+    let span = shared
+        .otlp
+        .as_ref()
+        .zip(served.trace)
+        .and_then(|(exporter, trace)| exporter.span(trace, &method, &host, &path));
     let line = route.is_none_or(|r| r.access_log).then(|| AccessLine {
         gateway: route.map_or_else(|| Arc::from(""), |r| r.gateway.clone()),
         listener: route.map_or_else(|| Arc::from(""), |r| r.gateway_listener.clone()),
@@ -127,6 +135,9 @@ pub(crate) async fn handle(
         stats,
         served,
         line,
+        span,
+        gateway: route.map_or_else(|| Arc::from(""), |r| r.gateway.clone()),
+        route: route.map_or_else(String::new, |r| r.object.clone()),
     };
     let (parts, body) = response.into_parts();
     Response::from_parts(parts, Observed::new(body, record).boxed_unsync())
@@ -228,6 +239,7 @@ async fn serve(
     // one (trace_context.rs). With the forwarding headers, before the route's filters.
     let trace = trace_context::propagate(&mut parts.headers);
     served.trace_id = Some(trace.trace_id_hex());
+    served.trace = Some(trace);
     served.request_id = Some(request_id.clone());
 
     // 6. The route's filters, in order. A redirect or a CORS preflight answers here,

@@ -33,6 +33,9 @@ pub(crate) struct TraceContext {
     pub(crate) trace_id: u128,
     /// The proxy's own span: the parent-id the backend sees.
     pub(crate) span_id: u64,
+    /// The client's span (its traceparent's parent-id); `None` when the trace started
+    /// here.
+    pub(crate) parent_id: Option<u64>,
     pub(crate) flags: u8,
 }
 
@@ -40,6 +43,11 @@ impl TraceContext {
     /// The 32-hex-digit trace id, as the access log prints it.
     pub(crate) fn trace_id_hex(&self) -> String {
         format!("{:032x}", self.trace_id)
+    }
+
+    /// Whether the trace is sampled (flag 01): its spans are exported (otlp.rs).
+    pub(crate) fn sampled(&self) -> bool {
+        self.flags & 1 == 1
     }
 
     fn header(&self) -> String {
@@ -58,9 +66,10 @@ pub(crate) fn propagate(headers: &mut HeaderMap) -> TraceContext {
         .and_then(|v| v.to_str().ok())
         .and_then(parse);
     let context = match incoming {
-        Some((trace_id, flags)) => TraceContext {
+        Some((trace_id, parent_id, flags)) => TraceContext {
             trace_id,
             span_id: span_id(),
+            parent_id: Some(parent_id),
             flags,
         },
         None => {
@@ -70,6 +79,7 @@ pub(crate) fn propagate(headers: &mut HeaderMap) -> TraceContext {
                 // and `max(1)` rules it out anyway.
                 trace_id: fastrand::u128(..).max(1),
                 span_id: span_id(),
+                parent_id: None,
                 flags: 0,
             }
         }
@@ -85,8 +95,8 @@ fn span_id() -> u64 {
     fastrand::u64(1..)
 }
 
-/// The trace id and flags of a valid `traceparent`.
-fn parse(value: &str) -> Option<(u128, u8)> {
+/// The trace id, parent id and flags of a valid `traceparent`.
+fn parse(value: &str) -> Option<(u128, u64, u8)> {
     let value = value.trim_matches([' ', '\t']);
     let mut fields = value.splitn(5, '-');
     let version = fields.next()?;
@@ -112,7 +122,7 @@ fn parse(value: &str) -> Option<(u128, u8)> {
     if trace_id == 0 || parent_id == 0 {
         return None;
     }
-    Some((trace_id, u8::from_str_radix(flags, 16).ok()?))
+    Some((trace_id, parent_id, u8::from_str_radix(flags, 16).ok()?))
 }
 
 fn lower_hex(s: &str) -> bool {
@@ -190,6 +200,9 @@ mod tests {
     #[test]
     fn a_later_version_is_read_by_its_first_fields() {
         let value = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future";
-        assert_eq!(parse(value), Some((0x4bf92f3577b34da6a3ce929d0e0e4736, 1)),);
+        assert_eq!(
+            parse(value),
+            Some((0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7, 1))
+        );
     }
 }

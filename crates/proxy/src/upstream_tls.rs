@@ -119,7 +119,7 @@ impl UpstreamTlsConfig {
 }
 
 /// The platform's root certificates, read once (`wellKnownCACertificates: System`).
-fn system_roots() -> &'static RootCertStore {
+pub(crate) fn system_roots() -> &'static RootCertStore {
     static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
     ROOTS.get_or_init(|| {
         let mut store = RootCertStore::empty();

@@ -55,6 +55,12 @@ pub struct Args {
     #[arg(long, env = "PORTICO_ADMIN", default_value = "0.0.0.0:9902")]
     pub admin: SocketAddr,
 
+    /// Export the spans of sampled requests (the client's traceparent has the sampled
+    /// flag) to this OpenTelemetry collector, OTLP over HTTP with JSON, at
+    /// `<endpoint>/v1/traces` (e.g. `http://otel-collector:4318`).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<http::Uri>,
+
     /// Bind every listener on an ephemeral port instead of the configured one (local
     /// runs where ports 80/443 are taken or privileged).
     #[arg(long, env = "PORTICO_EPHEMERAL_PORTS")]
@@ -203,6 +209,7 @@ impl Args {
             max_connections: self.max_connections,
             request_header_timeout: self.request_header_timeout,
             xff_num_trusted_hops: self.xff_num_trusted_hops,
+            otlp_endpoint: self.otlp_endpoint.clone(),
             ..ProxyOptions::default()
         }
     }
