@@ -67,6 +67,8 @@ async fn metrics_series_exist_and_move_with_traffic() {
     .await;
     assert_eq!(sample(&after, DURATION_COUNT), 3.0, "{after}");
     assert!(sample(&after, CONNECT_ERRORS) >= 1.0, "{after}");
+    // Every series of the proxy is documented, with its type and labels.
+    portico_testkit::metrics::check_documented("proxy", &after).unwrap();
     // The keep-alive connection of the client is still open.
     assert!(
         sample(
