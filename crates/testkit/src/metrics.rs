@@ -73,8 +73,11 @@ struct Family {
     label_sets: BTreeSet<BTreeSet<String>>,
 }
 
+/// A sample line taken apart: the name, the labels (name, value) and the value.
+type Sample<'a> = (&'a str, Vec<(String, String)>, f64);
+
 /// Splits `name{a="x",b="y"} 1` into the name, the labels and the value.
-fn parse_sample(line: &str) -> Option<(&str, Vec<(String, String)>, f64)> {
+fn parse_sample(line: &str) -> Option<Sample<'_>> {
     let (series, value) = line.rsplit_once(' ')?;
     let value = value.parse().ok()?;
     let Some((name, rest)) = series.split_once('{') else {
