@@ -174,9 +174,10 @@ images-smoke: images
 
 ## e2e: the Helm chart on a kind cluster (needs Docker, kind, kubectl, helm): images built
 ## and loaded, Gateway API CRDs installed, a LoadBalancer pool carved from the kind
-## network, helm/portico installed with it, then `portico conformance run --target kube`
-## over e2e/cases; logs go to e2e/logs/ when a step fails; the cluster is deleted at the
-## end unless KEEP=1.
+## network, helm/portico installed with it, then `portico conformance run --target kube
+## --kubeconfig target/e2e/kubeconfig` over e2e/cases, the backends running the echo image
+## just built; logs go to e2e/logs/ when a step fails; the cluster is deleted at the end
+## unless KEEP=1.
 ## E2E_KPR=1: the kube-proxy-free cluster (e2e/kind/cluster-kpr.yaml). `make -n e2e`
 ## prints the plan; each step is a subcommand of hack/e2e-kind.sh; e2e/README.md.
 E2E_CLUSTER ?= portico-e2e
@@ -193,7 +194,7 @@ e2e:
 	hack/e2e-kind.sh install-crds
 	hack/e2e-kind.sh lb-pool
 	hack/e2e-kind.sh install-portico
-	hack/e2e-kind.sh conformance
+	hack/e2e-kind.sh conformance --echo-image $(IMAGE_PREFIX)/echo:$(TAG)
 	hack/e2e-kind.sh delete-cluster
 
 ## fuzz: every fuzz target of fuzz/ (docs/fuzzing.md: translator, YAML folder, route

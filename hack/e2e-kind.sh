@@ -6,10 +6,13 @@
 #   preflight      docker (with a daemon), kind, kubectl, helm; the chart exists
 #   create-cluster kind cluster $CLUSTER from e2e/kind/cluster.yaml (reused if it exists)
 #   load-images    kind load docker-image, the images of hack/images.sh list but the CLI
-#   install-crds   Gateway API v1.6.1 CRDs ($GATEWAY_API_DIR/crds/standard, else upstream)
+#   install-crds   Gateway API v1.6.1 CRDs, experimental channel (a superset of standard,
+#                  which claimed experimental features need: an API server prunes fields
+#                  its CRDs lack); $GATEWAY_API_DIR/crds/$E2E_CRDS, else upstream
 #   lb-pool        a LoadBalancer address pool carved from the kind docker network
 #   install-portico  helm upgrade --install helm/portico with e2e/kind/values.yaml + pool
-#   conformance    portico conformance run --target kube over e2e/cases/ (+ e2e/scenario/)
+#   conformance    portico conformance run --target kube over e2e/cases/ (+ e2e/scenario/),
+#                  more runner flags as arguments (make e2e: --echo-image)
 #   collect-logs   logs, descriptions and events of every Portico pod into e2e/logs/
 #   delete-cluster kind delete cluster, unless KEEP=1
 #
@@ -19,8 +22,9 @@
 #
 # Environment: CLUSTER (portico-e2e), TAG and IMAGE_PREFIX (as hack/images.sh), KEEP=1,
 # GATEWAY_API_DIR (../shared/gateway-api), NAMESPACE (portico-system), E2E_KPR=1 (the
-# kube-proxy-free cluster), KIND_NODE_IMAGE (kind's default node image otherwise),
-# CONFORMANCE_ARGS (more flags for the runner), HELM (helm; hack/helm.sh's if absent).
+# kube-proxy-free cluster), E2E_CRDS (experimental; or standard), KIND_NODE_IMAGE (kind's
+# default node image otherwise), CONFORMANCE_ARGS (more flags for the runner), HELM (helm;
+# hack/helm.sh's if absent).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,7 +34,8 @@ cluster="${CLUSTER:-portico-e2e}"
 namespace="${NAMESPACE:-portico-system}"
 gateway_api_dir="${GATEWAY_API_DIR:-../shared/gateway-api}"
 gateway_api_version="v1.6.1"
-gateway_api_url="https://github.com/kubernetes-sigs/gateway-api/releases/download/$gateway_api_version/standard-install.yaml"
+crds_channel="${E2E_CRDS:-experimental}"
+gateway_api_url="https://github.com/kubernetes-sigs/gateway-api/releases/download/$gateway_api_version/$crds_channel-install.yaml"
 chart="helm/portico"
 work="target/e2e"
 logs="e2e/logs"
@@ -103,10 +108,10 @@ load_images() {
 }
 
 install_crds() {
-  if [ -d "$gateway_api_dir/crds/standard" ]; then
-    run kubectl apply --server-side -f "$gateway_api_dir/crds/standard"
+  if [ -d "$gateway_api_dir/crds/$crds_channel" ]; then
+    run kubectl apply --server-side -f "$gateway_api_dir/crds/$crds_channel"
   else
-    log "$gateway_api_dir/crds/standard not found: the upstream release"
+    log "$gateway_api_dir/crds/$crds_channel not found: the upstream release"
     run kubectl apply --server-side -f "$gateway_api_url"
   fi
   run kubectl wait --for condition=Established --timeout "$wait_timeout" \
@@ -194,8 +199,8 @@ conformance() {
     report="$work/$(basename "$dir")-report.yaml"
     # shellcheck disable=SC2086 # CONFORMANCE_ARGS is a list of flags
     run timeout "$conformance_timeout" "$portico" conformance run --target kube \
-      --cases "$dir" --data "$gateway_api_dir" --report "$report" \
-      ${CONFORMANCE_ARGS:-} || rc=$?
+      --kubeconfig "$KUBECONFIG" --cases "$dir" --data "$gateway_api_dir" --report "$report" \
+      "$@" ${CONFORMANCE_ARGS:-} || rc=$?
   done
   return "$rc"
 }
@@ -255,7 +260,7 @@ case "$step" in
   install-crds) in_cluster_step=true; install_crds ;;
   lb-pool) in_cluster_step=true; lb_pool ;;
   install-portico) in_cluster_step=true; install_portico ;;
-  conformance) in_cluster_step=true; conformance ;;
+  conformance) in_cluster_step=true; shift; conformance "$@" ;;
   collect-logs) collect_logs ;;
   delete-cluster) delete_cluster ;;
   all)
@@ -267,12 +272,12 @@ case "$step" in
     install_crds
     lb_pool
     install_portico
-    conformance
+    conformance --echo-image "${IMAGE_PREFIX:-portico}/echo:$(hack/images.sh list | head -n1 | sed 's/.*://')"
     in_cluster_step=false
     delete_cluster
     ;;
   *)
-    sed -n '2,23p' "$0" >&2
+    sed -n '2,27p' "$0" >&2
     exit 2
     ;;
 esac

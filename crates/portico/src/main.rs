@@ -56,6 +56,9 @@ enum Command {
         /// this block (e.g. 127.0.10.0/24), so that several can listen on port 80.
         #[arg(long, env = "PORTICO_ADDRESS_POOL")]
         address_pool: Option<AddressPool>,
+        /// The proxy's limits, the flags of portico-proxy (docs/security.md).
+        #[command(flatten)]
+        limits: portico_proxy::LimitArgs,
     },
     /// Gateway API conformance.
     Conformance {
@@ -159,6 +162,10 @@ enum TargetKind {
     /// server (an in-memory one, or --kubeconfig), backends in a pod network namespace
     /// (needs root).
     LocalCluster,
+    /// A cluster where Portico is installed (kind, EKS, `portico dev-cluster`), through
+    /// --kubeconfig (else KUBECONFIG, else ~/.kube/config); the cluster runs the
+    /// backends (--echo-image).
+    Kube,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -174,9 +181,17 @@ struct RunArgs {
     #[arg(long, value_enum)]
     target: TargetKind,
     /// With --target local-cluster: the cluster to use instead of an in-memory API
-    /// server (the runner still runs operator, proxy and backends on this host).
+    /// server (the runner still runs operator, proxy and backends on this host). With
+    /// --target kube: the cluster's kubeconfig [default: KUBECONFIG, ~/.kube/config].
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// With --target kube: the kubeconfig context [default: the current one].
+    #[arg(long)]
+    context: Option<String>,
+    /// With --target kube: the image of the backends (replaces the upstream echo
+    /// servers' images in the cases' Deployments and Pods).
+    #[arg(long, default_value = conformance::DEFAULT_ECHO_IMAGE)]
+    echo_image: String,
     /// Folder of case files (*.yaml).
     #[arg(long)]
     cases: PathBuf,
@@ -243,13 +258,14 @@ async fn main() -> anyhow::Result<()> {
             default_address,
             debounce,
             address_pool,
+            limits,
         } => {
             let config = StandaloneConfig {
                 dir,
                 default_address,
                 debounce,
                 address_pool,
-                proxy: ProxyOptions::default(),
+                proxy: limits.apply(ProxyOptions::default()),
             };
             let out: portico::standalone::Output = Arc::new(|text: &str| println!("{text}"));
             let standalone = Standalone::start(config, out).await?;
@@ -321,18 +337,28 @@ async fn main() -> anyhow::Result<()> {
         Command::Conformance {
             command: ConformanceCommand::Run(args),
         } => {
+            if args.context.is_some() && !matches!(args.target, TargetKind::Kube) {
+                anyhow::bail!("--context goes with --target kube");
+            }
             let target = match args.target {
                 TargetKind::Standalone => {
                     if args.kubeconfig.is_some() {
-                        anyhow::bail!("--kubeconfig goes with --target local-cluster");
+                        anyhow::bail!("--kubeconfig goes with --target local-cluster or kube");
                     }
                     conformance::TargetChoice::Standalone
                 }
                 TargetKind::LocalCluster => conformance::TargetChoice::LocalCluster {
                     kubeconfig: args.kubeconfig,
                 },
+                TargetKind::Kube => conformance::TargetChoice::Kube(conformance::KubeConfig {
+                    kubeconfig: args.kubeconfig,
+                    context: args.context,
+                    echo_image: args.echo_image,
+                }),
             };
             let echo = match args.echo {
+                // The cluster runs the backends: no echo binary is needed here.
+                _ if matches!(target, conformance::TargetChoice::Kube(_)) => EchoMode::InProcess,
                 EchoKind::Process => {
                     EchoMode::process_next_to_current_exe().map_err(|e| anyhow::anyhow!(e))?
                 }

@@ -32,6 +32,7 @@
 //! cases check the answering pod and the echoed payload, not DNS).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use portico_api::names::ENDPOINT_SLICE_SERVICE_LABEL;
 use portico_echo::Identity;
@@ -39,9 +40,16 @@ use serde_json::{Value, json};
 
 use super::backend::{Backend, EchoMode, EchoRole, Placement};
 use super::cluster::{Cluster, Key, Owner};
+use super::local_cluster::snapshot::Snapshot;
 
 /// Images the stand-in can play: the upstream conformance echo servers.
 const ECHO_IMAGES: &[&str] = &["gateway-api/echo-basic", "gateway-api/echo-advanced"];
+
+/// Whether a container image is one of the upstream echo servers (what the stand-in
+/// plays, and what the kube target swaps for Portico's echo image).
+pub(crate) fn is_echo_image(image: &str) -> bool {
+    ECHO_IMAGES.iter().any(|e| image.contains(e))
+}
 
 /// The ports echo-basic serves cleartext HTTP on (its `HTTP_PORT` and `H2C_PORT`
 /// defaults). Our echo serves HTTP/1.1 and h2c on one port, so both map to it. Its
@@ -102,6 +110,9 @@ pub(crate) struct Kubelet {
     place: Placement,
     /// (namespace, pod name) -> pod.
     pods: BTreeMap<(String, String), Pod>,
+    /// The kube target: the cluster's own kubelets run the pods, nothing runs here;
+    /// the last look at the cluster (its `pods`) answers for them.
+    remote: Option<Arc<Snapshot>>,
 }
 
 impl Kubelet {
@@ -110,7 +121,29 @@ impl Kubelet {
             mode,
             place: Placement::Loopback,
             pods: BTreeMap::new(),
+            remote: None,
         }
+    }
+
+    /// A kubelet that runs nothing: a real cluster runs the pods, and
+    /// [`Kubelet::observe`] says what they are.
+    pub(crate) fn remote() -> Self {
+        Self {
+            remote: Some(Arc::default()),
+            ..Self::new(EchoMode::InProcess)
+        }
+    }
+
+    /// The cluster's pods as last read (a remote kubelet; ignored otherwise).
+    pub(crate) fn observe(&mut self, snapshot: Arc<Snapshot>) {
+        if let Some(remote) = &mut self.remote {
+            *remote = snapshot;
+        }
+    }
+
+    /// Whether the pods are a real cluster's (no process here to ask).
+    pub(crate) fn is_remote(&self) -> bool {
+        self.remote.is_some()
     }
 
     /// Pods run in `network` on addresses of their own, which their EndpointSlices
@@ -126,6 +159,10 @@ impl Kubelet {
     /// Brings pods and EndpointSlices in line with the cluster's objects. Returns the
     /// keys of the slices it wrote or deleted.
     pub(crate) async fn reconcile(&mut self, cluster: &mut Cluster) -> Result<Vec<Key>, String> {
+        if self.remote.is_some() {
+            // The cluster's controllers run the pods and publish the slices.
+            return Ok(Vec::new());
+        }
         let templates = templates(cluster);
 
         // Pods whose workload is gone or changed, extra replicas, and dead processes go.
@@ -278,6 +315,14 @@ impl Kubelet {
 
     /// The pods of a namespace that are not (yet, or any more) serving.
     pub(crate) fn unready_pods(&mut self, namespace: &str) -> Vec<String> {
+        if let Some(remote) = &self.remote {
+            return remote
+                .pods
+                .iter()
+                .filter(|p| p.namespace == namespace && !p.ready)
+                .map(|p| format!("{} ({})", p.name, p.why))
+                .collect();
+        }
         self.pods
             .iter_mut()
             .filter(|((ns, _), _)| ns == namespace)
@@ -296,6 +341,16 @@ impl Kubelet {
         namespace: &str,
         pod: &str,
     ) -> Option<(String, Vec<String>)> {
+        if let Some(remote) = &self.remote {
+            let found = remote
+                .pods
+                .iter()
+                .find(|p| p.namespace == namespace && p.name == pod)?;
+            return Some((
+                found.workload.clone(),
+                services_selecting(cluster, namespace, &found.labels),
+            ));
+        }
         let found = self.pods.get(&(namespace.to_owned(), pod.to_owned()))?;
         let workload = match &found.workload {
             Workload::Deployment(name, _) | Workload::Pod(name) => name.clone(),
@@ -365,9 +420,9 @@ fn templates(cluster: &Cluster) -> Vec<Template> {
 fn pod_template(cluster: &Cluster, namespace: &str, template: &Value) -> Option<Template> {
     let containers = template.pointer("/spec/containers")?.as_array()?;
     let echo = containers.iter().find(|c| {
-        c["image"].as_str().is_some_and(|image| {
-            ECHO_IMAGES.iter().any(|e| image.contains(e)) || image.contains(DNS_IMAGE)
-        })
+        c["image"]
+            .as_str()
+            .is_some_and(|image| is_echo_image(image) || image.contains(DNS_IMAGE))
     })?;
     let labels = string_map(template.pointer("/metadata/labels"));
     let mut named_ports = BTreeMap::new();

@@ -7,7 +7,9 @@
 //!                     ▼
 //!   target.rs (standalone: API server cluster.rs + kubelet.rs + Standalone in-process;
 //!              local-cluster: the same Cluster and kubelet, written to an API server
-//!              served to portico-operator + portico-proxy processes, local_cluster/)
+//!              served to portico-operator + portico-proxy processes, local_cluster/;
+//!              kube: the same Cluster written to a cluster running Portico and the
+//!              pods, kube.rs)
 //!     │ setup.rs: <data>/conformance/setup.yaml once (base manifests, certificates)
 //!     │ per case, phases.rs: generated objects, manifests, checks/, requests.rs, steps
 //!     │ then roll the case's objects back and wait until standalone has too
@@ -29,6 +31,7 @@ mod defaults;
 pub mod features;
 mod grpc;
 pub(crate) mod http;
+mod kube;
 mod kubelet;
 pub(crate) mod local_cluster;
 mod manifest;
@@ -52,6 +55,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use backend::EchoMode;
+pub use kube::{DEFAULT_ECHO_IMAGE, KubeConfig};
 
 use crate::standalone::AddressPool;
 use case::Case;
@@ -103,6 +107,9 @@ pub enum TargetChoice {
     /// in-memory test server, or the cluster of `kubeconfig`. Needs root (the pods run
     /// in a network namespace).
     LocalCluster { kubeconfig: Option<PathBuf> },
+    /// A cluster where Portico is installed (kind, EKS, `portico dev-cluster`): the
+    /// cluster runs everything, the backends too (`echo_image`).
+    Kube(KubeConfig),
 }
 
 /// Where the runner writes its lines (stdout in the binary, a buffer in tests).
@@ -201,9 +208,11 @@ pub async fn run(
     // A real API server prunes fields its CRDs do not know: the local-cluster target
     // installs the experimental channel (a superset of standard), or the experimental
     // features the cases exercise (HTTPRoute retry, ...) would silently vanish.
+    // The kube target reads the defaults from the same channel (its cluster's CRDs are
+    // the installation's).
     let channel = match config.target {
         TargetChoice::Standalone => "crds/standard",
-        TargetChoice::LocalCluster { .. } => "crds/experimental",
+        TargetChoice::LocalCluster { .. } | TargetChoice::Kube(_) => "crds/experimental",
     };
     let crds = config.crds.clone().or_else(|| {
         let default = config.data.join(channel);
@@ -218,11 +227,15 @@ pub async fn run(
         crds: crds.clone(),
         keep: config.keep,
         local: match &config.target {
-            TargetChoice::Standalone => None,
+            TargetChoice::Standalone | TargetChoice::Kube(_) => None,
             TargetChoice::LocalCluster { kubeconfig } => Some(local_cluster::LocalClusterConfig {
                 kubeconfig: kubeconfig.clone(),
                 crds,
             }),
+        },
+        kube: match &config.target {
+            TargetChoice::Kube(kube) => Some(kube.clone()),
+            _ => None,
         },
     })
     .await

@@ -18,7 +18,6 @@ use super::case::{Action, Case, GeneratedObject, Patch, Step, StepCheck};
 use super::checks;
 use super::cluster::{Cluster, Key, Owner, now_rfc3339};
 use super::manifest::{self, ManifestRoots};
-use super::privileges;
 use super::requests;
 use super::target::Target;
 
@@ -30,7 +29,7 @@ pub(crate) async fn run_case(
 ) -> Result<(), String> {
     create_generated(target, &case.generated_objects, Owner::Case)?;
     apply_manifests(target, roots, &case.manifests, Owner::Case)?;
-    privileges::check_ports(&target.cluster, &target.class_name)?;
+    target.check_ports()?;
     target.settle(deadline).await?;
 
     for gateway in case.gateways.iter().filter(|g| g.address_required) {
@@ -91,7 +90,7 @@ async fn run_step(
             apply_manifests(target, roots, paths, Owner::Case)?;
         }
     }
-    privileges::check_ports(&target.cluster, &target.class_name)?;
+    target.check_ports()?;
     target.settle(deadline).await?;
 
     checks::namespaces_ready(target, &step.namespaces_ready, deadline).await?;

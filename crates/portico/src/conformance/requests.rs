@@ -117,10 +117,17 @@ pub(crate) async fn gateway_addr(
                 .ok_or_else(|| format!("{key} has no address in its status"))
         })
         .await?;
-    let ip: IpAddr = ip
-        .parse()
-        .map_err(|_| format!("{key}: status address {ip:?} is not an IP address"))?;
-    Ok(SocketAddr::new(ip, port))
+    if let Ok(ip) = ip.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    // A Hostname address (a cloud load balancer's DNS name, as on EKS): its first
+    // address, looked up like a client would.
+    let found = tokio::time::timeout_at(deadline, tokio::net::lookup_host((ip.as_str(), port)))
+        .await
+        .map_err(|_| format!("{key}: looking up status address {ip:?} timed out"))?
+        .map_err(|e| format!("{key}: status address {ip:?} does not resolve: {e}"))?
+        .next();
+    found.ok_or_else(|| format!("{key}: status address {ip:?} resolves to nothing"))
 }
 
 async fn run_http(
@@ -185,6 +192,11 @@ async fn run_http(
         .map_err(|e| format!("request {described}: {e}"))?;
     }
     if let Some(mirrors) = &expect.mirrored_to {
+        if target.kubelet.is_remote() {
+            return Err(not_implemented(
+                "mirrored_to against a cluster (the mirrors' pods are not the runner's to ask)",
+            ));
+        }
         for mirror in mirrors {
             let path = match (&mirror.path, &sent.request_id) {
                 // The request id is on the mirror's path too.

@@ -10,7 +10,6 @@ use super::checks;
 use super::cluster::Owner;
 use super::manifest::ManifestRoots;
 use super::phases;
-use super::privileges;
 use super::target::Target;
 
 #[derive(Debug, Deserialize)]
@@ -52,7 +51,7 @@ pub(crate) async fn run(
     let section = &setup.gateway;
     phases::apply_manifests(target, roots, &section.manifests, Owner::System)?;
     phases::create_generated(target, &section.generated_objects, Owner::System)?;
-    privileges::check_ports(&target.cluster, &target.class_name)?;
+    target.check_ports()?;
     target.settle(deadline).await?;
     checks::namespaces_ready(target, &section.namespaces_ready, deadline).await
 }

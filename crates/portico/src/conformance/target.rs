@@ -18,6 +18,10 @@
 //! authorities) and swaps the engine: the Cluster's changes are written to an API
 //! server, statuses are read back from it, and settling waits on observedGeneration
 //! and the proxy's served config instead of on standalone's inputs.
+//!
+//! The kube target (kube.rs) is the local-cluster target's API-server half alone
+//! ([`Remote`]): a real cluster runs Portico and the pods, so the kubelet only looks
+//! at them ([`Kubelet::remote`]) and settling waits on observedGeneration.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -34,8 +38,9 @@ use super::backend::EchoMode;
 use super::certs::Authorities;
 use super::cluster::{Cluster, Key, Owner};
 use super::defaults::Defaulter;
+use super::kube::{KubeCluster, KubeConfig};
 use super::kubelet::Kubelet;
-use super::local_cluster::{LocalCluster, LocalClusterConfig};
+use super::local_cluster::{LocalCluster, LocalClusterConfig, Remote};
 use super::observe::View;
 use crate::standalone::{AddressPool, Observed, Standalone, StandaloneConfig};
 
@@ -53,6 +58,8 @@ pub(crate) struct TargetConfig {
     /// Run against operator and proxy processes and an API server instead of
     /// standalone (`--target local-cluster`).
     pub(crate) local: Option<LocalClusterConfig>,
+    /// Run against a cluster with Portico installed (`--target kube`).
+    pub(crate) kube: Option<KubeConfig>,
 }
 
 /// What serves the cases.
@@ -63,6 +70,26 @@ enum Engine {
         standalone: Option<Standalone>,
     },
     Local(Box<LocalCluster>),
+    Kube(Box<KubeCluster>),
+}
+
+impl Engine {
+    /// The API server the engine writes to and reads statuses from (not standalone).
+    fn remote(&self) -> Option<&Remote> {
+        match self {
+            Engine::Standalone { .. } => None,
+            Engine::Local(local) => Some(&local.remote),
+            Engine::Kube(kube) => Some(&kube.remote),
+        }
+    }
+
+    fn remote_mut(&mut self) -> Option<&mut Remote> {
+        match self {
+            Engine::Standalone { .. } => None,
+            Engine::Local(local) => Some(&mut local.remote),
+            Engine::Kube(kube) => Some(&mut kube.remote),
+        }
+    }
 }
 
 /// The longest wait between two looks at a status that is not there yet; changes
@@ -112,6 +139,18 @@ impl Target {
             )
             .map_err(|e| e.to_string())?;
 
+        if let Some(kube) = &config.kube {
+            let engine = KubeCluster::start(kube).await?;
+            return Ok(Self {
+                cluster,
+                kubelet: Kubelet::remote(),
+                authorities: Authorities::default(),
+                class_name: config.class_name,
+                engine: Some(Engine::Kube(Box::new(engine))),
+                dir,
+                keep: config.keep,
+            });
+        }
         if let Some(local) = &config.local {
             let EchoMode::Process(_) = &config.echo else {
                 return Err(
@@ -165,10 +204,13 @@ impl Target {
     pub(crate) fn view(&self) -> View {
         match &self.engine {
             Some(Engine::Standalone { observed, .. }) => View::new(observed.borrow().clone()),
-            Some(Engine::Local(local)) => {
-                let snapshot = local.snapshot();
-                View::from_statuses(snapshot.statuses.clone(), snapshot.problems.clone())
-            }
+            Some(engine) => match engine.remote() {
+                Some(remote) => {
+                    let snapshot = remote.snapshot();
+                    View::from_statuses(snapshot.statuses.clone(), snapshot.problems.clone())
+                }
+                None => View::from_statuses(Value::Null, Vec::new()),
+            },
             None => View::from_statuses(Value::Null, Vec::new()),
         }
     }
@@ -183,7 +225,10 @@ impl Target {
                 drop(observed.borrow_and_update());
                 let _ = tokio::time::timeout_at(until, observed.changed()).await;
             }
-            Some(Engine::Local(local)) => local.changed(until).await,
+            Some(engine) => match engine.remote_mut() {
+                Some(remote) => remote.changed(until).await,
+                None => tokio::time::sleep_until(until).await,
+            },
             None => tokio::time::sleep_until(until).await,
         }
     }
@@ -197,6 +242,9 @@ impl Target {
     ) -> Result<T, String> {
         loop {
             let view = self.view();
+            if let Some(remote) = self.engine.as_ref().and_then(Engine::remote) {
+                self.kubelet.observe(remote.snapshot());
+            }
             match check(&view, &self.cluster, &mut self.kubelet) {
                 Ok(value) => return Ok(value),
                 Err(e) if Instant::now() >= deadline => {
@@ -216,17 +264,17 @@ impl Target {
     /// operator and the proxy).
     pub(crate) async fn settle(&mut self, deadline: Instant) -> Result<(), String> {
         self.kubelet.reconcile(&mut self.cluster).await?;
-        let Some(Engine::Local(local)) = &mut self.engine else {
+        let Some(remote) = self.engine.as_mut().and_then(Engine::remote_mut) else {
             // Standalone reads the folder the Cluster writes: nothing to push.
             drop(self.cluster.take_changes());
             return self
                 .poll(deadline, |view, cluster, _| view.synced(cluster))
                 .await;
         };
-        local.push(&mut self.cluster, deadline).await?;
+        remote.push(&mut self.cluster, deadline).await?;
         loop {
-            let snapshot = local.snapshot();
-            match local.converged(&snapshot, &self.cluster, &self.class_name) {
+            let snapshot = remote.snapshot();
+            match remote.converged(&snapshot, &self.cluster, &self.class_name) {
                 Ok(()) => return Ok(()),
                 Err(e) if Instant::now() >= deadline => {
                     return Err(if snapshot.problems.is_empty() {
@@ -235,7 +283,7 @@ impl Target {
                         format!("{e} [{}]", snapshot.problems.join("; "))
                     });
                 }
-                Err(_) => local.changed(deadline.min(Instant::now() + POLL)).await,
+                Err(_) => remote.changed(deadline.min(Instant::now() + POLL)).await,
             }
         }
     }
@@ -267,6 +315,16 @@ impl Target {
         Ok(keys)
     }
 
+    /// Fails when a Gateway listens on a port the proxy, run by this process's user,
+    /// may not bind (standalone, and the local cluster's proxy); a cluster's proxies are
+    /// its own business.
+    pub(crate) fn check_ports(&self) -> Result<(), String> {
+        match &self.engine {
+            Some(Engine::Kube(_)) => Ok(()),
+            _ => super::privileges::check_ports(&self.cluster, &self.class_name),
+        }
+    }
+
     /// The folder standalone serves.
     pub(crate) fn dir(&self) -> &std::path::Path {
         &self.dir
@@ -286,6 +344,7 @@ impl Target {
                 // Kept with the objects and the logs when asked; the logs are worth
                 // keeping then.
             }
+            Some(Engine::Kube(kube)) => kube.shutdown(&self.cluster, self.keep).await,
             _ => {}
         }
         if self.keep {

@@ -58,6 +58,9 @@ pub(crate) struct Writer {
     client: Client,
     /// (apiVersion, kind) -> what serves it (`None`: nothing, skipped).
     served: BTreeMap<(String, String), Option<Served>>,
+    /// The image that replaces the upstream echo servers in the pods written (the kube
+    /// target: the cluster runs Portico's echo, echo-basic compatible).
+    echo_image: Option<String>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -73,7 +76,15 @@ impl Writer {
         Self {
             client,
             served: BTreeMap::new(),
+            echo_image: None,
         }
+    }
+
+    /// Pods and Deployments are written with `image` instead of the upstream echo
+    /// servers' images.
+    pub(crate) fn with_echo_image(mut self, image: String) -> Self {
+        self.echo_image = Some(image);
+        self
     }
 
     /// What serves `kind` of `api_version`, looked up once.
@@ -130,6 +141,9 @@ impl Writer {
         if let Some(map) = body.as_object_mut() {
             // Status belongs to the controllers; the main resource ignores it anyway.
             map.remove("status");
+        }
+        if let Some(image) = &self.echo_image {
+            swap_echo_images(&mut body, image);
         }
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let stored = self
@@ -264,5 +278,57 @@ impl Writer {
             tokio::time::sleep(RETRY_PAUSE).await;
             pending = failed;
         }
+    }
+}
+
+/// Replaces the upstream echo images of a Pod's or a workload's containers by `image`.
+fn swap_echo_images(object: &mut Value, image: &str) {
+    let pointer = match object["kind"].as_str() {
+        Some("Pod") => "/spec/containers",
+        Some("Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
+            "/spec/template/spec/containers"
+        }
+        _ => return,
+    };
+    let Some(containers) = object.pointer_mut(pointer).and_then(Value::as_array_mut) else {
+        return;
+    };
+    for container in containers {
+        if container["image"]
+            .as_str()
+            .is_some_and(super::super::kubelet::is_echo_image)
+        {
+            container["image"] = Value::String(image.to_owned());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn echo_images_are_swapped_in_workloads_and_pods_only() {
+        let mut deployment = json!({"kind": "Deployment", "spec": {"template": {"spec": {"containers": [
+            {"name": "a", "image": "registry.k8s.io/gateway-api/echo-basic:v1.5.1"},
+            {"name": "b", "image": "coredns/coredns:1.12"},
+        ]}}}});
+        swap_echo_images(&mut deployment, "portico/echo:t");
+        let containers = &deployment["spec"]["template"]["spec"]["containers"];
+        assert_eq!(containers[0]["image"], "portico/echo:t");
+        assert_eq!(containers[1]["image"], "coredns/coredns:1.12");
+
+        let mut pod = json!({"kind": "Pod", "spec": {"containers": [
+            {"image": "gcr.io/k8s-staging-gateway-api/echo-advanced:v2"}]}});
+        swap_echo_images(&mut pod, "portico/echo:t");
+        assert_eq!(pod["spec"]["containers"][0]["image"], "portico/echo:t");
+
+        let mut config_map = json!({"kind": "ConfigMap", "spec": {"containers": [
+            {"image": "registry.k8s.io/gateway-api/echo-basic:v1"}]}});
+        let before = config_map.clone();
+        swap_echo_images(&mut config_map, "portico/echo:t");
+        assert_eq!(config_map, before);
     }
 }

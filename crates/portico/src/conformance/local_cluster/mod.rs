@@ -25,12 +25,15 @@
 //! config version for [`QUIET`] (at least that long after the writes), which is how
 //! long the operator gets to push what the writes changed when they change no status
 //! (EndpointSlices).
+//!
+//! [`Remote`] is the API-server half of this (writer, poller, settling on statuses),
+//! shared with the kube target (`../kube.rs`), which has no processes of its own.
 
 pub(crate) mod api;
 pub(crate) mod kube_proxy;
 pub(crate) mod kubelet;
 pub(crate) mod processes;
-mod snapshot;
+pub(crate) mod snapshot;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,7 +49,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::cluster::{Cluster, Key};
-use snapshot::{POLL, Poller, Snapshot};
+use snapshot::{POLL, Poller, Probes, Snapshot};
 
 /// How long the proxy must serve one version, after the writes, before the target
 /// counts as settled.
@@ -90,15 +93,126 @@ pub(crate) struct LocalClusterConfig {
 #[derive(Debug)]
 pub(crate) struct LocalCluster {
     /// The test API server (`None` with `--kubeconfig`).
-    server: Option<TestApiServer>,
-    writer: api::Writer,
+    test_server: Option<TestApiServer>,
+    /// Writes to the API server and reads it back (shared with the kube target).
+    pub(crate) remote: Remote,
     pub(crate) network: Arc<PodNetwork>,
     operator: Option<Process>,
     cert_sync: Option<Process>,
     proxy: Option<Process>,
+}
+
+/// An API server the runner writes the cases' objects to and reads statuses (and
+/// pods, the proxy) back from: the part the local-cluster and the kube targets share.
+#[derive(Debug)]
+pub(crate) struct Remote {
+    writer: api::Writer,
     poller: Option<Poller>,
     /// When the last writes reached the API server.
     pushed_at: Instant,
+    /// Settling also waits for the proxy's served version (a proxy of the runner's).
+    watch_proxy: bool,
+}
+
+impl Remote {
+    /// Starts reading the API server once the Gateway API kinds are served (CRDs
+    /// establish asynchronously on a real server).
+    pub(crate) async fn start(
+        client: Client,
+        writer: api::Writer,
+        probes: Probes,
+        deadline: Instant,
+    ) -> Result<Self, String> {
+        let watch_proxy = probes.proxy.is_some();
+        let kinds = loop {
+            match snapshot::gateway_kinds(&client).await {
+                Ok(kinds) => break kinds,
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(POLL).await,
+            }
+        };
+        Ok(Self {
+            writer,
+            poller: Some(Poller::start(client, kinds, probes)),
+            pushed_at: Instant::now(),
+            watch_proxy,
+        })
+    }
+
+    /// The writer, for objects outside the runner's Cluster (set-up, clean-up).
+    pub(crate) fn writer(&mut self) -> &mut api::Writer {
+        &mut self.writer
+    }
+
+    /// The latest snapshot of statuses (and pods, the proxy).
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.poller.as_ref().map(Poller::latest).unwrap_or_default()
+    }
+
+    /// Waits for a newer snapshot, at most until `until`.
+    pub(crate) async fn changed(&mut self, until: Instant) {
+        match self.poller.as_mut() {
+            Some(poller) => poller.changed(until).await,
+            None => tokio::time::sleep_until(until).await,
+        }
+    }
+
+    /// Writes the cluster's changes to the API server.
+    pub(crate) async fn push(
+        &mut self,
+        cluster: &mut Cluster,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let changes = cluster.take_changes();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.writer.push(cluster, changes, deadline).await?;
+        self.pushed_at = Instant::now();
+        Ok(())
+    }
+
+    /// Whether the controllers (and the proxy, when it is ours) have caught up with the
+    /// cluster's objects: `Err` says what is missing.
+    pub(crate) fn converged(
+        &self,
+        snapshot: &Snapshot,
+        cluster: &Cluster,
+        class: &str,
+    ) -> Result<(), String> {
+        statuses_observed(snapshot, cluster, class)?;
+        if !self.watch_proxy {
+            // The cluster's proxies are not the runner's to ask: statuses read after
+            // the writes are what there is (requests retry until the data plane agrees).
+            return if snapshot.taken.is_some_and(|t| t >= self.pushed_at) {
+                Ok(())
+            } else {
+                Err("no look at the API server since the last writes yet".to_owned())
+            };
+        }
+        let Some(version) = &snapshot.proxy_version else {
+            return Err("the proxy serves no config yet".to_owned());
+        };
+        let quiet_since = snapshot
+            .proxy_since
+            .map_or(self.pushed_at, |since| since.max(self.pushed_at));
+        if snapshot
+            .taken
+            .is_none_or(|taken| taken < quiet_since + QUIET)
+        {
+            return Err(format!(
+                "the proxy has not served one config ({version}) for {QUIET:?} since the last change"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stops reading.
+    pub(crate) async fn stop(&mut self) {
+        if let Some(poller) = self.poller.take() {
+            poller.stop().await;
+        }
+    }
 }
 
 impl LocalCluster {
@@ -159,105 +273,20 @@ impl LocalCluster {
             proxy_ip,
         );
         let admin = SocketAddr::from((proxy_ip, processes::PROXY_ADMIN_PORT));
-        let poller = retry_poller(client, admin, kube_proxy, deadline).await?;
+        let probes = Probes {
+            proxy: Some((admin, kube_proxy)),
+            pods: false,
+        };
+        let remote = Remote::start(client, writer, probes, deadline).await?;
         tracing::info!(pods = %network.subnet(), load_balancers = %lb_cidr, proxy = %proxy_ip, "local cluster up");
         Ok(Self {
-            server,
-            writer,
+            test_server: server,
+            remote,
             network,
             operator: Some(operator),
             cert_sync: Some(cert_sync),
             proxy: Some(proxy),
-            poller: Some(poller),
-            pushed_at: Instant::now(),
         })
-    }
-
-    /// The latest snapshot of statuses and the proxy.
-    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
-        self.poller.as_ref().map(Poller::latest).unwrap_or_default()
-    }
-
-    /// Waits for a newer snapshot, at most until `until`.
-    pub(crate) async fn changed(&mut self, until: Instant) {
-        match self.poller.as_mut() {
-            Some(poller) => poller.changed(until).await,
-            None => tokio::time::sleep_until(until).await,
-        }
-    }
-
-    /// Writes the cluster's changes to the API server.
-    pub(crate) async fn push(
-        &mut self,
-        cluster: &mut Cluster,
-        deadline: Instant,
-    ) -> Result<(), String> {
-        let changes = cluster.take_changes();
-        if changes.is_empty() {
-            return Ok(());
-        }
-        self.writer.push(cluster, changes, deadline).await?;
-        self.pushed_at = Instant::now();
-        Ok(())
-    }
-
-    /// Whether the operator and the proxy have caught up with the cluster's objects:
-    /// `Err` says what is missing.
-    pub(crate) fn converged(
-        &self,
-        snapshot: &Snapshot,
-        cluster: &Cluster,
-        class: &str,
-    ) -> Result<(), String> {
-        for (key, gateway) in cluster.list(names::kind::GATEWAY) {
-            if gateway
-                .pointer("/spec/gatewayClassName")
-                .and_then(Value::as_str)
-                != Some(class)
-            {
-                continue;
-            }
-            observed(snapshot, cluster, key, |status| {
-                conditions_at(status.get("conditions"))
-            })?;
-        }
-        for kind in ROUTE_KINDS {
-            for (key, route) in cluster.list(kind) {
-                if !attached_to_ours(route, &key.namespace, cluster, class) {
-                    continue;
-                }
-                observed(snapshot, cluster, key, |status| {
-                    let ours: Vec<&Value> = status
-                        .get("parents")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .filter(|p| p["controllerName"] == names::CONTROLLER_NAME)
-                        .collect();
-                    if ours.is_empty() {
-                        return Vec::new();
-                    }
-                    ours.iter()
-                        .flat_map(|p| conditions_at(p.get("conditions")))
-                        .collect()
-                })?;
-            }
-        }
-        let Some(version) = &snapshot.proxy_version else {
-            return Err("the proxy serves no config yet".to_owned());
-        };
-        let quiet_since = snapshot
-            .proxy_since
-            .map_or(self.pushed_at, |since| since.max(self.pushed_at));
-        if snapshot
-            .taken
-            .is_none_or(|taken| taken < quiet_since + QUIET)
-        {
-            return Err(format!(
-                "the proxy has not served one config ({version}) for {QUIET:?} since the last change"
-            ));
-        }
-        Ok(())
     }
 
     /// The last lines of the operator's and the proxy's output.
@@ -277,9 +306,7 @@ impl LocalCluster {
 
     /// Stops the proxy, the operator, cert-sync and the API server; the logs go to `dir`.
     pub(crate) async fn shutdown(mut self, dir: &Path) {
-        if let Some(poller) = self.poller.take() {
-            poller.stop().await;
-        }
+        self.remote.stop().await;
         for (name, process) in [
             ("portico-proxy", self.proxy.take()),
             ("portico-operator", self.operator.take()),
@@ -292,7 +319,7 @@ impl LocalCluster {
                 }
             }
         }
-        if let Some(server) = self.server.take() {
+        if let Some(server) = self.test_server.take() {
             server.shutdown().await;
         }
     }
@@ -300,15 +327,35 @@ impl LocalCluster {
 
 /// A client for the cluster of a kubeconfig file.
 pub(crate) async fn client_from(path: &Path) -> Result<Client, String> {
-    let kubeconfig =
-        Kubeconfig::read_from(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let config = portico_api::kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &KubeConfigOptions::default(),
-    )
-    .await
-    .map_err(|e| format!("{}: {e}", path.display()))?;
-    Client::try_from(config).map_err(|e| format!("{}: {e}", path.display()))
+    client_for(Some(path), None).await
+}
+
+/// A client for the cluster of `path` (else `KUBECONFIG`, else `~/.kube/config`), in
+/// `context` (else the current one).
+pub(crate) async fn client_for(
+    path: Option<&Path>,
+    context: Option<&str>,
+) -> Result<Client, String> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..KubeConfigOptions::default()
+    };
+    let (config, source) = match path {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            (
+                portico_api::kube::Config::from_custom_kubeconfig(kubeconfig, &options).await,
+                path.display().to_string(),
+            )
+        }
+        None => (
+            portico_api::kube::Config::from_kubeconfig(&options).await,
+            "the kubeconfig (KUBECONFIG or ~/.kube/config)".to_owned(),
+        ),
+    };
+    let config = config.map_err(|e| format!("{source}: {e}"))?;
+    Client::try_from(config).map_err(|e| format!("{source}: {e}"))
 }
 
 /// Applies the CustomResourceDefinitions of `dir` and Portico's own.
@@ -345,28 +392,44 @@ pub(crate) async fn apply_crds(
     Ok(())
 }
 
-/// Starts the poller once the Gateway API kinds are served (CRDs establish
-/// asynchronously on a real server).
-async fn retry_poller(
-    client: Client,
-    admin: SocketAddr,
-    kube_proxy: kube_proxy::KubeProxy,
-    deadline: Instant,
-) -> Result<Poller, String> {
-    let mut kube_proxy = Some(kube_proxy);
-    loop {
-        let kinds = snapshot::gateway_kinds(&client).await;
-        match kinds {
-            Ok(kinds) => {
-                let Some(kp) = kube_proxy.take() else {
-                    return Err("internal: kube-proxy gone".to_owned());
-                };
-                return Ok(Poller::start(client, kinds, admin, kp));
+/// Every Gateway of the class under test, and every route attached to one, carries a
+/// status observed at the generation the API server has.
+fn statuses_observed(snapshot: &Snapshot, cluster: &Cluster, class: &str) -> Result<(), String> {
+    for (key, gateway) in cluster.list(names::kind::GATEWAY) {
+        if gateway
+            .pointer("/spec/gatewayClassName")
+            .and_then(Value::as_str)
+            != Some(class)
+        {
+            continue;
+        }
+        observed(snapshot, cluster, key, |status| {
+            conditions_at(status.get("conditions"))
+        })?;
+    }
+    for kind in ROUTE_KINDS {
+        for (key, route) in cluster.list(kind) {
+            if !attached_to_ours(route, &key.namespace, cluster, class) {
+                continue;
             }
-            Err(e) if Instant::now() >= deadline => return Err(e),
-            Err(_) => tokio::time::sleep(POLL).await,
+            observed(snapshot, cluster, key, |status| {
+                let ours: Vec<&Value> = status
+                    .get("parents")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["controllerName"] == names::CONTROLLER_NAME)
+                    .collect();
+                if ours.is_empty() {
+                    return Vec::new();
+                }
+                ours.iter()
+                    .flat_map(|p| conditions_at(p.get("conditions")))
+                    .collect()
+            })?;
         }
     }
+    Ok(())
 }
 
 /// Fails unless the server's copy of `key` is at the cluster's generation and carries

@@ -7,8 +7,11 @@
 //!                  the standalone View reads ({gateways: {"ns/name": status}, ...})
 //!                  and the objects themselves (generation + status, for settling)
 //!                list Services ──> kube_proxy.rs: DNAT rules (LB address:port ->
-//!                  proxy pod:targetPort)
+//!                  proxy pod:targetPort)           (local-cluster target only)
 //!                GET proxy /readyz ──> the config version it serves, and since when
+//!                                                  (local-cluster target only)
+//!                list Pods ──> name, labels, owner, readiness (kube target: the
+//!                  cluster's kubelets run the backends)
 //!   ──> watch::Sender<Arc<Snapshot>> (sent after every look, with when it was taken)
 //! ```
 
@@ -17,9 +20,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portico_api::kube::Client;
+use portico_api::k8s_openapi::api::core::v1::Pod;
 use portico_api::kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use portico_api::kube::discovery::{Discovery, Scope};
+use portico_api::kube::{Client, ResourceExt};
 use portico_api::names;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -48,10 +52,36 @@ pub(crate) struct Snapshot {
     pub(crate) proxy_version: Option<String>,
     /// When the proxy started serving that version.
     pub(crate) proxy_since: Option<Instant>,
+    /// The cluster's Pods (read only when [`Probes::pods`] asks).
+    pub(crate) pods: Vec<PodState>,
     /// What went wrong reading (named in failure messages).
     pub(crate) problems: Vec<String>,
     /// When this look started (`None`: no look yet).
     pub(crate) taken: Option<Instant>,
+}
+
+/// A Pod as the runner needs it: who it is, what selects it, whether it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PodState {
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    pub(crate) labels: BTreeMap<String, String>,
+    /// The Deployment (or ReplicaSet, or the Pod itself) the pod belongs to.
+    pub(crate) workload: String,
+    /// The Ready condition is True, or the pod completed (Succeeded).
+    pub(crate) ready: bool,
+    /// Why not ready: phase and the first container's waiting or terminated reason.
+    pub(crate) why: String,
+}
+
+/// What the poller reads besides the Gateway API objects.
+#[derive(Debug, Default)]
+pub(crate) struct Probes {
+    /// The proxy's admin address (its served version) and the DNAT rules kept in line
+    /// with the Services: the local-cluster target's own proxy.
+    pub(crate) proxy: Option<(SocketAddr, KubeProxy)>,
+    /// Read the Pods (the kube target, whose backends the cluster runs).
+    pub(crate) pods: bool,
 }
 
 /// The background reader.
@@ -63,24 +93,11 @@ pub(crate) struct Poller {
 }
 
 impl Poller {
-    /// Starts reading: `client` for the objects, `proxy_admin` for readiness, and
-    /// `kube_proxy` kept in line with the Services.
-    pub(crate) fn start(
-        client: Client,
-        kinds: Vec<(ApiResource, bool)>,
-        proxy_admin: SocketAddr,
-        kube_proxy: KubeProxy,
-    ) -> Self {
+    /// Starts reading: `client` for the objects, and what `probes` asks for.
+    pub(crate) fn start(client: Client, kinds: Vec<(ApiResource, bool)>, probes: Probes) -> Self {
         let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
         let stop = CancellationToken::new();
-        let task = tokio::spawn(poll_loop(
-            client,
-            kinds,
-            proxy_admin,
-            kube_proxy,
-            tx,
-            stop.clone(),
-        ));
+        let task = tokio::spawn(poll_loop(client, kinds, probes, tx, stop.clone()));
         Self {
             rx,
             stop,
@@ -130,8 +147,7 @@ pub(crate) async fn gateway_kinds(client: &Client) -> Result<Vec<(ApiResource, b
 async fn poll_loop(
     client: Client,
     kinds: Vec<(ApiResource, bool)>,
-    proxy_admin: SocketAddr,
-    mut kube_proxy: KubeProxy,
+    mut probes: Probes,
     tx: watch::Sender<Arc<Snapshot>>,
     stop: CancellationToken,
 ) {
@@ -181,30 +197,40 @@ async fn poll_loop(
                 snapshot.objects.insert(key, object);
             }
         }
-        let services: Api<portico_api::k8s::Service> = Api::all(client.clone());
-        match tokio::time::timeout(READ_TIMEOUT, services.list(&ListParams::default())).await {
-            Ok(Ok(list)) => {
-                if let Err(e) = kube_proxy.sync(&list.items) {
-                    snapshot.problems.push(e);
+        if let Some((proxy_admin, kube_proxy)) = probes.proxy.as_mut() {
+            let services: Api<portico_api::k8s::Service> = Api::all(client.clone());
+            match tokio::time::timeout(READ_TIMEOUT, services.list(&ListParams::default())).await {
+                Ok(Ok(list)) => {
+                    if let Err(e) = kube_proxy.sync(&list.items) {
+                        snapshot.problems.push(e);
+                    }
                 }
+                Ok(Err(e)) => snapshot.problems.push(format!("listing Services: {e}")),
+                Err(_) => snapshot
+                    .problems
+                    .push("listing Services: timed out".to_owned()),
             }
-            Ok(Err(e)) => snapshot.problems.push(format!("listing Services: {e}")),
-            Err(_) => snapshot
-                .problems
-                .push("listing Services: timed out".to_owned()),
+            let version = proxy_version(*proxy_admin).await;
+            let since = match (&version, &last_version) {
+                (Some(v), Some((old, since))) if v == old => Some(*since),
+                (Some(v), _) => {
+                    let now = Instant::now();
+                    last_version = Some((v.clone(), now));
+                    Some(now)
+                }
+                (None, _) => None,
+            };
+            snapshot.proxy_version = version;
+            snapshot.proxy_since = since;
         }
-        let version = proxy_version(proxy_admin).await;
-        let since = match (&version, &last_version) {
-            (Some(v), Some((old, since))) if v == old => Some(*since),
-            (Some(v), _) => {
-                let now = Instant::now();
-                last_version = Some((v.clone(), now));
-                Some(now)
+        if probes.pods {
+            let pods: Api<Pod> = Api::all(client.clone());
+            match tokio::time::timeout(READ_TIMEOUT, pods.list(&ListParams::default())).await {
+                Ok(Ok(list)) => snapshot.pods = list.items.iter().map(pod_state).collect(),
+                Ok(Err(e)) => snapshot.problems.push(format!("listing Pods: {e}")),
+                Err(_) => snapshot.problems.push("listing Pods: timed out".to_owned()),
             }
-            (None, _) => None,
-        };
-        snapshot.proxy_version = version;
-        snapshot.proxy_since = since;
+        }
         // Sent every time, unchanged or not: `taken` says how fresh it is, which
         // settling needs (the proxy served one version for a while *as of when*).
         tx.send_replace(Arc::new(snapshot));
@@ -213,7 +239,63 @@ async fn poll_loop(
             () = tokio::time::sleep(POLL) => {}
         }
     }
-    kube_proxy.remove();
+    if let Some((_, mut kube_proxy)) = probes.proxy.take() {
+        kube_proxy.remove();
+    }
+}
+
+/// What the runner reads of a Pod.
+fn pod_state(pod: &Pod) -> PodState {
+    let status = pod.status.as_ref();
+    let phase = status
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "Pending".to_owned());
+    let ready_condition = status
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let container = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .and_then(|c| c.state.as_ref());
+    let reason = container
+        .and_then(|s| {
+            s.waiting
+                .as_ref()
+                .and_then(|w| w.reason.clone())
+                .or_else(|| s.terminated.as_ref().and_then(|t| t.reason.clone()))
+        })
+        .unwrap_or_default();
+    let name = pod.name_any();
+    // "<deployment>-<template hash>-<suffix>" for a Deployment's pods (CASES.md,
+    // Backends): a ReplicaSet owner is "<deployment>-<hash>".
+    let workload = match pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) || o.kind == "ReplicaSet")
+    {
+        Some(owner) if owner.kind == "ReplicaSet" => owner.name.rsplit_once('-').map_or_else(
+            || owner.name.clone(),
+            |(deployment, _)| deployment.to_owned(),
+        ),
+        Some(owner) => owner.name.clone(),
+        None => name.clone(),
+    };
+    PodState {
+        namespace: pod.namespace().unwrap_or_default(),
+        labels: pod.labels().clone(),
+        workload,
+        ready: ready_condition || phase == "Succeeded",
+        why: if reason.is_empty() {
+            phase
+        } else {
+            format!("{phase}, {reason}")
+        },
+        name,
+    }
 }
 
 /// `GET /readyz` of the proxy: "ready: serving VERSION".
