@@ -11,7 +11,8 @@
 //!                                  .status replicas/ready/available/updated written
 //!   Pod, image runnable ──> a local process in the pod network namespace on a pod
 //!                            IP of its own (portico-echo or portico, with the
-//!                            container's command/args and env);
+//!                            container's command/args and env); a `hostNetwork`
+//!                            pod runs on the host with the node's IP as podIP;
 //!                            .status: phase, podIP, hostIP, Ready, containerStatuses
 //!   Service with a selector ──> EndpointSlice <service>-dev (ready pods of ours
 //!                               matching it, ports resolved against the pods)
@@ -197,7 +198,10 @@ async fn run(
 #[derive(Debug)]
 struct LocalPod {
     uid: String,
+    /// Its own address in the pod network, or the node's for `hostNetwork` pods.
     ip: Ipv4Addr,
+    /// `spec.hostNetwork`: the process runs in the host's network namespace.
+    host_network: bool,
     container: Container,
     restart_always: bool,
     /// `None` once it has exited for good.
@@ -218,7 +222,9 @@ impl LocalPod {
         if let Some(mut process) = self.process.take() {
             process.kill().await;
         }
-        network.release(self.ip);
+        if !self.host_network {
+            network.release(self.ip);
+        }
     }
 }
 
@@ -446,10 +452,16 @@ impl State {
             .as_ref()
             .and_then(|s| s.restart_policy.as_deref())
             .is_none_or(|p| p == "Always");
-        let ip = self.network.allocate().map_err(|e| e.to_string())?;
+        let host_network = is_host_network(pod);
+        let ip = if host_network {
+            self.network.host_ip()
+        } else {
+            self.network.allocate().map_err(|e| e.to_string())?
+        };
         let mut local = LocalPod {
             uid: pod.uid().unwrap_or_default(),
             ip,
+            host_network,
             container,
             restart_always,
             process: None,
@@ -473,7 +485,9 @@ impl State {
                 Ok(local)
             }
             Err(e) => {
-                self.network.release(ip);
+                if !host_network {
+                    self.network.release(ip);
+                }
                 Err(e)
             }
         }
@@ -747,11 +761,23 @@ fn spawn(
             .flatten()
             .find_map(|p| u16::try_from(p.container_port).ok())
     };
-    let mut command = network.command(&path);
+    let mut command = if is_host_network(pod) {
+        tokio::process::Command::new(&path)
+    } else {
+        network.command(&path)
+    };
     command.args(&args).envs(&env).env("NO_COLOR", "1");
     let process =
         Process::spawn_command(command).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((process, probe))
+}
+
+/// `spec.hostNetwork`: the pod runs on the host (the node) instead of the pod network.
+fn is_host_network(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
 }
 
 /// Notices exits (restarting or finishing the pod) and readiness.
