@@ -242,11 +242,10 @@ pub(crate) fn nginx(ports: Ports, routes: usize, dir: &Path) -> String {
         r#"daemon off;
 master_process off;
 worker_processes 1;
-worker_rlimit_nofile 65536;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{
-    worker_connections 20000;
+    worker_connections 9000;
 }}
 http {{
     access_log off;
@@ -258,7 +257,6 @@ http {{
     server_names_hash_max_size 65536;
     server_names_hash_bucket_size 128;
     keepalive_requests 1000000;
-    http2_max_requests 1000000;
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     proxy_set_header Host $host;
@@ -334,7 +332,9 @@ pub(crate) fn haproxy(ports: Ports, routes: usize, dir: &Path) -> String {
     let mut out = format!(
         r#"global
     nbthread 1
-    maxconn 40000
+    # HAProxy wants about 2 descriptors per connection and refuses to start when
+    # RLIMIT_NOFILE is below what maxconn needs (the hard limit may be 20,000).
+    maxconn 9000
     tune.ssl.default-dh-param 2048
 defaults
     mode http

@@ -23,6 +23,8 @@ pub(crate) struct Lab {
     pub(crate) warmup_secs: u32,
     pub(crate) peers: Vec<Peer>,
     pub(crate) routes: usize,
+    /// Peers that did not start, and why.
+    pub(crate) start_errors: Vec<String>,
 }
 
 /// One measurement of one peer.
@@ -38,10 +40,20 @@ impl Lab {
     pub(crate) async fn start_peers(&mut self, routes: usize) -> anyhow::Result<()> {
         self.peers.clear();
         let target = config::target(routes - 1);
+        // A peer that does not start is reported and left out; its cells stay empty.
         for kind in [Kind::Direct, Kind::Portico, Kind::Nginx, Kind::Haproxy] {
-            let peer =
-                peers::start(kind, &self.dir, &self.bin_dir, routes, &self.tls, &target).await?;
-            self.peers.push(peer);
+            match peers::start(kind, &self.dir, &self.bin_dir, routes, &self.tls, &target).await {
+                Ok(peer) => self.peers.push(peer),
+                Err(e) if kind == Kind::Direct => return Err(e),
+                Err(e) => {
+                    eprintln!(
+                        "   {} with {routes} routes did not start: {e:#}",
+                        kind.name()
+                    );
+                    self.start_errors
+                        .push(format!("{} with {routes} routes: {e:#}", kind.name()));
+                }
+            }
         }
         self.routes = routes;
         Ok(())

@@ -159,11 +159,7 @@ pub(crate) async fn start(
     let command = match kind {
         Kind::Direct => None,
         Kind::Portico => {
-            write(
-                &dir.join("00-base.yaml"),
-                &config::portico_base(ports, Some(tls)),
-            )?;
-            write(&dir.join("10-routes.yaml"), &config::portico_routes(routes))?;
+            write_portico_config(&dir, routes, tls)?;
             Some(portico_command(bin_dir, &dir))
         }
         Kind::Nginx => {
@@ -209,6 +205,16 @@ pub(crate) async fn start(
     let mut peer = Peer { kind, proc, lines };
     wait_for(&mut peer, target, 200, Duration::from_secs(120)).await?;
     Ok(peer)
+}
+
+/// The folder `portico standalone` serves in the data-plane scenarios.
+pub(crate) fn write_portico_config(dir: &Path, routes: usize, tls: &Tls) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write(
+        &dir.join("00-base.yaml"),
+        &config::portico_base(Kind::Portico.ports(), Some(tls)),
+    )?;
+    write(&dir.join("10-routes.yaml"), &config::portico_routes(routes))
 }
 
 /// `portico standalone DIR` on CPU 0 with one tokio worker, access log off.

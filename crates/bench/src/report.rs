@@ -10,11 +10,19 @@ pub(crate) struct Machine {
     nproc: usize,
     kernel: String,
     cpu: String,
+    /// /proc/loadavg's 1, 5 and 15 minute averages when the run began: the machine is
+    /// shared, and this says how busy it was.
+    load_start: Option<String>,
 }
 
 impl Machine {
     pub(crate) fn to_json(&self) -> Value {
-        json!({ "nproc": self.nproc, "kernel": self.kernel, "cpu_model": self.cpu })
+        json!({
+            "nproc": self.nproc,
+            "kernel": self.kernel,
+            "cpu_model": self.cpu,
+            "load_avg_start": self.load_start,
+        })
     }
 }
 
@@ -35,11 +43,23 @@ pub(crate) fn machine() -> Machine {
         .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
         .map_or_else(|| "unknown CPU".to_owned(), |(_, m)| m.trim().to_owned());
     Machine {
-        nproc: std::thread::available_parallelism().map_or(0, usize::from),
+        // The machine's CPUs, not the driver's: it is pinned to one of them.
+        nproc: cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count(),
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map_or_else(|_| "unknown".to_owned(), |k| k.trim().to_owned()),
         cpu,
+        load_start: loadavg(),
     }
+}
+
+/// The 1, 5 and 15 minute load averages, e.g. `4.02 2.06 1.00`.
+pub(crate) fn loadavg() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let fields: Vec<&str> = text.split_whitespace().take(3).collect();
+    (fields.len() == 3).then(|| fields.join(" "))
 }
 
 fn first_line(program: &str, arg: &str) -> Option<String> {
@@ -74,7 +94,8 @@ pub(crate) fn markdown(r: &Value) -> String {
     let m = &r["machine"];
     let _ = writeln!(
         md,
-        "# Portico benchmarks ({mode}), {date}\n\nMachine: {nproc} CPUs, {cpu}, Linux {kernel}. \
+        "# Portico benchmarks ({mode}), {date}\n\nMachine: {nproc} CPUs, {cpu}, Linux {kernel}; \
+         load average {load_start} at the start, {load_end} at the end (shared with other work). \
          Proxies pinned to CPU 0 with one worker; client and backend on CPU 1. \
          {reps} repetitions after a warm-up, interleaved; median shown. \
          {nginx}; {haproxy}.\n",
@@ -83,6 +104,8 @@ pub(crate) fn markdown(r: &Value) -> String {
         nproc = m["nproc"],
         cpu = m["cpu_model"].as_str().unwrap_or("?"),
         kernel = m["kernel"].as_str().unwrap_or("?"),
+        load_start = m["load_avg_start"].as_str().unwrap_or("?"),
+        load_end = m["load_avg_end"].as_str().unwrap_or("?"),
         reps = r["setup"]["reps"],
         nginx = r["versions"]["nginx"].as_str().unwrap_or("nginx ?"),
         haproxy = r["versions"]["haproxy"]
@@ -243,5 +266,16 @@ pub(crate) fn markdown(r: &Value) -> String {
         c["load"]["non_2xx"],
         c["load"]["socket_errors"]
     );
+    if let Some(list) = r["not_run"].as_array().filter(|l| !l.is_empty()) {
+        md.push_str("\n## Not run\n\n");
+        for item in list {
+            let _ = writeln!(
+                md,
+                "- {}: {}",
+                item["scenario"].as_str().unwrap_or("?"),
+                item["reason"].as_str().unwrap_or("?")
+            );
+        }
+    }
     md
 }
