@@ -18,13 +18,13 @@ bin_dir=$fuzz_dir/target/$triple/release
 all_targets=(translate yaml_folder route_match proxy_config header_filters client_hello)
 
 build() {
-  # What `cargo fuzz build --sanitizer none` passes: libFuzzer's coverage (inline 8-bit
-  # counters, PC table, comparison tracing), `cfg(fuzzing)`, debug assertions. All of it
-  # is stable rustc; no -Z flag, so no nightly and no RUSTC_BOOTSTRAP. The explicit
-  # --target keeps these flags off build scripts and proc macros.
-  RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
--Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
--Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks" \
+  # What `cargo fuzz build --sanitizer none` passes, all of it stable rustc (no -Z flag,
+  # so no nightly and no RUSTC_BOOTSTRAP): `cfg(fuzzing)` and debug assertions for every
+  # crate (RUSTFLAGS, profile), libFuzzer's coverage (inline 8-bit counters, PC table,
+  # comparison tracing) only for our crates and the parsers in front of them
+  # (rustc-cov.sh, see there why). The explicit --target keeps all of it off build
+  # scripts and proc macros.
+  RUSTC_WRAPPER=$fuzz_dir/rustc-cov.sh RUSTFLAGS="--cfg fuzzing -Cdebug-assertions -Coverflow-checks" \
     cargo build --release --target "$triple" --bins
 }
 

@@ -9,6 +9,8 @@
 //! - [`portico`]: Portico's own CRDs (`PorticoGatewayClassConfig`, `LoadBalancerIPPool`).
 //! - [`config`]: the data-plane config model (protobuf) that the translator produces and
 //!   proxies serve.
+//! - [`route_regex`]: how a route's `RegularExpression` match compiles, for the
+//!   translator and the proxy alike.
 //! - [`logging`]: `--log-format text|json` and the access-log target, shared by every
 //!   binary (`init` behind the `logging` feature).
 
@@ -18,6 +20,7 @@ pub mod gateway;
 pub mod logging;
 pub mod names;
 pub mod portico;
+pub mod route_regex;
 
 /// Core Kubernetes types, re-exported so that other crates name one path.
 pub mod k8s {

@@ -26,6 +26,11 @@ struct Setup {
 
 impl Setup {
     async fn start(route_to: &str) -> Setup {
+        Self::start_with(route_to, &[]).await
+    }
+
+    /// With more flags for `portico standalone`.
+    async fn start_with(route_to: &str, flags: &[&str]) -> Setup {
         let alpha = EchoBackend::start("alpha-7d4f9-abcde", "apps", "alpha")
             .await
             .unwrap();
@@ -50,7 +55,9 @@ impl Setup {
                 dir.path().as_os_str(),
                 "--debounce".as_ref(),
                 "50ms".as_ref(),
-            ],
+            ]
+            .into_iter()
+            .chain(flags.iter().map(std::ffi::OsStr::new)),
         )
         .unwrap();
         let gateway = SocketAddr::from(([127, 0, 0, 1], port));
@@ -181,6 +188,24 @@ async fn answering_pod(client: &HttpClient, host: Option<&str>) -> Result<String
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| format!("no pod in {body}"))
+}
+
+/// The proxy's limit flags (one `LimitArgs` shared with portico-proxy) take effect in
+/// standalone: a request target over `--max-uri-bytes` gets 414, one within it is served.
+#[tokio::test]
+async fn limit_flags_reach_the_proxy() {
+    let setup = Setup::start_with("alpha", &["--max-uri-bytes", "64"]).await;
+    let client = HttpClient::http1(setup.gateway);
+    eventually(WAIT, || answering_pod(&client, None))
+        .await
+        .unwrap();
+    let within = format!("/{}", "a".repeat(63));
+    let (status, _, _) = client.get(None, &within).await.unwrap();
+    assert_eq!(status, 200, "a 64-byte target");
+    let over = format!("/{}", "a".repeat(64));
+    let (status, _, _) = client.get(None, &over).await.unwrap();
+    assert_eq!(status, 414, "a 65-byte target");
+    setup.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

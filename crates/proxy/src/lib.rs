@@ -67,6 +67,7 @@ pub mod client;
 mod error;
 mod exchange;
 mod filters;
+mod framing;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod grpc;
@@ -89,4 +90,4 @@ mod upstream_tls;
 
 pub use error::{ConfigError, ErrorSide, ListenerError, ProxyError, RequestError};
 pub use handle::{ProxyHandle, UpdateSummary, start};
-pub use options::ProxyOptions;
+pub use options::{LimitArgs, ProxyOptions};

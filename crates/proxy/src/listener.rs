@@ -32,6 +32,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::{
     error::ListenerError,
+    framing::Guarded,
     l4::{Rewind, Sniffed, Streams},
     options::ProxyOptions,
     service::{self, Conn, Shared},
@@ -238,9 +239,12 @@ impl AcceptLoop {
                 listener: name.clone(),
                 client,
                 sni: Default::default(),
+                heads: Default::default(),
             });
             // Learns the SNI once the handshake is done (HTTPS: misdirected requests).
             let handshake_conn = conn.clone();
+            let heads = conn.heads.clone();
+            let max_head = shared.limits.max_header_bytes.max(H1_MIN_BUF);
             let shared = shared.clone();
             let builder = builder.clone();
             let watcher = graceful.watcher();
@@ -259,7 +263,15 @@ impl AcceptLoop {
                     async move { Ok::<_, Infallible>(service::handle(shared, conn, req).await) }
                 });
                 let Some(acceptor) = tls else {
-                    serve(&builder, stream, svc, watcher, cut, client).await;
+                    serve(
+                        &builder,
+                        Guarded::new(stream, heads, max_head),
+                        svc,
+                        watcher,
+                        cut,
+                        client,
+                    )
+                    .await;
                     return;
                 };
                 // TLS routes on this socket: the SNI decides who gets the connection
@@ -287,7 +299,15 @@ impl AcceptLoop {
                         if let Some(sni) = stream.get_ref().1.server_name() {
                             let _ = handshake_conn.sni.set(sni.into());
                         }
-                        serve(&builder, stream, svc, watcher, cut, client).await;
+                        serve(
+                            &builder,
+                            Guarded::new(stream, heads, max_head),
+                            svc,
+                            watcher,
+                            cut,
+                            client,
+                        )
+                        .await;
                     }
                     // No certificate for the SNI, no common version or cipher, not TLS
                     // at all: rustls has sent an alert where it could.

@@ -90,3 +90,83 @@ impl Default for ProxyOptions {
         }
     }
 }
+
+/// The limit flags (docs/security.md), each with an environment variable: one struct,
+/// flattened into `portico-proxy`'s flags and `portico standalone`'s, so that both take
+/// the same names with the same defaults (those of [`ProxyOptions`]).
+#[derive(Clone, Debug, clap::Args)]
+pub struct LimitArgs {
+    /// The largest request head (request line and headers) a client may send: 431
+    /// beyond it.
+    #[arg(long, env = "PORTICO_MAX_HEADER_BYTES", default_value_t = ProxyOptions::default().max_header_bytes)]
+    pub max_header_bytes: usize,
+
+    /// The longest request target (path and query): 414 beyond it.
+    #[arg(long, env = "PORTICO_MAX_URI_BYTES", default_value_t = ProxyOptions::default().max_uri_bytes)]
+    pub max_uri_bytes: usize,
+
+    /// The largest request body forwarded: 413 beyond it. No limit when unset.
+    #[arg(long, env = "PORTICO_MAX_REQUEST_BODY_BYTES")]
+    pub max_request_body_bytes: Option<u64>,
+
+    /// Client connections open at once over all listeners; more are closed at accept.
+    #[arg(long, env = "PORTICO_MAX_CONNECTIONS", default_value_t = ProxyOptions::default().max_connections)]
+    pub max_connections: usize,
+
+    /// How long a client may take to send a request head (HTTP/1; also how long a
+    /// keep-alive connection may stay idle).
+    #[arg(long, env = "PORTICO_REQUEST_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_header_timeout: Duration,
+
+    /// Proxies in front of this one trusted to append the client address to
+    /// X-Forwarded-For; 0 trusts no forwarding header a client sends.
+    #[arg(long, env = "PORTICO_XFF_NUM_TRUSTED_HOPS", default_value_t = ProxyOptions::default().xff_num_trusted_hops)]
+    pub xff_num_trusted_hops: u32,
+}
+
+impl LimitArgs {
+    /// `options` with these limits.
+    pub fn apply(&self, options: ProxyOptions) -> ProxyOptions {
+        ProxyOptions {
+            max_header_bytes: self.max_header_bytes,
+            max_uri_bytes: self.max_uri_bytes,
+            max_request_body_bytes: self.max_request_body_bytes,
+            max_connections: self.max_connections,
+            request_header_timeout: self.request_header_timeout,
+            xff_num_trusted_hops: self.xff_num_trusted_hops,
+            ..options
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        limits: LimitArgs,
+    }
+
+    /// The flags' defaults are `ProxyOptions`' (the "30s" literal included).
+    #[test]
+    fn defaults_are_the_options_defaults() {
+        let flags = Flags::parse_from(["x"]);
+        let applied = flags.limits.apply(ProxyOptions::default());
+        let defaults = ProxyOptions::default();
+        assert_eq!(applied.max_header_bytes, defaults.max_header_bytes);
+        assert_eq!(applied.max_uri_bytes, defaults.max_uri_bytes);
+        assert_eq!(
+            applied.max_request_body_bytes,
+            defaults.max_request_body_bytes
+        );
+        assert_eq!(applied.max_connections, defaults.max_connections);
+        assert_eq!(
+            applied.request_header_timeout,
+            defaults.request_header_timeout
+        );
+        assert_eq!(applied.xff_num_trusted_hops, defaults.xff_num_trusted_hops);
+    }
+}

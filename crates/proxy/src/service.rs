@@ -19,6 +19,7 @@ use crate::{
     error::{BoxError, RequestError},
     exchange::exchange,
     filters::Verdict,
+    framing::Heads,
     grpc, headers,
     limits::{ConnectionSlots, Limits},
     metrics::ProxyMetrics,
@@ -56,6 +57,8 @@ pub(crate) struct Conn {
     /// the client sent one. Set once, when the handshake completes: the connection's
     /// service is made before it, and no request is read before it.
     pub(crate) sni: OnceLock<Box<str>>,
+    /// What the connection's framing guard saw of each HTTP/1 request head (framing.rs).
+    pub(crate) heads: Heads,
 }
 
 /// Serves one request. Never fails: every error becomes a local reply.
@@ -155,6 +158,12 @@ async fn forward<'t>(
 ) -> (Result<Response<ProxyBody>, RequestError>, Option<&'t Route>) {
     // 2. Route on the request as the client sent it, before anything rewrites headers:
     //    matches are written against what clients send.
+    // Request smuggling (framing.rs): Content-Length with Transfer-Encoding is refused,
+    // and hyper closes the connection after the answer. One record per HTTP/1 request.
+    if req.version() < http::Version::HTTP_2 && conn.heads.next_conflicts() {
+        let error = RequestError::BadRequest("Content-Length with Transfer-Encoding".to_owned());
+        return (Err(error), None);
+    }
     // RFC 9112 section 3.2: "A server MUST respond with a 400 (Bad Request) status code
     // to any ... request message that contains more than one Host header field line".
     if req.headers().get_all(header::HOST).iter().nth(1).is_some() {

@@ -237,6 +237,11 @@ fn method_path(
                 "RegularExpression needs a service or a method",
             ));
         }
+        // Each part on its own, as an HTTP regex would be: `a)|(.*` must not close the
+        // group it is put in.
+        for part in [&service, &method].into_iter().flatten() {
+            crate::matches::check_regex(rule, part)?;
+        }
         let part = |s: Option<String>| s.map_or_else(|| "[^/]+".to_owned(), |s| format!("(?:{s})"));
         return Ok(out(
             HttpRouteRulesMatchesPathType::RegularExpression,

@@ -179,10 +179,11 @@ fn check_path(value: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Patterns are compiled here with the same engine the proxy uses (the `regex` crate,
-/// linear time), so that a pattern the proxy would reject never reaches it.
-fn check_regex(rule: usize, value: &str) -> Result<(), RouteError> {
-    regex::Regex::new(value)
+/// Patterns are compiled here exactly as the proxy compiles them
+/// (`portico_api::route_regex::whole_match`: anchored, within the proxy's size limit), so
+/// that a pattern the proxy would reject never reaches it.
+pub(crate) fn check_regex(rule: usize, value: &str) -> Result<(), RouteError> {
+    portico_api::route_regex::whole_match(value)
         .map(|_| ())
         .map_err(|e| RouteError::InvalidRegex {
             rule,
@@ -215,6 +216,24 @@ mod tests {
     use portico_api::gateway::httproutes::{
         HttpRouteRulesMatchesHeaders, HttpRouteRulesMatchesPath,
     };
+
+    /// What the translator lets through, the proxy compiles (both call
+    /// `route_regex::whole_match`): a pattern over the proxy's size limit and one that
+    /// would escape the proxy's `^(?:...)$` are refused here, not NACKed there.
+    #[test]
+    fn regexes_the_proxy_would_refuse_are_refused() {
+        for bad in [r"\w{300}", "a)|(.*", "(unclosed"] {
+            assert!(
+                matches!(
+                    check_regex(3, bad),
+                    Err(RouteError::InvalidRegex { rule: 3, .. })
+                ),
+                "{bad:?} was accepted"
+            );
+            assert!(portico_api::route_regex::whole_match(bad).is_err());
+        }
+        assert!(check_regex(0, "/items/[0-9]+").is_ok());
+    }
 
     #[test]
     fn a_rule_without_matches_matches_every_path() {

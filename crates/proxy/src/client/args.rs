@@ -8,7 +8,7 @@ use clap::Parser;
 use portico_api::logging::LogFormat;
 
 use crate::client::stream::{StreamConfig, StreamTls};
-use crate::options::ProxyOptions;
+use crate::options::{LimitArgs, ProxyOptions};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -79,32 +79,10 @@ pub struct Args {
     #[arg(long, env = "PORTICO_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
 
-    /// The largest request head (request line and headers) a client may send: 431
-    /// beyond it.
-    #[arg(long, env = "PORTICO_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
-    pub max_header_bytes: usize,
-
-    /// The longest request target (path and query): 414 beyond it.
-    #[arg(long, env = "PORTICO_MAX_URI_BYTES", default_value_t = 16 * 1024)]
-    pub max_uri_bytes: usize,
-
-    /// The largest request body forwarded: 413 beyond it. No limit when unset.
-    #[arg(long, env = "PORTICO_MAX_REQUEST_BODY_BYTES")]
-    pub max_request_body_bytes: Option<u64>,
-
-    /// Client connections open at once over all listeners; more are closed at accept.
-    #[arg(long, env = "PORTICO_MAX_CONNECTIONS", default_value_t = 50_000)]
-    pub max_connections: usize,
-
-    /// How long a client may take to send a request head (HTTP/1; also how long a
-    /// keep-alive connection may stay idle).
-    #[arg(long, env = "PORTICO_REQUEST_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub request_header_timeout: Duration,
-
-    /// Proxies in front of this one trusted to append the client address to
-    /// X-Forwarded-For; 0 trusts no forwarding header a client sends.
-    #[arg(long, env = "PORTICO_XFF_NUM_TRUSTED_HOPS", default_value_t = 0)]
-    pub xff_num_trusted_hops: u32,
+    /// Limits on what clients may send and hold (docs/security.md); `portico standalone`
+    /// takes the same flags.
+    #[command(flatten)]
+    pub limits: LimitArgs,
 
     /// Log filter (tracing-subscriber EnvFilter syntax).
     #[arg(long, env = "PORTICO_LOG", default_value = "info")]
@@ -199,19 +177,13 @@ impl Args {
     /// The data plane's options: a listener that cannot bind rejects the config (a NACK)
     /// rather than serving without it.
     pub fn proxy_options(&self) -> ProxyOptions {
-        ProxyOptions {
+        self.limits.apply(ProxyOptions {
             drain_timeout: self.drain_timeout,
             ephemeral_ports: self.ephemeral_ports,
             reject_unbindable: true,
-            max_header_bytes: self.max_header_bytes,
-            max_uri_bytes: self.max_uri_bytes,
-            max_request_body_bytes: self.max_request_body_bytes,
-            max_connections: self.max_connections,
-            request_header_timeout: self.request_header_timeout,
-            xff_num_trusted_hops: self.xff_num_trusted_hops,
             otlp_endpoint: self.otlp_endpoint.clone(),
             ..ProxyOptions::default()
-        }
+        })
     }
 }
 

@@ -4,13 +4,10 @@
 
 use http::{HeaderName, Method, request::Parts};
 use portico_api::config::v1 as pb;
-use regex::{Regex, RegexBuilder};
+use portico_api::route_regex;
+use regex::Regex;
 
 use crate::error::ConfigError;
-
-/// Upper bound on the compiled size of one regex. The regex crate runs in linear time,
-/// but a huge pattern (e.g. `a{1000}{1000}`) still costs memory for every config.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 #[derive(Debug)]
 pub(crate) struct RouteMatcher {
@@ -193,16 +190,13 @@ impl StringMatcher {
     }
 }
 
-/// Compiles `pattern` anchored at both ends: a Gateway API regex match is on the whole
-/// value, as in Envoy's `safe_regex`, not a search inside it.
+/// The shared compile step (`portico_api::route_regex`): the translator checked the
+/// pattern with the same function, so a config it emitted never fails here.
 fn whole_match(pattern: &str) -> Result<Regex, ConfigError> {
-    RegexBuilder::new(&format!("^(?:{pattern})$"))
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|error| ConfigError::Regex {
-            pattern: pattern.to_owned(),
-            error: Box::new(error),
-        })
+    route_regex::whole_match(pattern).map_err(|error| ConfigError::Regex {
+        pattern: pattern.to_owned(),
+        error: Box::new(error),
+    })
 }
 
 /// The first value of query parameter `name` (compared exactly, after percent-decoding,
