@@ -22,6 +22,7 @@
 
 pub mod node;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use hyper::StatusCode;
 use kube::{Api, Client};
 use portico_api::k8s::Service;
 use portico_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use portico_echo::EchoReport;
 use portico_testkit::apiserver::TestApiServer;
 use portico_testkit::{HttpClient, Process};
 use tempfile::TempDir;
@@ -238,7 +240,19 @@ pub fn proxy_binary() -> PathBuf {
 /// Starts `portico-proxy` on `node` as node `name`, following the operator at
 /// `operator` (it keeps retrying while that is down, every 500 ms at most).
 pub fn proxy(node: &Node, name: &str, operator: SocketAddr) -> Process {
+    proxy_with(node, name, operator, "127.0.0.1:0", Duration::from_secs(1))
+}
+
+/// [`proxy`] with its admin endpoint (`/metrics`) on `admin` and a drain timeout.
+pub fn proxy_with(
+    node: &Node,
+    name: &str,
+    operator: SocketAddr,
+    admin: &str,
+    drain_timeout: Duration,
+) -> Process {
     let url = format!("http://{operator}");
+    let drain = format!("{}ms", drain_timeout.as_millis());
     node.spawn(
         &proxy_binary(),
         &[
@@ -248,13 +262,13 @@ pub fn proxy(node: &Node, name: &str, operator: SocketAddr) -> Process {
             "--node",
             name,
             "--admin",
-            "127.0.0.1:0",
+            admin,
             "--connect-timeout",
             "1s",
             "--reconnect-max",
             "500ms",
             "--drain-timeout",
-            "1s",
+            &drain,
             "--log",
             "info",
         ],
@@ -270,6 +284,8 @@ pub struct LoadReport {
     /// The `x-portico-*` request headers the latest answer reported (echo reflects what
     /// it received): which config the proxy served.
     pub last_headers: Vec<String>,
+    /// Answers per echo pod.
+    pub pods: BTreeMap<String, u64>,
 }
 
 /// A request loop through a proxy: one GET every `every`, each on a new connection,
@@ -304,7 +320,12 @@ impl Load {
                     tx.send_modify(|r| match result {
                         Ok((StatusCode::OK, _, body)) => {
                             r.ok += 1;
-                            r.last_headers = portico_headers(&body);
+                            let report = serde_json::from_slice::<EchoReport>(&body).ok();
+                            r.last_headers =
+                                report.as_ref().map(portico_headers).unwrap_or_default();
+                            if let Some(report) = report {
+                                *r.pods.entry(report.pod).or_default() += 1;
+                            }
                         }
                         Ok((status, _, body)) => r.failures.push((
                             started.elapsed(),
@@ -341,8 +362,13 @@ impl Load {
 
     /// Waits until the answers show `header` (sent by the proxy to the echo pod).
     pub async fn shows(&mut self, header: &str) {
+        self.shows_within(header, WAIT).await;
+    }
+
+    /// [`Load::shows`], failing after `wait`.
+    pub async fn shows_within(&mut self, header: &str, wait: Duration) {
         let reached = tokio::time::timeout(
-            WAIT,
+            wait,
             self.progress
                 .wait_for(|r| r.last_headers.iter().any(|h| h == header)),
         );
@@ -364,17 +390,14 @@ impl Load {
 }
 
 /// "name: value" of each `X-Portico-*` header the echo pod reported receiving.
-fn portico_headers(body: &[u8]) -> Vec<String> {
-    let Ok(report) = serde_json::from_slice::<portico_echo::EchoReport>(body) else {
-        return Vec::new();
-    };
+fn portico_headers(report: &EchoReport) -> Vec<String> {
     report
         .headers
-        .into_iter()
+        .iter()
         .filter(|(name, _)| name.to_ascii_lowercase().starts_with("x-portico-"))
         .flat_map(|(name, values)| {
             values
-                .into_iter()
+                .iter()
                 .map(move |v| format!("{}: {v}", name.to_ascii_lowercase()))
         })
         .collect()

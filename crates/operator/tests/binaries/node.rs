@@ -143,13 +143,19 @@ impl Node {
 
     /// An echo pod on `node_ip:ECHO_PORT`, answering as `pod` of `namespace/service`.
     pub fn echo(&self, pod: &str, namespace: &str, service: &str) -> Pod {
+        self.echo_on(self.node_ip, pod, namespace, service)
+    }
+
+    /// An echo pod on `ip:ECHO_PORT` (an address of the node: `node_ip` or one from
+    /// [`Node::add_address`]).
+    pub fn echo_on(&self, ip: Ipv4Addr, pod: &str, namespace: &str, service: &str) -> Pod {
         let ns = File::open(Path::new("/run/netns").join(&self.netns)).unwrap();
         let config = EchoConfig {
-            listen: SocketAddr::from((self.node_ip, ECHO_PORT)),
+            listen: SocketAddr::from((ip, ECHO_PORT)),
             identity: Identity::new(pod, namespace, service),
             drain_timeout: Duration::from_secs(1),
         };
-        let (stop, stopped) = oneshot::channel::<()>();
+        let (stop, stopped) = oneshot::channel::<Stop>();
         let (ready_tx, ready) = std::sync::mpsc::channel();
         let thread = thread::spawn(move || {
             setns(&ns, CloneFlags::CLONE_NEWNET).unwrap();
@@ -161,8 +167,11 @@ impl Node {
                 match portico_echo::serve(config).await {
                     Ok(server) => {
                         let _ = ready_tx.send(Ok(()));
-                        let _ = stopped.await;
-                        server.shutdown().await;
+                        // Killed: leave without shutting down; dropping the runtime
+                        // closes every socket at once, requests in flight included.
+                        if !matches!(stopped.await, Ok(Stop::Kill)) {
+                            server.shutdown().await;
+                        }
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e.to_string()));
@@ -179,6 +188,29 @@ impl Node {
             thread: Some(thread),
         }
     }
+
+    /// Adds `ip`/32 to the node (on its loopback device): another pod address, which
+    /// the proxy on the node reaches locally.
+    pub fn add_address(&self, ip: Ipv4Addr) {
+        let cidr = format!("{ip}/32");
+        sh(&["ip", "-n", &self.netns, "addr", "add", &cidr, "dev", "lo"]).unwrap();
+    }
+
+    /// Sets sysctl `name` (a per-namespace one, such as `net.ipv4.tcp_migrate_req`) in
+    /// the node.
+    pub fn sysctl(&self, name: &str, value: &str) {
+        let setting = format!("{name}={value}");
+        sh(&["ip", "netns", "exec", &self.netns, "sysctl", "-w", &setting]).unwrap();
+    }
+}
+
+/// How a [`Pod`] ends.
+#[derive(Debug)]
+enum Stop {
+    /// Stops accepting and lets requests in flight finish (bounded), as on SIGTERM.
+    Graceful,
+    /// Every socket closed at once, as when the process is killed.
+    Kill,
 }
 
 impl Drop for Node {
@@ -189,20 +221,32 @@ impl Drop for Node {
     }
 }
 
-/// An echo pod on a node; stops when dropped.
+/// An echo pod on a node; stops gracefully when dropped.
 #[derive(Debug)]
 pub struct Pod {
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<oneshot::Sender<Stop>>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
-impl Drop for Pod {
-    fn drop(&mut self) {
+impl Pod {
+    /// Kills the pod: its sockets close at once, connections and requests in flight
+    /// included (a crashed or OOM-killed container).
+    pub fn kill(mut self) {
+        self.end(Stop::Kill);
+    }
+
+    fn end(&mut self, how: Stop) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(how);
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        self.end(Stop::Graceful);
     }
 }

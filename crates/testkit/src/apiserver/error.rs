@@ -271,7 +271,7 @@ impl std::fmt::Display for FieldError {
 /// Errors of the Rust-side API of the test server.
 #[derive(Debug, thiserror::Error)]
 pub enum TestApiServerError {
-    /// Binding 127.0.0.1:0 failed.
+    /// Binding 127.0.0.1:0 (or, resuming, the old port) failed.
     #[error("binding the test API server: {0}")]
     Bind(#[source] std::io::Error),
     /// Building a kube client or config failed.

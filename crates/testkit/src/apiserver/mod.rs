@@ -114,14 +114,15 @@ impl TestApiServerBuilder {
         bootstrap(&mut store);
         let shared = Arc::new(Shared::new(store, self.bookmark_interval, addr));
         let (stop, stopped) = signal::channel(false);
-        let accept = tokio::spawn(accept_loop(listener, shared.clone(), stopped.clone()));
+        let serving = Serving::spawn(listener, shared.clone(), stopped.clone());
         let gc = tokio::spawn(gc_loop(shared.clone(), stopped));
         tracing::debug!(%addr, "test API server listening");
         Ok(TestApiServer {
             addr,
             shared,
             stop,
-            tasks: vec![accept, gc],
+            serving: Some(serving),
+            tasks: vec![gc],
         })
     }
 }
@@ -148,16 +149,34 @@ fn bootstrap(store: &mut Store) {
     }
 }
 
+/// The accept loop of one period of serving (between [`TestApiServer::stop_serving`]
+/// and [`TestApiServer::resume_serving`]), ended by the server's stop or its own.
+#[derive(Debug)]
+struct Serving {
+    stop: signal::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Serving {
+    fn spawn(listener: TcpListener, shared: Arc<Shared>, stopped: signal::Receiver<bool>) -> Self {
+        let (stop, paused) = signal::channel(false);
+        let task = tokio::spawn(accept_loop(listener, shared, stopped, paused));
+        Serving { stop, task }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut stopped: signal::Receiver<bool>,
+    mut paused: signal::Receiver<bool>,
 ) {
     // Dropping the set at the end aborts every connection, open watches included.
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             _ = stopped.changed() => break,
+            _ = paused.changed() => break,
             accepted = listener.accept() => {
                 let (stream, _) = match accepted {
                     Ok(a) => a,
@@ -201,8 +220,14 @@ pub struct TestApiServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     stop: signal::Sender<bool>,
+    /// The accept loop while serving; `None` between `stop_serving` and
+    /// `resume_serving`.
+    serving: Option<Serving>,
     tasks: Vec<JoinHandle<()>>,
 }
+
+/// How long [`TestApiServer::resume_serving`] retries binding its old port.
+const REBIND_FOR: Duration = Duration::from_secs(5);
 
 impl TestApiServer {
     /// Starts a server with default options.
@@ -399,10 +424,53 @@ impl TestApiServer {
         self.shared.read().current_rv()
     }
 
+    /// Goes away as a crashed or partitioned API server does, keeping its objects: the
+    /// port is closed (connecting is refused), open connections and watches end. Waits
+    /// (bounded) for the accept loop. [`TestApiServer::resume_serving`] comes back.
+    pub async fn stop_serving(&mut self) {
+        let Some(serving) = self.serving.take() else {
+            return;
+        };
+        let _ = serving.stop.send(true);
+        self.shared.read().close_watches();
+        if tokio::time::timeout(Duration::from_secs(5), serving.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("test API server accept loop did not stop within 5s");
+        }
+        tracing::debug!(addr = %self.addr, "test API server stopped serving");
+    }
+
+    /// Serves again on the same address with the same objects and resourceVersions,
+    /// after [`TestApiServer::stop_serving`] (nothing to do while serving). Binding
+    /// is retried for a few seconds; it fails when another socket took the port.
+    pub async fn resume_serving(&mut self) -> Result<(), TestApiServerError> {
+        if self.serving.is_some() {
+            return Ok(());
+        }
+        let started = tokio::time::Instant::now();
+        let listener = loop {
+            // tokio sets SO_REUSEADDR: the old connections' TIME_WAIT does not block.
+            match TcpListener::bind(self.addr).await {
+                Ok(listener) => break listener,
+                Err(e) if started.elapsed() >= REBIND_FOR => {
+                    return Err(TestApiServerError::Bind(e));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        let stopped = self.stop.subscribe();
+        self.serving = Some(Serving::spawn(listener, self.shared.clone(), stopped));
+        tracing::debug!(addr = %self.addr, "test API server serving again");
+        Ok(())
+    }
+
     /// Stops serving: open connections and watches end; waits (bounded) for the tasks.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         self.shared.read().close_watches();
+        self.tasks.extend(self.serving.take().map(|s| s.task));
         for t in self.tasks.drain(..) {
             if tokio::time::timeout(Duration::from_secs(5), t)
                 .await
@@ -417,7 +485,11 @@ impl TestApiServer {
 impl Drop for TestApiServer {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
-        for t in &self.tasks {
+        for t in self
+            .tasks
+            .iter()
+            .chain(self.serving.iter().map(|s| &s.task))
+        {
             t.abort();
         }
     }
