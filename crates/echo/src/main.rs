@@ -107,12 +107,13 @@ struct Args {
     #[arg(long)]
     https_listen: Option<SocketAddr>,
 
-    /// PEM certificate chain of the TLS line protocol.
-    #[arg(long, env = "TLS_SERVER_CERT", requires = "tls_key")]
+    /// PEM certificate chain of the TLS line protocol (see `upstream_tls_env` for
+    /// echo-basic's variables).
+    #[arg(long, requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
 
     /// PEM private key of the TLS line protocol.
-    #[arg(long, env = "TLS_SERVER_PRIV_KEY", requires = "tls_cert")]
+    #[arg(long, requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
 
     /// Log line format on stderr: text or json. The filter comes from RUST_LOG
@@ -212,6 +213,42 @@ impl L4Plan {
 }
 
 impl Args {
+    /// echo-basic's certificate variables, which name two modes: with TCP_ECHO_SERVER,
+    /// TLS_SERVER_CERT and TLS_SERVER_PRIV_KEY serve the TLS line protocol; without it,
+    /// TLS_SERVER_CERT and TLS_SERVER_PRIVKEY serve HTTPS beside HTTP on HTTPS_PORT (the
+    /// base manifests' tls-backend Deployments). Flags win over the environment.
+    fn upstream_tls_env(mut self, var: impl Fn(&str) -> Option<String>) -> Self {
+        let path = |name: &str| {
+            var(name)
+                .filter(|v| !v.is_empty())
+                .map(std::path::PathBuf::from)
+        };
+        let Some(cert) = path("TLS_SERVER_CERT") else {
+            return self;
+        };
+        if self.tcp_echo {
+            if let (None, None, Some(key)) =
+                (&self.tls_cert, &self.tls_key, path("TLS_SERVER_PRIV_KEY"))
+            {
+                self.tls_cert = Some(cert);
+                self.tls_key = Some(key);
+            }
+        } else if let (None, None, Some(key)) = (
+            &self.https_cert,
+            &self.https_key,
+            path("TLS_SERVER_PRIVKEY"),
+        ) {
+            self.https_cert = Some(cert);
+            self.https_key = Some(key);
+            if self.https_listen.is_none() {
+                let port = var("HTTPS_PORT").and_then(|p| p.parse().ok());
+                self.https_listen =
+                    port.map(|port: u16| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
+            }
+        }
+        self
+    }
+
     /// Where and with what certificate to serve HTTPS, when --https-cert is given.
     fn https_plan(&self) -> anyhow::Result<Option<(SocketAddr, portico_echo::LineTls)>> {
         let (Some(cert), Some(key)) = (&self.https_cert, &self.https_key) else {
@@ -266,7 +303,7 @@ fn pod_name_fallback() -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args = Args::parse().upstream_tls_env(|name| std::env::var(name).ok());
     let log_requests = args.log_requests;
     let log_format = args.log_format;
     let l4 = args.l4_plan();
@@ -396,6 +433,41 @@ mod tests {
             https_key: None,
             https_listen: None,
         }
+    }
+
+    fn env<'a>(vars: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn echo_basics_certificate_variables_pick_https_or_the_tls_line_protocol() {
+        let https = args(None, None).upstream_tls_env(env(&[
+            ("TLS_SERVER_CERT", "/s/crt"),
+            ("TLS_SERVER_PRIVKEY", "/s/key"),
+            ("HTTPS_PORT", "9443"),
+        ]));
+        assert_eq!(https.https_cert, Some("/s/crt".into()));
+        assert_eq!(https.https_key, Some("/s/key".into()));
+        assert_eq!(https.https_listen, Some("0.0.0.0:9443".parse().unwrap()));
+        assert_eq!((https.tls_cert, https.tls_key), (None, None));
+
+        let mut tcp = args(None, None);
+        tcp.tcp_echo = true;
+        let tcp = tcp.upstream_tls_env(env(&[
+            ("TLS_SERVER_CERT", "/s/crt"),
+            ("TLS_SERVER_PRIV_KEY", "/s/key"),
+        ]));
+        assert_eq!(tcp.tls_cert, Some("/s/crt".into()));
+        assert_eq!(tcp.tls_key, Some("/s/key".into()));
+        assert_eq!(tcp.https_cert, None);
+
+        // A certificate without its key's variable starts plain HTTP, as echo-basic does.
+        let lone = args(None, None).upstream_tls_env(env(&[("TLS_SERVER_CERT", "/s/crt")]));
+        assert_eq!((lone.https_cert, lone.tls_cert), (None, None));
     }
 
     #[test]
