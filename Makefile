@@ -131,16 +131,19 @@ helm-check:
 ## routes, RSS, changes under load). Writes bench/results/<date>.{json,md}; < 30 minutes.
 ## bench-quick: HTTP/1.1 keep-alive and 1,000 routes only (~2 minutes), quick-<date>.*.
 ## hack/bench-deps.sh installs nginx-light, haproxy, wrk, nghttp2-client, hey when missing.
+## BIN_DIR=DIR: measure the release `portico` already in DIR instead of building one (a
+## release build of portico takes ~35 minutes here); portico-bench itself is always built.
+BIN_DIR ?=
 .PHONY: bench bench-quick bench-build
 bench-build:
 	hack/bench-deps.sh
-	$(CARGO) build --release -p portico -p portico-bench
+	$(CARGO) build --release -p portico-bench $(if $(BIN_DIR),,-p portico)
 
 bench: bench-build
-	timeout 1800 target/release/portico-bench --out bench/results
+	timeout 1800 target/release/portico-bench --bin-dir $(or $(BIN_DIR),target/release) --out bench/results
 
 bench-quick: bench-build
-	timeout 300 target/release/portico-bench --quick --out bench/results
+	timeout 300 target/release/portico-bench --quick --bin-dir $(or $(BIN_DIR),target/release) --out bench/results
 
 ## bench-agent: the agent's socket LB against nftables DNAT (kube-proxy's way) in the same
 ## network namespaces, connect latency and throughput as ratios, and the time to program

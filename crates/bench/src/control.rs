@@ -70,6 +70,7 @@ impl ControlLab {
         let peer = Peer {
             kind: Kind::Portico,
             proc: Some(proc),
+            addr: addr(),
             lines,
         };
         Ok(Running { peer, started })
@@ -100,7 +101,7 @@ impl ControlLab {
             &mut run.peer,
             &config::target(n - 1),
             200,
-            Duration::from_secs(600),
+            Duration::from_secs(300),
         )
         .await?;
         let startup = run.started.elapsed().max(startup);

@@ -129,13 +129,16 @@ pub(crate) fn start_backends() -> anyhow::Result<Vec<Proc>> {
 pub(crate) struct Peer {
     pub(crate) kind: Kind,
     pub(crate) proc: Option<Proc>,
+    /// Where it listens for plain HTTP/1.1 (the control-plane lab's Portico uses its own
+    /// port, not `kind.ports()`).
+    pub(crate) addr: SocketAddr,
     /// Portico's stdout (its status reports), line by line with when each arrived.
     pub(crate) lines: Arc<Mutex<Vec<(Instant, String)>>>,
 }
 
 impl Peer {
     pub(crate) fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.kind.ports().http))
+        self.addr
     }
 
     pub(crate) fn pid(&self) -> Option<u32> {
@@ -202,7 +205,12 @@ pub(crate) async fn start(
             Some(proc)
         }
     };
-    let mut peer = Peer { kind, proc, lines };
+    let mut peer = Peer {
+        kind,
+        proc,
+        addr: SocketAddr::from(([127, 0, 0, 1], ports.http)),
+        lines,
+    };
     wait_for(&mut peer, target, 200, Duration::from_secs(120)).await?;
     Ok(peer)
 }
@@ -260,6 +268,7 @@ pub(crate) async fn wait_for(
     timeout: Duration,
 ) -> anyhow::Result<Duration> {
     let start = Instant::now();
+    let mut report = start + Duration::from_secs(10);
     loop {
         let got = load::probe(peer.addr(), &target.host, &target.path, &target.headers).await;
         if got == Some(status) {
@@ -272,10 +281,22 @@ pub(crate) async fn wait_for(
         }
         if start.elapsed() > timeout {
             bail!(
-                "{} did not answer {status} for {} within {timeout:?} (last: {got:?})",
+                "{} at {} did not answer {status} for {} within {timeout:?} (last: {got:?})",
                 peer.kind.name(),
+                peer.addr(),
                 target.host
             );
+        }
+        // Progress on long waits: which peer, which route, what it answers so far.
+        if Instant::now() >= report {
+            eprintln!(
+                "   still waiting for {status} from {} at {} for {} after {:.0?} (last: {got:?})",
+                peer.kind.name(),
+                peer.addr(),
+                target.host,
+                start.elapsed()
+            );
+            report += Duration::from_secs(10);
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
