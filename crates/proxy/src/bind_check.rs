@@ -45,9 +45,10 @@ pub(crate) fn check(
         if l.protocol == Protocol::Udp as i32 {
             std::net::UdpSocket::bind(addr).map_err(error)?;
         } else {
-            // The same bind (SO_REUSEADDR, listen) as the real one, so that the check
-            // fails exactly when the real bind would.
-            listener::bind(&l.name, addr).map_err(ProxyError::Unbindable)?;
+            // The same bind (SO_REUSEADDR, SO_REUSEPORT) as the real one, so that the
+            // check fails when the real bind would; without listen, so that the check
+            // socket never takes a connection meant for a running proxy.
+            listener::bind_only(&l.name, addr).map_err(ProxyError::Unbindable)?;
         }
     }
     Ok(())

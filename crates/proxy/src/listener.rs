@@ -53,6 +53,18 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// connections over both until the old one, on SIGTERM, closes its sockets and drains
 /// (ARCHITECTURE.md, "Shutdown").
 pub(crate) fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener, ListenerError> {
+    let socket = bind_only(name, addr)?;
+    socket.listen(BACKLOG).map_err(|e| ListenerError {
+        listener: name.to_owned(),
+        addr,
+        error: Arc::new(e),
+    })
+}
+
+/// The bind of [`bind`] without `listen`: what the config check needs. A socket that
+/// listened would join the port's SO_REUSEPORT group and, for as long as it lived, take
+/// a share of new connections that are then reset when it closes.
+pub(crate) fn bind_only(name: &str, addr: SocketAddr) -> Result<TcpSocket, ListenerError> {
     let error = |e: std::io::Error| ListenerError {
         listener: name.to_owned(),
         addr,
@@ -67,7 +79,7 @@ pub(crate) fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener, Listener
     socket.set_reuseaddr(true).map_err(error)?;
     socket.set_reuseport(true).map_err(error)?;
     socket.bind(addr).map_err(error)?;
-    socket.listen(BACKLOG).map_err(error)
+    Ok(socket)
 }
 
 /// A listener that is accepting.
