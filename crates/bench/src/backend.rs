@@ -2,8 +2,8 @@
 //! enough that the proxies dominate. HTTP/1.1 and HTTP/2 cleartext on one port.
 //!
 //! - any path: `200 ok\n` (request bodies are read and dropped);
-//! - a path ending in `/big`: 1 MiB body;
-//! - a path ending in `/delay`: `ok` after 10 ms;
+//! - a path ending in [`BIG`] (`/big`): 1 MiB body;
+//! - a path ending in [`SLOW`] (`/delay`): `ok` after 10 ms;
 //! - `/__count`: how many requests this backend answered (not counted itself).
 
 use std::convert::Infallible;
@@ -23,6 +23,28 @@ use hyper_util::server::conn::auto;
 
 pub(crate) const BIG_BODY: usize = 1 << 20;
 pub(crate) const DELAY: Duration = Duration::from_millis(10);
+/// Appended to a route's path (`/p9/x/big`, still under its prefix `/p9/`): 1 MiB body.
+pub(crate) const BIG: &str = "/big";
+/// Appended to a route's path: the answer comes after [`DELAY`].
+pub(crate) const SLOW: &str = "/delay";
+
+/// What the backend answers for a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Small,
+    Big,
+    Delayed,
+}
+
+fn shape(path: &str) -> Shape {
+    if path.ends_with(BIG) {
+        Shape::Big
+    } else if path.ends_with(SLOW) {
+        Shape::Delayed
+    } else {
+        Shape::Small
+    }
+}
 
 pub(crate) fn run(port: u16) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -75,13 +97,29 @@ async fn answer(
     count.fetch_add(1, Ordering::Relaxed);
     // Read the request body to its end; its content does not matter.
     let _ = req.into_body().collect().await;
-    let body = if path.ends_with("/big") {
-        big
-    } else {
-        if path.ends_with("/delay") {
+    let body = match shape(&path) {
+        Shape::Big => big,
+        Shape::Delayed => {
             tokio::time::sleep(DELAY).await;
+            Bytes::from_static(b"ok\n")
         }
-        Bytes::from_static(b"ok\n")
+        Shape::Small => Bytes::from_static(b"ok\n"),
     };
     Ok(Response::new(Full::new(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The load tools append the suffixes to a route's path: the backend must still see
+    /// them (the first full run sent `/p9/xbig` and measured the small answer).
+    #[test]
+    fn suffixes_on_a_route_path_reach_their_answers() {
+        let path = crate::config::target(9).path;
+        assert_eq!(shape(&format!("{path}{BIG}")), Shape::Big);
+        assert_eq!(shape(&format!("{path}{SLOW}")), Shape::Delayed);
+        assert_eq!(shape(&path), Shape::Small);
+        assert_eq!(shape(&format!("{path}big")), Shape::Small);
+    }
 }

@@ -284,7 +284,11 @@ fn describe(tool: &Tool) -> String {
             "wrk -t1 -c{connections} -d{secs}s{}{}{}",
             if *close { " Connection: close" } else { "" },
             if *tls { " https" } else { "" },
-            path_suffix
+            if path_suffix.is_empty() {
+                String::new()
+            } else {
+                format!(" path …{path_suffix}")
+            }
         ),
         Tool::H2load {
             connections,

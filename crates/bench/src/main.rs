@@ -226,7 +226,7 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
                     secs: 5,
                     close: false,
                     tls: false,
-                    path_suffix: "big",
+                    path_suffix: backend::BIG,
                 },
             ),
             (
@@ -237,7 +237,7 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
                     secs: 6,
                     close: false,
                     tls: false,
-                    path_suffix: "delay",
+                    path_suffix: backend::SLOW,
                 },
             ),
         ];

@@ -225,13 +225,14 @@ pub(crate) fn write_portico_config(dir: &Path, routes: usize, tls: &Tls) -> anyh
     write(&dir.join("10-routes.yaml"), &config::portico_routes(routes))
 }
 
-/// `portico standalone DIR` on CPU 0 with one tokio worker, access log off.
+/// `portico standalone DIR` on CPU 0 with one tokio worker, access log off (and rustls's
+/// warning about wrk's IP address as SNI, once per handshake, off).
 pub(crate) fn portico_command(bin_dir: &Path, dir: &Path) -> Command {
     let mut c = pinned(&bin_dir.join("portico").display().to_string());
     c.env("TOKIO_WORKER_THREADS", "1")
         .args([
             "--log",
-            "warn,portico::access=off",
+            "warn,rustls=error,portico::access=off",
             "standalone",
             "--debounce",
             crate::DEBOUNCE,
