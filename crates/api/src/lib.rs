@@ -17,6 +17,7 @@
 pub mod config;
 pub mod features;
 pub mod gateway;
+pub mod hostname;
 pub mod logging;
 pub mod names;
 pub mod portico;

@@ -40,6 +40,10 @@ pub(crate) enum RouteError {
         value: String,
         why: &'static str,
     },
+    #[error(
+        "invalid hostname {value:?}: labels of letters, digits, '-' and '_', optionally after '*.'"
+    )]
+    InvalidHostname { value: String },
     #[error("rule {rule}: invalid regular expression {value:?}: {error}")]
     InvalidRegex {
         rule: usize,

@@ -59,6 +59,12 @@ impl<'a> CompiledRoute<'a> {
         hostnames: &[String],
         parent_refs: Vec<ParentReference>,
     ) -> Self {
+        // Rejected here rather than by the proxy, which would refuse the whole config.
+        let errors = hostnames
+            .iter()
+            .filter(|h| !portico_api::hostname::is_valid_pattern(h))
+            .map(|h| RouteError::InvalidHostname { value: h.clone() })
+            .collect();
         Self {
             kind,
             key: object_ref(metadata),
@@ -69,7 +75,7 @@ impl<'a> CompiledRoute<'a> {
             entries: Vec::new(),
             streams: Vec::new(),
             clusters: Vec::new(),
-            errors: Vec::new(),
+            errors,
             backend_errors: Vec::new(),
         }
     }

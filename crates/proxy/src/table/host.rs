@@ -27,20 +27,12 @@ impl HostPattern {
             return Ok(Self::Any);
         }
         let lower = hostname.to_ascii_lowercase();
-        let (pattern, name) = match lower.strip_prefix("*.") {
-            Some(suffix) => (Self::Wildcard(format!(".{suffix}")), suffix),
-            None => (Self::Exact(lower.clone()), lower.as_str()),
+        let pattern = match lower.strip_prefix("*.") {
+            Some(suffix) => Self::Wildcard(format!(".{suffix}")),
+            None => Self::Exact(lower.clone()),
         };
-        // A name, not a pattern language: labels of letters, digits, '-' and '_' (the
-        // latter shows up in real service names), no empty label, no further '*'.
-        let valid = !name.is_empty()
-            && name.split('.').all(|label| {
-                !label.is_empty()
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            });
-        if valid {
+        // A name, not a pattern language (the rule the translator checks too).
+        if portico_api::hostname::is_valid_pattern(&lower) {
             Ok(pattern)
         } else {
             Err(ConfigError::Hostname(hostname.to_owned()))
