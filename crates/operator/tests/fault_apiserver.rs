@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use binaries::{Cluster, Load, Node, WAIT, field, proxy, scenario};
-use kube_common::{condition, gateway_conditions, route, scenario_doc};
+use kube_common::{condition, gateway_conditions, route_accepted, tagged_route};
 use portico_api::names::condition;
 use portico_testkit::eventually;
 
@@ -27,29 +27,6 @@ const OUTAGE: Duration = Duration::from_secs(20);
 const MAX_RETRIES_PER_WATCH: usize = 15;
 /// Convergence after the outage includes the last backoff sleep (up to 30 s).
 const CONVERGE: Duration = Duration::from_secs(60);
-
-/// The route of the scenario with a filter that tags every request: a change the
-/// proxy can only learn from the operator.
-fn tagged_route() -> String {
-    scenario_doc("HTTPRoute").replace(
-        "    backendRefs:\n",
-        "    filters:\n    - type: RequestHeaderModifier\n      requestHeaderModifier:\n        \
-         add:\n        - name: X-Portico-Outage\n          value: over\n    backendRefs:\n",
-    )
-}
-
-/// The route's Accepted condition for parent `web`, as (status, observedGeneration).
-async fn route_accepted(client: &kube::Client) -> Option<(String, Option<i64>)> {
-    let route = route(client, "apps", "echo").await?;
-    let conditions = route
-        .status?
-        .parents
-        .into_iter()
-        .find(|p| p.parent_ref.name == "web")?
-        .conditions;
-    let (status, _, generation) = condition(&conditions, condition::ACCEPTED)?;
-    Some((status, generation))
-}
 
 /// Watch-retry warnings in `lines`, per watch (its `watch=` or `kind=` field).
 fn retries_per_watch(lines: &[String]) -> BTreeMap<String, usize> {
@@ -121,7 +98,7 @@ async fn proxies_serve_through_an_api_server_outage_and_changes_converge_after()
 
     // Back, with a change made after: the proxy and the status follow.
     cluster.server.resume_serving().await.unwrap();
-    cluster.apply(&tagged_route());
+    cluster.apply(&tagged_route("X-Portico-Outage", "over"));
     load.shows_within("x-portico-outage: over", CONVERGE).await;
     eventually(CONVERGE, || async {
         (route_accepted(&cluster.client).await? == ("True".to_owned(), Some(2))).then_some(())

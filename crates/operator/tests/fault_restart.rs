@@ -14,31 +14,9 @@ mod kube_common;
 use std::time::Duration;
 
 use binaries::{Cluster, Load, Node, WAIT, proxy, scenario};
-use kube_common::{condition, gateway_conditions, route, scenario_doc};
+use kube_common::{condition, gateway_conditions, route_accepted, tagged_route};
 use portico_api::names::condition;
 use portico_testkit::eventually;
-
-/// The route of the scenario, with a filter that tags every request: a change the
-/// proxy can only learn from the operator.
-fn tagged_route() -> String {
-    scenario_doc("HTTPRoute").replace(
-        "    backendRefs:\n",
-        "    filters:\n    - type: RequestHeaderModifier\n      requestHeaderModifier:\n        \
-         add:\n        - name: X-Portico-Restart\n          value: after\n    backendRefs:\n",
-    )
-}
-
-/// The route's Accepted condition for parent `web`, as (status, observedGeneration).
-async fn route_accepted(client: &kube::Client) -> Option<(String, Option<i64>)> {
-    let route = route(client, "apps", "echo").await?;
-    let parents = route.status?.parents;
-    let conditions = parents
-        .into_iter()
-        .find(|p| p.parent_ref.name == "web")?
-        .conditions;
-    let (status, _, generation) = condition(&conditions, condition::ACCEPTED)?;
-    Some((status, generation))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_flows_while_the_operator_is_killed_and_status_converges_after() {
@@ -80,7 +58,7 @@ async fn traffic_flows_while_the_operator_is_killed_and_status_converges_after()
 
     // While it is down: the proxy keeps answering, and the route changes.
     load.succeeded(50).await;
-    cluster.apply(&tagged_route());
+    cluster.apply(&tagged_route("X-Portico-Restart", "after"));
     load.succeeded(50).await;
     assert!(load.report().last_headers.is_empty());
 

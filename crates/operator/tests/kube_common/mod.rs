@@ -170,3 +170,29 @@ pub async fn route(client: &Client, ns: &str, name: &str) -> Option<HttpRoute> {
     let api: Api<HttpRoute> = Api::namespaced(client.clone(), ns);
     api.get_status(name).await.ok()
 }
+
+/// The scenario's route with a filter that adds `header: value` to every request: a
+/// change the proxy can only learn from the operator.
+pub fn tagged_route(header: &str, value: &str) -> String {
+    scenario_doc("HTTPRoute").replace(
+        "    backendRefs:\n",
+        &format!(
+            "    filters:\n    - type: RequestHeaderModifier\n      requestHeaderModifier:\n        \
+             add:\n        - name: {header}\n          value: {value}\n    backendRefs:\n"
+        ),
+    )
+}
+
+/// The scenario route's Accepted condition for parent `web`, as (status,
+/// observedGeneration).
+pub async fn route_accepted(client: &Client) -> Option<(String, Option<i64>)> {
+    let conditions = route(client, "apps", "echo")
+        .await?
+        .status?
+        .parents
+        .into_iter()
+        .find(|p| p.parent_ref.name == "web")?
+        .conditions;
+    let (status, _, generation) = condition(&conditions, portico_api::names::condition::ACCEPTED)?;
+    Some((status, generation))
+}
