@@ -15,8 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use binaries::{Cluster, Load, Node, WAIT, field, proxy, scenario};
-use kube_common::{condition, gateway_conditions, route_accepted, tagged_route};
-use portico_api::names::condition;
+use kube_common::{route_accepted, tagged_route, wait_programmed};
 use portico_testkit::eventually;
 
 /// How long the API server stays away.
@@ -56,12 +55,7 @@ async fn proxies_serve_through_an_api_server_outage_and_changes_converge_after()
         .await;
     let _proxy = proxy(&node, "node-1", operator.config_addr);
     let port = cluster.proxy_port("web", 80).await;
-    eventually(WAIT, || async {
-        let c = gateway_conditions(&cluster.client, "apps", "web").await?;
-        (condition(&c, condition::PROGRAMMED)?.0 == "True").then_some(())
-    })
-    .await
-    .unwrap();
+    wait_programmed(&cluster.client, "apps", "web", WAIT).await;
     eventually(WAIT, || async {
         (route_accepted(&cluster.client).await? == ("True".to_owned(), Some(1))).then_some(())
     })

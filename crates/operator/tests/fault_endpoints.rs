@@ -26,10 +26,9 @@ use binaries::{Cluster, Load, Node, WAIT, proxy_with, scenario};
 use hyper::StatusCode;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use kube_common::{condition, gateway_conditions};
+use kube_common::wait_programmed;
 use portico_api::k8s_openapi::api::discovery::v1::EndpointSlice;
-use portico_api::names::condition;
-use portico_testkit::{HttpClient, eventually};
+use portico_testkit::HttpClient;
 use serde_json::json;
 
 /// Pods behind the Service at once.
@@ -155,12 +154,7 @@ async fn graceful_removals_lose_nothing_and_a_killed_pod_only_its_requests() {
     );
     let port = cluster.proxy_port("web", 80).await;
     let target = SocketAddr::from((node.node_ip, port));
-    eventually(WAIT, || async {
-        let c = gateway_conditions(&cluster.client, "apps", "web").await?;
-        (condition(&c, condition::PROGRAMMED)?.0 == "True").then_some(())
-    })
-    .await
-    .unwrap();
+    wait_programmed(&cluster.client, "apps", "web", WAIT).await;
     let mut load = Load::start(target, Duration::from_millis(10));
     for e in &endpoints {
         serving(&mut load, &e.pod).await;

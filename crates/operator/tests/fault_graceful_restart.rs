@@ -22,8 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use binaries::{Cluster, Node, WAIT, proxy_with, scenario};
-use kube_common::{condition, gateway_conditions};
-use portico_api::names::condition;
+use kube_common::wait_programmed;
 use portico_testkit::eventually;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -236,12 +235,7 @@ async fn second_proxy_takes_over_the_ports_and_the_first_drains_without_failures
     let mut first = proxy_with(&node, "node-1", operator.config_addr, "127.0.0.1:0", DRAIN);
     let port = cluster.proxy_port("web", 80).await;
     let target = SocketAddr::from((node.node_ip, port));
-    eventually(WAIT, || async {
-        let c = gateway_conditions(&cluster.client, "apps", "web").await?;
-        (condition(&c, condition::PROGRAMMED)?.0 == "True").then_some(())
-    })
-    .await
-    .unwrap();
+    wait_programmed(&cluster.client, "apps", "web", WAIT).await;
     first.wait_for_line("config applied", WAIT).await.unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use binaries::{Cluster, Load, Node, WAIT, proxy, scenario};
 use kube::Api;
-use kube_common::{condition, gateway_conditions};
+use kube_common::wait_programmed;
 use portico_api::gateway::{Gateway, GatewayClass};
 use portico_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use portico_api::k8s_openapi::jiff::Timestamp;
@@ -120,12 +120,7 @@ async fn a_port_taken_on_the_node_is_nacked_onto_the_gateway_status_and_others_k
         .await;
     let _proxy = proxy(&node, "node-1", operator.config_addr);
     let web_port = cluster.proxy_port("web", 80).await;
-    eventually(WAIT, || async {
-        let c = gateway_conditions(&cluster.client, "apps", "web").await?;
-        (condition(&c, condition::PROGRAMMED)?.0 == "True").then_some(())
-    })
-    .await
-    .unwrap();
+    wait_programmed(&cluster.client, "apps", "web", WAIT).await;
     let mut load = Load::start((node.node_ip, web_port).into(), Duration::from_millis(10));
     load.succeeded(10).await;
 

@@ -14,7 +14,7 @@ mod kube_common;
 use std::time::Duration;
 
 use binaries::{Cluster, Load, Node, WAIT, proxy, scenario};
-use kube_common::{condition, gateway_conditions, route_accepted, tagged_route};
+use kube_common::{condition, gateway_conditions, route_accepted, tagged_route, wait_programmed};
 use portico_api::names::condition;
 use portico_testkit::eventually;
 
@@ -34,12 +34,7 @@ async fn traffic_flows_while_the_operator_is_killed_and_status_converges_after()
     let _proxy = proxy(&node, "node-1", config_addr);
     let port = cluster.proxy_port("web", 80).await;
     let target = (node.node_ip, port).into();
-    eventually(WAIT, || async {
-        let c = gateway_conditions(&cluster.client, "apps", "web").await?;
-        (condition(&c, condition::PROGRAMMED)?.0 == "True").then_some(())
-    })
-    .await
-    .unwrap();
+    wait_programmed(&cluster.client, "apps", "web", WAIT).await;
     let uid = cluster.service_uid("web").await;
 
     // Traffic every 10 ms, each request on a new connection, from before the kill to

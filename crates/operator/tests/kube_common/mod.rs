@@ -196,3 +196,13 @@ pub async fn route_accepted(client: &Client) -> Option<(String, Option<i64>)> {
     let (status, _, generation) = condition(&conditions, portico_api::names::condition::ACCEPTED)?;
     Some((status, generation))
 }
+
+/// Waits until Gateway `ns/name` is Programmed; panics after `within`.
+pub async fn wait_programmed(client: &Client, ns: &str, name: &str, within: Duration) {
+    portico_testkit::eventually(within, || async {
+        let c = gateway_conditions(client, ns, name).await?;
+        (condition(&c, portico_api::names::condition::PROGRAMMED)?.0 == "True").then_some(())
+    })
+    .await
+    .unwrap();
+}
