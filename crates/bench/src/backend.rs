@@ -1,4 +1,4 @@
-//! The benchmark backend (`portico-bench backend --port P`): a fixed response, cheap
+//! The benchmark backend (`portico-bench backend --port P [--ip IP]`): a fixed response, cheap
 //! enough that the proxies dominate. HTTP/1.1 and HTTP/2 cleartext on one port.
 //!
 //! - any path: `200 ok\n` (request bodies are read and dropped);
@@ -46,12 +46,12 @@ fn shape(path: &str) -> Shape {
     }
 }
 
-pub(crate) fn run(port: u16) -> anyhow::Result<()> {
+pub(crate) fn run(addr: SocketAddr) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    runtime.block_on(serve(SocketAddr::from(([127, 0, 0, 1], port))))
+    runtime.block_on(serve(addr))
 }
 
 async fn serve(addr: SocketAddr) -> anyhow::Result<()> {

@@ -14,9 +14,9 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use crate::config::{self, Ports, Target};
-use crate::load::{self, Outcome, Plan};
+use crate::load::{self, Outcome};
 use crate::peers::{self, Kind, Peer, Proc};
-use crate::stats;
+use crate::{progress, stats};
 
 const PORT: u16 = 18090;
 /// Route numbers of the routes added while measuring (far above any size).
@@ -94,7 +94,7 @@ impl ControlLab {
 
     /// Time to the first 200 of new routes with `n` routes present; CPU and memory.
     pub(crate) async fn propagation(&self, n: usize) -> anyhow::Result<Value> {
-        eprintln!("== propagation with {n} routes");
+        progress!("== propagation with {n} routes");
         let dir = self.prepare(&format!("cp-{n}"), &routes_yaml(n))?;
         let mut run = self.start(&dir)?;
         let startup = peers::wait_for(
@@ -128,14 +128,7 @@ impl ControlLab {
         let outcome = load.await.unwrap_or_default();
         let cpu_end = peers::cpu_us(pid, self.ticks);
         let hwm = peers::status_kib(pid, "VmHWM");
-        let summary = |v: &[f64]| {
-            json!({
-                "median_ms": stats::median(v),
-                "max_ms": v.iter().copied().reduce(f64::max),
-                "all_ms": v,
-            })
-        };
-        eprintln!(
+        progress!(
             "   startup {startup:?}, new route idle {:?} ms, under load {:?} ms, rss {rss_idle:?} KiB, peak {hwm:?} KiB, load errors {}",
             stats::median(&idle_ms),
             stats::median(&load_ms),
@@ -145,8 +138,8 @@ impl ControlLab {
             "routes": n,
             "startup_s": startup.as_secs_f64(),
             "startup_cpu_s": startup_cpu_us.map(|us| us as f64 / 1e6),
-            "new_route_idle": summary(&idle_ms),
-            "new_route_under_load": summary(&load_ms),
+            "new_route_idle": stats::summary_ms(&idle_ms),
+            "new_route_under_load": stats::summary_ms(&load_ms),
             "load": load_json(self.load_rate, &outcome),
             "cpu_s_total": cpu_end.map(|us| us as f64 / 1e6),
             "cpu_s_during_load": match (cpu_before_load, cpu_end) {
@@ -173,26 +166,14 @@ impl ControlLab {
         &self,
         target: Target,
     ) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Outcome>) {
-        let stop = Arc::new(AtomicBool::new(false));
-        let plan = Plan {
-            addr: addr(),
-            host: target.host,
-            path: target.path,
-            headers: target.headers,
-            rate: Some(self.load_rate),
-            count: u64::MAX,
-            connections: 16,
-            deadline: Duration::from_secs(900),
-            stop: Some(stop.clone()),
-        };
-        (stop, tokio::spawn(load::run(plan)))
+        load::background(addr(), target, self.load_rate)
     }
 
     /// Starts with no route, then writes `n` at once: how long until the Gateway's
     /// listener reports `n` attached routes (standalone prints statuses), and until the
     /// last one answers.
     pub(crate) async fn attached(&self, n: usize) -> anyhow::Result<Value> {
-        eprintln!("== {n} routes attached");
+        progress!("== {n} routes attached");
         let dir = self.prepare(&format!("attach-{n}"), "")?;
         let mut run = self.start(&dir)?;
         peers::wait_for(
@@ -229,7 +210,7 @@ impl ControlLab {
         )
         .await?;
         let serving = start.elapsed().max(serving);
-        eprintln!(
+        progress!(
             "   attachedRoutes {n} reported after {reported:?}, last route serving after {serving:?}"
         );
         Ok(json!({
@@ -242,7 +223,7 @@ impl ControlLab {
     /// Route and weight changes every 100 ms for `secs` under fixed-rate load on the
     /// route being changed; every non-2xx and socket error counted.
     pub(crate) async fn churn(&self, secs: u64) -> anyhow::Result<Value> {
-        eprintln!("== route and weight changes every 100 ms for {secs} s under load");
+        progress!("== route and weight changes every 100 ms for {secs} s under load");
         const HOST: &str = "churn.example.com";
         let weights = [[80, 15, 5], [50, 50, 0], [0, 0, 100], [34, 33, 33]];
         let dir = self.prepare("churn", &routes_yaml(100))?;
@@ -277,9 +258,11 @@ impl ControlLab {
         }
         stop.store(true, Ordering::Relaxed);
         let outcome = load.await.unwrap_or_default();
-        eprintln!(
+        progress!(
             "   {changes} changes: {} ok, {} non-2xx, {} socket errors",
-            outcome.ok, outcome.non_2xx, outcome.socket_errors
+            outcome.ok,
+            outcome.non_2xx,
+            outcome.socket_errors
         );
         Ok(json!({
             "secs": secs,
@@ -289,7 +272,7 @@ impl ControlLab {
     }
 }
 
-fn load_json(rate: f64, o: &Outcome) -> Value {
+pub(crate) fn load_json(rate: f64, o: &Outcome) -> Value {
     json!({
         "rate": rate,
         "ok": o.ok,

@@ -9,8 +9,8 @@ use serde_json::{Map, Value, json};
 use crate::config::{self, Target, Tls};
 use crate::load::{self, Plan};
 use crate::peers::{self, Kind, Peer};
-use crate::stats;
 use crate::tools::Tool;
+use crate::{progress, stats};
 
 /// Everything the scenarios share.
 #[derive(Debug)]
@@ -46,7 +46,7 @@ impl Lab {
                 Ok(peer) => self.peers.push(peer),
                 Err(e) if kind == Kind::Direct => return Err(e),
                 Err(e) => {
-                    eprintln!(
+                    progress!(
                         "   {} with {routes} routes did not start: {e:#}",
                         kind.name()
                     );
@@ -74,10 +74,10 @@ impl Lab {
         let mut order: Vec<Kind> = std::iter::once(Kind::Direct)
             .chain(kinds.iter().copied())
             .collect();
-        eprintln!("== {name}");
+        progress!("== {name}");
         for &kind in &order {
             if let Err(e) = self.measure(kind, &tool.with_secs(self.warmup_secs), &target) {
-                eprintln!("   warm-up {}: {e:#}", kind.name());
+                progress!("   warm-up {}: {e:#}", kind.name());
             }
         }
         let mut samples: Vec<Vec<(Kind, Option<Sample>)>> = Vec::new();
@@ -87,7 +87,7 @@ impl Lab {
             for &kind in &order {
                 let sample = match self.measure(kind, tool, &target) {
                     Ok(s) => {
-                        eprintln!(
+                        progress!(
                             "   rep {rep} {:8} {:>10.0} req/s  cpu {:>7} us/req  errors {}",
                             kind.name(),
                             s.rps,
@@ -98,7 +98,7 @@ impl Lab {
                         Some(s)
                     }
                     Err(e) => {
-                        eprintln!("   rep {rep} {}: {e:#}", kind.name());
+                        progress!("   rep {rep} {}: {e:#}", kind.name());
                         None
                     }
                 };
@@ -136,7 +136,7 @@ impl Lab {
     pub(crate) async fn fixed_rate(&self, rate: f64, secs: u32) -> Value {
         let target = self.target();
         let mut out = Map::new();
-        eprintln!("== fixed rate {rate:.0} req/s for {secs}s");
+        progress!("== fixed rate {rate:.0} req/s for {secs}s");
         for peer in &self.peers {
             let plan = Plan {
                 addr: peer.addr(),
@@ -152,7 +152,7 @@ impl Lab {
             let o = load::run(plan).await;
             let ms = |p: f64| stats::percentile(&o.latencies_us, p).map(|us| us as f64 / 1000.0);
             let rss = peer.pid().and_then(|p| peers::status_kib(p, "VmRSS"));
-            eprintln!(
+            progress!(
                 "   {:8} p50 {:?} ms  p99 {:?} ms  non-2xx {}  socket errors {}  rss {:?} KiB",
                 peer.kind.name(),
                 ms(50.0),
@@ -179,7 +179,7 @@ impl Lab {
     /// `count` requests to the split host through each proxy; the share each backend got.
     pub(crate) async fn split(&self, count: u64) -> Value {
         let mut out = Map::new();
-        eprintln!("== weighted split 80/15/5 over {count} requests");
+        progress!("== weighted split 80/15/5 over {count} requests");
         for kind in Kind::PROXIES {
             let Some(peer) = self.peer(kind) else {
                 continue;
@@ -203,7 +203,7 @@ impl Lab {
                 _ => Vec::new(),
             };
             let deviation = stats::split_deviation(&counts, &config::SPLIT_WEIGHTS);
-            eprintln!(
+            progress!(
                 "   {:8} counts {counts:?} deviation {deviation:?} pp, non-2xx {} errors {}",
                 kind.name(),
                 o.non_2xx,

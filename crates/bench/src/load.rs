@@ -139,6 +139,28 @@ async fn connect(addr: SocketAddr) -> Result<SendRequest<Empty<Bytes>>, ()> {
     Ok(sender)
 }
 
+/// Fixed-rate load on `target` through `addr` until the returned flag is set (16
+/// connections): the background of the propagation and churn measurements.
+pub(crate) fn background(
+    addr: SocketAddr,
+    target: crate::config::Target,
+    rate: f64,
+) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Outcome>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let plan = Plan {
+        addr,
+        host: target.host,
+        path: target.path,
+        headers: target.headers,
+        rate: Some(rate),
+        count: u64::MAX,
+        connections: 16,
+        deadline: Duration::from_secs(900),
+        stop: Some(stop.clone()),
+    };
+    (stop, tokio::spawn(run(plan)))
+}
+
 /// One GET on a new connection: the status, or `None` on any socket error. For
 /// readiness polls and propagation probes.
 pub(crate) async fn probe(

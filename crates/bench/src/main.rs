@@ -14,13 +14,15 @@
 //! (`quick-<date>.*` for `--quick`).
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
 mod backend;
+mod budget;
+mod cluster;
 mod config;
 mod control;
 mod dataplane;
@@ -30,6 +32,7 @@ mod report;
 mod stats;
 mod tools;
 
+use budget::Budget;
 use peers::Kind;
 use tools::Tool;
 
@@ -55,6 +58,17 @@ struct Cli {
     /// Measured repetitions per scenario (after one warm-up).
     #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// Seconds this run may take from its start; scenarios that would not fit are
+    /// skipped and listed in `not_run`.
+    #[arg(long)]
+    budget_secs: Option<u64>,
+    /// The same as a Unix time (`make bench` passes its own start + 29 minutes, so that
+    /// the build's time counts too).
+    #[arg(long)]
+    deadline_unix: Option<u64>,
+    /// Skip the local-cluster target (`portico dev-cluster`, needs root).
+    #[arg(long)]
+    no_cluster: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +77,10 @@ enum Cmd {
     Backend {
         #[arg(long)]
         port: u16,
+        /// The address to listen on (the local-cluster target's proxy reaches the host
+        /// on the pod network's host address).
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: std::net::IpAddr,
     },
     /// Writes the `portico standalone` folder the data-plane scenarios serve (HTTP and
     /// HTTPS listeners, `routes` routes), to profile the proxy by hand (bench/README.md).
@@ -74,30 +92,26 @@ enum Cmd {
 }
 
 /// The scenarios this run does not measure, each with the reason.
-fn not_run(quick: bool) -> Value {
-    let mut list = vec![
-        json!({
-            "scenario": "control plane on the local-cluster target (operator and proxy as separate processes)",
-            "reason": "not implemented in the driver: only `portico standalone` (operator's translator and the proxy in one process) is measured, so CPU and RSS are the one process's",
-        }),
-        json!({
-            "scenario": "HTTPRoute attachedRoutes through the Kubernetes API",
-            "reason": "standalone has no API server: the time is until standalone's status report prints the listener's `(1000 routes)`",
-        }),
-    ];
+fn not_run(quick: bool) -> Vec<Value> {
+    let mut list = vec![json!({
+        "scenario": "route and weight changes every 100 ms on the local-cluster target",
+        "reason": "measured on `portico standalone` only (control_plane.churn)",
+    })];
     if quick {
         list.push(json!({
             "scenario": "new connection per request, HTTP/2 cleartext and TLS, TLS handshakes, 1 MiB bodies, 1,000 connections with 10 ms delay, weighted split, 5,000 routes; propagation at 10, 100 and 5,000 routes",
             "reason": "--quick runs HTTP/1.1 keep-alive and one control-plane size only; `make bench` runs them",
         }));
     }
-    Value::Array(list)
+    list
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Cmd::Backend { port }) => return backend::run(port),
+        Some(Cmd::Backend { port, ip }) => {
+            return backend::run(std::net::SocketAddr::new(ip, port));
+        }
         Some(Cmd::PorticoConfig { routes, dir }) => {
             return peers::write_portico_config(&dir, routes, &config::Tls::generate()?);
         }
@@ -121,8 +135,26 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(drive(cli))
 }
 
+/// How long a data-plane scenario takes: a warm-up and `reps` runs of every peer
+/// (three proxies and the direct path), plus starts and stops.
+fn scenario_time(tool: &Tool, warmup_secs: u32, reps: usize) -> Duration {
+    let per_peer = u64::from(warmup_secs) + reps as u64 * u64::from(tool.secs());
+    Duration::from_secs(per_peer * 4 + 5)
+}
+
+/// How long a control-plane size takes (standalone or local cluster), from earlier runs
+/// on this machine with margin.
+fn size_time(routes: usize) -> Duration {
+    Duration::from_secs(match routes {
+        0..=100 => 15,
+        101..=1000 => 30,
+        _ => 120,
+    })
+}
+
 async fn drive(cli: Cli) -> anyhow::Result<()> {
     let began = Instant::now();
+    let mut budget = Budget::new(cli.budget_secs, cli.deadline_unix);
     let portico = cli.bin_dir.join("portico");
     anyhow::ensure!(
         portico.exists(),
@@ -133,9 +165,13 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let machine = report::machine();
-    eprintln!(
-        "portico-bench {} on {machine}",
-        if cli.quick { "quick" } else { "full" }
+    progress!(
+        "portico-bench {} on {machine}; {}",
+        if cli.quick { "quick" } else { "full" },
+        budget.left().map_or("no deadline".to_owned(), |d| format!(
+            "{} s until the deadline",
+            d.as_secs()
+        ))
     );
 
     let _backends = peers::start_backends()?;
@@ -145,12 +181,15 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
         tls: config::Tls::generate()?,
         ticks: peers::clock_ticks(),
         reps: cli.reps,
-        warmup_secs: 2,
+        warmup_secs: 1,
         peers: Vec::new(),
         routes: 10,
         start_errors: Vec::new(),
     };
-    let secs = if cli.quick { 5 } else { 8 };
+    // Seconds per run: CPU per request comes from the proxy's CPU ticks (100 per second),
+    // so a few seconds at thousands of requests per second already count thousands of
+    // ticks per peer and repetition.
+    let secs = 4;
     let proxies = Kind::PROXIES;
     let mut scenarios = serde_json::Map::new();
     lab.start_peers(10).await?;
@@ -163,25 +202,31 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
         tls: false,
         path_suffix: "",
     };
-    let ka = lab.scenario("HTTP/1.1 keep-alive", &keepalive, &proxies);
-    // The fixed rate: half of the slowest proxy's maximum.
-    let slowest = proxies
-        .iter()
-        .filter_map(|k| ka["peers"][k.name()]["rps"].as_f64())
-        .reduce(f64::min)
-        .unwrap_or(1000.0);
-    let fixed = lab.fixed_rate((slowest / 2.0).max(100.0), secs).await;
-    scenarios.insert("http1_keepalive".into(), ka.clone());
-    scenarios.insert("http1_keepalive_fixed_rate".into(), fixed);
+    let time = |tool: &Tool| scenario_time(tool, lab.warmup_secs, lab.reps);
+    let keepalive_time = time(&keepalive) + Duration::from_secs(u64::from(secs) * 4);
+    let mut ka = Value::Null;
+    if budget.fits("HTTP/1.1 keep-alive and the fixed rate", keepalive_time) {
+        ka = lab.scenario("HTTP/1.1 keep-alive", &keepalive, &proxies);
+        // The fixed rate: half of the slowest proxy's maximum.
+        let slowest = proxies
+            .iter()
+            .filter_map(|k| ka["peers"][k.name()]["rps"].as_f64())
+            .reduce(f64::min)
+            .unwrap_or(1000.0);
+        let fixed = lab.fixed_rate((slowest / 2.0).max(100.0), secs).await;
+        scenarios.insert("http1_keepalive".into(), ka.clone());
+        scenarios.insert("http1_keepalive_fixed_rate".into(), fixed);
+    }
 
     if !cli.quick {
+        let short = 3;
         let runs: Vec<(&str, &str, Tool)> = vec![
             (
                 "http1_new_connection",
                 "HTTP/1.1 new connection per request",
                 Tool::Wrk {
                     connections: 32,
-                    secs: 5,
+                    secs: short,
                     close: true,
                     tls: false,
                     path_suffix: "",
@@ -193,7 +238,7 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
                 Tool::H2load {
                     connections: 16,
                     streams: 10,
-                    secs: 6,
+                    secs: short,
                     tls: false,
                 },
             ),
@@ -203,7 +248,7 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
                 Tool::H2load {
                     connections: 16,
                     streams: 10,
-                    secs: 6,
+                    secs: short,
                     tls: true,
                 },
             ),
@@ -212,7 +257,7 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
                 "TLS handshakes (HTTPS, new connection per request)",
                 Tool::Wrk {
                     connections: 32,
-                    secs: 5,
+                    secs: short,
                     close: true,
                     tls: true,
                     path_suffix: "",
@@ -223,7 +268,7 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
                 "1 MiB responses streamed",
                 Tool::Wrk {
                     connections: 16,
-                    secs: 5,
+                    secs: short,
                     close: false,
                     tls: false,
                     path_suffix: backend::BIG,
@@ -234,7 +279,7 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
                 "1,000 connections, backend answers after 10 ms",
                 Tool::Wrk {
                     connections: 1000,
-                    secs: 6,
+                    secs: short,
                     close: false,
                     tls: false,
                     path_suffix: backend::SLOW,
@@ -242,43 +287,51 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
             ),
         ];
         for (key, name, tool) in runs {
-            scenarios.insert(key.into(), lab.scenario(name, &tool, &proxies));
+            if budget.fits(name, time(&tool)) {
+                scenarios.insert(key.into(), lab.scenario(name, &tool, &proxies));
+            }
         }
-        scenarios.insert("weighted_split".into(), lab.split(100_000).await);
+        if budget.fits("weighted split", Duration::from_secs(40)) {
+            scenarios.insert("weighted_split".into(), lab.split(100_000).await);
+        }
 
         // 5,000 routes: restart every peer with them, same load on the last route.
-        lab.peers.clear();
-        if let Err(e) = lab.start_peers(5000).await {
-            eprintln!("   5,000 routes: {e:#}");
-            scenarios.insert("routes_5000".into(), json!({ "error": format!("{e:#}") }));
-        } else {
-            let mut r = lab.scenario("HTTP/1.1 keep-alive, 5,000 routes", &keepalive, &proxies);
-            let rss = lab.rss();
-            let mut vs_10 = serde_json::Map::new();
-            for k in proxies {
-                let (a, b) = (
-                    r["peers"][k.name()]["rps"].as_f64(),
-                    ka["peers"][k.name()]["rps"].as_f64(),
-                );
-                if let (Some(a), Some(b)) = (a, b)
-                    && b > 0.0
-                {
-                    vs_10.insert(k.name().into(), json!(a / b));
+        let need = time(&keepalive) + Duration::from_secs(40);
+        if budget.fits("HTTP/1.1 keep-alive, 5,000 routes", need) {
+            lab.peers.clear();
+            if let Err(e) = lab.start_peers(5000).await {
+                progress!("   5,000 routes: {e:#}");
+                scenarios.insert("routes_5000".into(), json!({ "error": format!("{e:#}") }));
+            } else {
+                let mut r = lab.scenario("HTTP/1.1 keep-alive, 5,000 routes", &keepalive, &proxies);
+                let rss = lab.rss();
+                let mut vs_10 = serde_json::Map::new();
+                for k in proxies {
+                    let (a, b) = (
+                        r["peers"][k.name()]["rps"].as_f64(),
+                        ka["peers"][k.name()]["rps"].as_f64(),
+                    );
+                    if let (Some(a), Some(b)) = (a, b)
+                        && b > 0.0
+                    {
+                        vs_10.insert(k.name().into(), json!(a / b));
+                    }
                 }
+                r["rps_5000_over_10"] = Value::Object(vs_10);
+                r["rss_kib"] = rss;
+                scenarios.insert("routes_5000".into(), r);
             }
-            r["rps_5000_over_10"] = Value::Object(vs_10);
-            r["rss_kib"] = rss;
-            scenarios.insert("routes_5000".into(), r);
         }
     }
     let rss_loaded = lab.rss();
     lab.peers.clear();
 
+    let probes = if cli.quick { 3 } else { 5 };
     let control = control::ControlLab {
         dir: work.join("control"),
         bin_dir: cli.bin_dir.clone(),
         ticks: lab.ticks,
-        probes: if cli.quick { 3 } else { 5 },
+        probes,
         load_rate: 1000.0,
     };
     let sizes: &[usize] = if cli.quick {
@@ -286,27 +339,67 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
     } else {
         &[10, 100, 1000, 5000]
     };
+    let failed = |e: anyhow::Error| {
+        progress!("   failed: {e:#}");
+        json!({ "error": format!("{e:#}") })
+    };
     let mut propagation = Vec::new();
     for &n in sizes {
-        propagation.push(control.propagation(n).await.unwrap_or_else(|e| {
-            eprintln!("   failed: {e:#}");
-            json!({ "routes": n, "error": format!("{e:#}") })
-        }));
+        if budget.fits(
+            &format!("standalone: new route with {n} routes"),
+            size_time(n),
+        ) {
+            propagation.push(control.propagation(n).await.unwrap_or_else(|e| {
+                let mut v = failed(e);
+                v["routes"] = json!(n);
+                v
+            }));
+        }
     }
-    let attached = control.attached(1000).await.unwrap_or_else(|e| {
-        eprintln!("   failed: {e:#}");
-        json!({ "error": format!("{e:#}") })
-    });
-    let churn = control
-        .churn(if cli.quick { 10 } else { 30 })
-        .await
-        .unwrap_or_else(|e| {
-            eprintln!("   failed: {e:#}");
-            json!({ "error": format!("{e:#}") })
-        });
+    let mut attached = Value::Null;
+    if budget.fits("standalone: 1,000 routes attached", Duration::from_secs(20)) {
+        attached = control.attached(1000).await.unwrap_or_else(failed);
+    }
+    let churn_secs = if cli.quick { 10 } else { 30 };
+    let mut churn = Value::Null;
+    if budget.fits(
+        "standalone: route and weight changes under load",
+        Duration::from_secs(churn_secs + 15),
+    ) {
+        churn = control.churn(churn_secs).await.unwrap_or_else(failed);
+    }
+
+    let cluster_lab = cluster::ClusterLab {
+        dir: work.join("cluster"),
+        bin_dir: cli.bin_dir.clone(),
+        ticks: lab.ticks,
+        probes,
+        load_rate: 1000.0,
+    };
+    let cluster_sizes: &[usize] = if cli.quick {
+        &[100]
+    } else {
+        &[10, 100, 1000, 5000]
+    };
+    let cluster = if cli.no_cluster {
+        budget.skipped.push(json!({
+            "scenario": "control plane on the local-cluster target",
+            "reason": "--no-cluster",
+        }));
+        Value::Null
+    } else if budget.fits(
+        "local cluster: start and 1,000 routes attached",
+        Duration::from_secs(60),
+    ) {
+        local_cluster(&cluster_lab, cluster_sizes, &mut budget).await
+    } else {
+        Value::Null
+    };
 
     let mut machine_json = machine.to_json();
     machine_json["load_avg_end"] = json!(report::loadavg());
+    let mut skipped = not_run(cli.quick);
+    skipped.append(&mut budget.skipped);
     let results = json!({
         "date": date,
         "mode": if cli.quick { "quick" } else { "full" },
@@ -316,9 +409,11 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
             "proxy_cpu": peers::PROXY_CPU,
             "client_and_backend_cpu": "1",
             "portico": format!("portico standalone, TOKIO_WORKER_THREADS=1, access log off, --debounce {DEBOUNCE}"),
-            "nginx": "worker_processes 1, master_process off, access_log off, upstream keepalive, proxy_buffering off",
-            "haproxy": "nbthread 1, no logs, http-reuse always",
+            "nginx": "worker_processes 1, master_process off, access_log off, upstream keepalive, proxy_buffering off; a server block per host",
+            "haproxy": "nbthread 1, no logs, http-reuse always; routes in a map file (map_str on host/first path segment, the header checked against the value)",
+            "local_cluster": format!("portico dev-cluster (in-memory API server, portico-operator and portico-proxy as processes, operator debounce {}ms) on CPU 0 with TOKIO_WORKER_THREADS=1; objects created with POST, statuses read with GET", cluster::OPERATOR_DEBOUNCE_MS),
             "reps": cli.reps,
+            "warmup_secs": lab.warmup_secs,
             "discard_rule": "a repetition whose direct req/s is more than 2x off the median direct req/s",
         },
         "peer_start_errors": lab.start_errors,
@@ -331,7 +426,8 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
             "attached": attached,
             "churn": churn,
         },
-        "not_run": not_run(cli.quick),
+        "control_plane_local_cluster": cluster,
+        "not_run": skipped,
         "duration_s": began.elapsed().as_secs_f64(),
     });
     let day = &date[..10];
@@ -346,7 +442,7 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
     std::fs::write(&json_path, serde_json::to_string_pretty(&results)? + "\n")?;
     std::fs::write(&md_path, report::markdown(&results))?;
     let _ = std::fs::remove_dir_all(&work);
-    eprintln!(
+    progress!(
         "wrote {} and {} in {:.0} s",
         json_path.display(),
         md_path.display(),
@@ -354,4 +450,54 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
     );
     println!("{}", report::markdown(&results));
     Ok(())
+}
+
+/// The local-cluster target: start, 1,000 routes attached at once, then each size.
+async fn local_cluster(lab: &cluster::ClusterLab, sizes: &[usize], budget: &mut Budget) -> Value {
+    let started = Instant::now();
+    let mut c = match lab.start().await {
+        Ok(c) => c,
+        Err(e) => {
+            progress!("   local cluster did not start: {e:#}");
+            budget.skipped.push(json!({
+                "scenario": "control plane on the local-cluster target",
+                "reason": format!("portico dev-cluster did not start: {e:#}"),
+            }));
+            return json!({ "error": format!("{e:#}") });
+        }
+    };
+    let start_s = started.elapsed().as_secs_f64();
+    let idle = lab.idle(&c).await;
+    let attached = lab.attached(&mut c, 1000).await.unwrap_or_else(|e| {
+        progress!("   failed: {e:#}");
+        json!({ "error": format!("{e:#}") })
+    });
+    let mut propagation = Vec::new();
+    for &n in sizes {
+        if !budget.fits(
+            &format!("local cluster: new route with {n} routes"),
+            size_time(n),
+        ) {
+            continue;
+        }
+        match lab.size(&mut c, n).await {
+            Ok(v) => propagation.push(v),
+            Err(e) => {
+                progress!("   failed: {e:#}");
+                propagation.push(json!({ "routes": n, "error": format!("{e:#}") }));
+                // The next sizes build on this one.
+                break;
+            }
+        }
+    }
+    let stopping = Instant::now();
+    drop(c);
+    progress!("   local cluster stopped in {:.1?}", stopping.elapsed());
+    json!({
+        "target": "local-cluster",
+        "start_s": start_s,
+        "rss_kib_idle": idle,
+        "attached": attached,
+        "propagation": propagation,
+    })
 }

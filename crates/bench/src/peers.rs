@@ -68,6 +68,8 @@ impl Kind {
 pub(crate) struct Proc {
     child: Child,
     name: String,
+    /// How long it may take to stop after SIGTERM before it is killed.
+    grace: Duration,
 }
 
 impl Proc {
@@ -78,7 +80,14 @@ impl Proc {
         Ok(Self {
             child,
             name: name.to_owned(),
+            grace: Duration::from_secs(5),
         })
+    }
+
+    /// Gives it `grace` to stop after SIGTERM (a process that stops children of its own).
+    pub(crate) fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -99,7 +108,7 @@ impl Drop for Proc {
         // SIGTERM first so that nginx and HAProxy remove their sockets cleanly.
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + self.grace;
         while Instant::now() < deadline {
             if !matches!(self.child.try_wait(), Ok(None)) {
                 return;
@@ -187,9 +196,10 @@ pub(crate) async fn start(
                 &format!("{}{}", tls.cert_pem, tls.key_pem),
             )?;
             write(
-                &dir.join("haproxy.cfg"),
-                &config::haproxy(ports, routes, &dir),
+                &dir.join(config::HAPROXY_MAP),
+                &config::haproxy_routes_map(routes),
             )?;
+            write(&dir.join("haproxy.cfg"), &config::haproxy(ports, &dir))?;
             let mut c = pinned("haproxy");
             c.arg("-db").arg("-f").arg(dir.join("haproxy.cfg"));
             Some(c)
@@ -241,7 +251,7 @@ pub(crate) fn portico_command(bin_dir: &Path, dir: &Path) -> Command {
     c
 }
 
-fn pinned(program: &str) -> Command {
+pub(crate) fn pinned(program: &str) -> Command {
     let mut c = Command::new("taskset");
     c.args(["-c", PROXY_CPU, program]);
     c

@@ -226,10 +226,6 @@ pub(crate) fn markdown(r: &Value) -> String {
     );
     if let Some(sizes) = cp["propagation"].as_array() {
         for s in sizes {
-            let mib = |v: &Value| {
-                v.as_f64()
-                    .map_or("-".to_owned(), |k| format!("{:.1}", k / 1024.0))
-            };
             let errors = s["load"]["non_2xx"].as_u64().unwrap_or(0)
                 + s["load"]["socket_errors"].as_u64().unwrap_or(0);
             let _ = writeln!(
@@ -266,6 +262,7 @@ pub(crate) fn markdown(r: &Value) -> String {
         c["load"]["non_2xx"],
         c["load"]["socket_errors"]
     );
+    local_cluster(&mut md, &r["control_plane_local_cluster"]);
     if let Some(list) = r["not_run"].as_array().filter(|l| !l.is_empty()) {
         md.push_str("\n## Not run\n\n");
         for item in list {
@@ -278,4 +275,83 @@ pub(crate) fn markdown(r: &Value) -> String {
         }
     }
     md
+}
+
+/// KiB as MiB with one decimal, `-` when absent.
+fn mib(v: &Value) -> String {
+    v.as_f64()
+        .map_or("-".to_owned(), |k| format!("{:.1}", k / 1024.0))
+}
+
+/// The local-cluster section: operator and proxy as separate processes, routes through
+/// the API server.
+fn local_cluster(md: &mut String, lc: &Value) {
+    if lc.is_null() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## Control plane (local cluster: API server, portico-operator and portico-proxy as separate processes)\n"
+    );
+    if let Some(error) = lc["error"].as_str() {
+        let _ = writeln!(md, "Did not run: {error}");
+        return;
+    }
+    let idle = &lc["rss_kib_idle"];
+    let _ = writeln!(
+        md,
+        "Started in {} s. RSS with two Gateways and no route: proxy {} MiB, operator {} MiB.\n",
+        num(&lc["start_s"], 1),
+        mib(&idle["proxy_kib"]),
+        mib(&idle["operator_kib"]),
+    );
+    let a = &lc["attached"];
+    if let Some(error) = a["error"].as_str() {
+        let _ = writeln!(md, "1,000 routes at once: failed: {error}\n");
+    } else {
+        let _ = writeln!(
+            md,
+            "{} routes created at once through the API ({} ms for the POSTs): the Gateway's listener showed attachedRoutes {} after {} ms and every route `Accepted` in status.parents after {} ms (both read through the API server); the last one served after {} ms.\n",
+            a["routes"],
+            num(&a["created_ms"], 0),
+            a["routes"],
+            num(&a["attached_reported_ms"], 0),
+            num(&a["all_accepted_ms"], 0),
+            num(&a["last_route_serving_ms"], 0),
+        );
+    }
+    let rate = num(&lc["propagation"][0]["load"]["rate"], 0);
+    let _ = writeln!(
+        md,
+        "| routes present | bulk POST to all serving ms | new route (POST) → first 200, idle ms (median / max) | under {rate} req/s load ms (median / max) | load errors | operator CPU s | proxy CPU s | operator RSS / peak MiB | proxy RSS / peak MiB |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for s in lc["propagation"].as_array().into_iter().flatten() {
+        if let Some(error) = s["error"].as_str() {
+            let _ = writeln!(md, "| {} | failed: {error} | | | | | | | |", s["routes"]);
+            continue;
+        }
+        let errors = s["load"]["non_2xx"].as_u64().unwrap_or(0)
+            + s["load"]["socket_errors"].as_u64().unwrap_or(0);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} / {} | {} / {} | {errors} | {} | {} | {} / {} | {} / {} |",
+            s["routes"],
+            num(&s["bulk_serving_ms"], 0),
+            num(&s["new_route_idle"]["median_ms"], 1),
+            num(&s["new_route_idle"]["max_ms"], 1),
+            num(&s["new_route_under_load"]["median_ms"], 1),
+            num(&s["new_route_under_load"]["max_ms"], 1),
+            num(&s["operator_cpu_s"], 2),
+            num(&s["proxy_cpu_s"], 2),
+            mib(&s["operator_rss_kib"]),
+            mib(&s["operator_peak_rss_kib"]),
+            mib(&s["proxy_rss_kib"]),
+            mib(&s["proxy_peak_rss_kib"]),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nEach size adds routes to the same cluster; CPU is what each process used for that size (the bulk creation, the new routes, the load); times include the operator's {} ms debounce.",
+        crate::cluster::OPERATOR_DEBOUNCE_MS
+    );
 }

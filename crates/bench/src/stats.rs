@@ -13,6 +13,15 @@ pub(crate) fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     Some(sorted[rank.saturating_sub(1).min(sorted.len() - 1)])
 }
 
+/// Median, max and all of a set of times in milliseconds.
+pub(crate) fn summary_ms(v: &[f64]) -> serde_json::Value {
+    serde_json::json!({
+        "median_ms": median(v),
+        "max_ms": v.iter().copied().reduce(f64::max),
+        "all_ms": v,
+    })
+}
+
 /// The median of any values (the mean of the two middle ones for an even count).
 pub(crate) fn median(values: &[f64]) -> Option<f64> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();

@@ -37,6 +37,12 @@ pub(crate) struct Run {
 }
 
 impl Tool {
+    pub(crate) fn secs(&self) -> u32 {
+        match self {
+            Tool::Wrk { secs, .. } | Tool::H2load { secs, .. } => *secs,
+        }
+    }
+
     pub(crate) fn with_secs(&self, s: u32) -> Tool {
         let mut t = self.clone();
         match &mut t {
