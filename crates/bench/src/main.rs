@@ -69,6 +69,9 @@ struct Cli {
     /// Skip the local-cluster target (`portico dev-cluster`, needs root).
     #[arg(long)]
     no_cluster: bool,
+    /// Only the local-cluster target (to try it alone, e.g. with debug binaries).
+    #[arg(long, conflicts_with = "no_cluster")]
+    only_cluster: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,7 +195,10 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
     let secs = 4;
     let proxies = Kind::PROXIES;
     let mut scenarios = serde_json::Map::new();
-    lab.start_peers(10).await?;
+    let others = !cli.only_cluster;
+    if others {
+        lab.start_peers(10).await?;
+    }
     let rss_idle = lab.rss();
 
     let keepalive = Tool::Wrk {
@@ -205,7 +211,7 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
     let time = |tool: &Tool| scenario_time(tool, lab.warmup_secs, lab.reps);
     let keepalive_time = time(&keepalive) + Duration::from_secs(u64::from(secs) * 4);
     let mut ka = Value::Null;
-    if budget.fits("HTTP/1.1 keep-alive and the fixed rate", keepalive_time) {
+    if others && budget.fits("HTTP/1.1 keep-alive and the fixed rate", keepalive_time) {
         ka = lab.scenario("HTTP/1.1 keep-alive", &keepalive, &proxies);
         // The fixed rate: half of the slowest proxy's maximum.
         let slowest = proxies
@@ -218,7 +224,7 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
         scenarios.insert("http1_keepalive_fixed_rate".into(), fixed);
     }
 
-    if !cli.quick {
+    if others && !cli.quick {
         let short = 3;
         let runs: Vec<(&str, &str, Tool)> = vec![
             (
@@ -345,10 +351,12 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
     };
     let mut propagation = Vec::new();
     for &n in sizes {
-        if budget.fits(
-            &format!("standalone: new route with {n} routes"),
-            size_time(n),
-        ) {
+        if others
+            && budget.fits(
+                &format!("standalone: new route with {n} routes"),
+                size_time(n),
+            )
+        {
             propagation.push(control.propagation(n).await.unwrap_or_else(|e| {
                 let mut v = failed(e);
                 v["routes"] = json!(n);
@@ -357,15 +365,17 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
         }
     }
     let mut attached = Value::Null;
-    if budget.fits("standalone: 1,000 routes attached", Duration::from_secs(20)) {
+    if others && budget.fits("standalone: 1,000 routes attached", Duration::from_secs(20)) {
         attached = control.attached(1000).await.unwrap_or_else(failed);
     }
     let churn_secs = if cli.quick { 10 } else { 30 };
     let mut churn = Value::Null;
-    if budget.fits(
-        "standalone: route and weight changes under load",
-        Duration::from_secs(churn_secs + 15),
-    ) {
+    if others
+        && budget.fits(
+            "standalone: route and weight changes under load",
+            Duration::from_secs(churn_secs + 15),
+        )
+    {
         churn = control.churn(churn_secs).await.unwrap_or_else(failed);
     }
 

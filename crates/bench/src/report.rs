@@ -217,51 +217,7 @@ pub(crate) fn markdown(r: &Value) -> String {
         );
     }
 
-    let cp = &r["control_plane"];
-    let _ = writeln!(
-        md,
-        "\n## Control plane (portico standalone, debounce {})\n\n| routes present | start to serving s | new route → first 200, idle ms (median / max) | under {} req/s load ms (median / max) | load errors | RSS MiB | peak RSS MiB |\n|---:|---:|---:|---:|---:|---:|---:|",
-        crate::DEBOUNCE,
-        num(&cp["propagation"][0]["load"]["rate"], 0),
-    );
-    if let Some(sizes) = cp["propagation"].as_array() {
-        for s in sizes {
-            let errors = s["load"]["non_2xx"].as_u64().unwrap_or(0)
-                + s["load"]["socket_errors"].as_u64().unwrap_or(0);
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} / {} | {} / {} | {errors} | {} | {} |",
-                s["routes"],
-                num(&s["startup_s"], 2),
-                num(&s["new_route_idle"]["median_ms"], 1),
-                num(&s["new_route_idle"]["max_ms"], 1),
-                num(&s["new_route_under_load"]["median_ms"], 1),
-                num(&s["new_route_under_load"]["max_ms"], 1),
-                mib(&s["rss_kib"]),
-                mib(&s["peak_rss_kib"]),
-            );
-        }
-    }
-    let a = &cp["attached"];
-    let _ = writeln!(
-        md,
-        "\n{} routes written at once: attachedRoutes {} reported after {} ms, the last one serving after {} ms.",
-        a["routes"],
-        a["routes"],
-        num(&a["attached_reported_ms"], 0),
-        num(&a["last_route_serving_ms"], 0)
-    );
-    let c = &cp["churn"];
-    let _ = writeln!(
-        md,
-        "Route and weight changes every 100 ms for {} s ({} changes) under {} req/s: {} ok, {} non-2xx, {} socket errors.",
-        c["secs"],
-        c["changes"],
-        num(&c["load"]["rate"], 0),
-        c["load"]["ok"],
-        c["load"]["non_2xx"],
-        c["load"]["socket_errors"]
-    );
+    standalone(&mut md, &r["control_plane"]);
     local_cluster(&mut md, &r["control_plane_local_cluster"]);
     if let Some(list) = r["not_run"].as_array().filter(|l| !l.is_empty()) {
         md.push_str("\n## Not run\n\n");
@@ -354,4 +310,58 @@ fn local_cluster(md: &mut String, lc: &Value) {
         "\nEach size adds routes to the same cluster; CPU is what each process used for that size (the bulk creation, the new routes, the load); times include the operator's {} ms debounce.",
         crate::cluster::OPERATOR_DEBOUNCE_MS
     );
+}
+
+/// The control plane on `portico standalone`; parts that did not run are left out.
+fn standalone(md: &mut String, cp: &Value) {
+    if cp["propagation"].as_array().is_some_and(|a| !a.is_empty()) {
+        let _ = writeln!(
+            md,
+            "\n## Control plane (portico standalone, debounce {})\n\n| routes present | start to serving s | new route → first 200, idle ms (median / max) | under {} req/s load ms (median / max) | load errors | RSS MiB | peak RSS MiB |\n|---:|---:|---:|---:|---:|---:|---:|",
+            crate::DEBOUNCE,
+            num(&cp["propagation"][0]["load"]["rate"], 0),
+        );
+        if let Some(sizes) = cp["propagation"].as_array() {
+            for s in sizes {
+                let errors = s["load"]["non_2xx"].as_u64().unwrap_or(0)
+                    + s["load"]["socket_errors"].as_u64().unwrap_or(0);
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} / {} | {} / {} | {errors} | {} | {} |",
+                    s["routes"],
+                    num(&s["startup_s"], 2),
+                    num(&s["new_route_idle"]["median_ms"], 1),
+                    num(&s["new_route_idle"]["max_ms"], 1),
+                    num(&s["new_route_under_load"]["median_ms"], 1),
+                    num(&s["new_route_under_load"]["max_ms"], 1),
+                    mib(&s["rss_kib"]),
+                    mib(&s["peak_rss_kib"]),
+                );
+            }
+        }
+    }
+    if !cp["attached"].is_null() {
+        let a = &cp["attached"];
+        let _ = writeln!(
+            md,
+            "\n{} routes written at once: attachedRoutes {} reported after {} ms, the last one serving after {} ms.",
+            a["routes"],
+            a["routes"],
+            num(&a["attached_reported_ms"], 0),
+            num(&a["last_route_serving_ms"], 0)
+        );
+    }
+    if !cp["churn"].is_null() {
+        let c = &cp["churn"];
+        let _ = writeln!(
+            md,
+            "Route and weight changes every 100 ms for {} s ({} changes) under {} req/s: {} ok, {} non-2xx, {} socket errors.",
+            c["secs"],
+            c["changes"],
+            num(&c["load"]["rate"], 0),
+            c["load"]["ok"],
+            c["load"]["non_2xx"],
+            c["load"]["socket_errors"]
+        );
+    }
 }
