@@ -8,10 +8,30 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicU16, Ordering};
 
-/// Ports of the backends (`portico-bench backend`).
-pub(crate) const BACKEND_PORT: u16 = 19000;
-pub(crate) const SPLIT_PORTS: [u16; 3] = [19001, 19002, 19003];
+/// Added to every port the bench listens on at 127.0.0.1 (`--port-offset`), so that a run
+/// can stay clear of another one on the same machine.
+static PORT_OFFSET: AtomicU16 = AtomicU16::new(0);
+
+pub(crate) fn set_port_offset(offset: u16) {
+    PORT_OFFSET.store(offset, Ordering::Relaxed);
+}
+
+/// `base` moved by the port offset.
+pub(crate) fn port(base: u16) -> u16 {
+    base.saturating_add(PORT_OFFSET.load(Ordering::Relaxed))
+}
+
+/// Port of the routes' backend (`portico-bench backend`).
+pub(crate) fn backend_port() -> u16 {
+    port(19000)
+}
+
+/// Ports of the split's three backends.
+pub(crate) fn split_ports() -> [u16; 3] {
+    [19001, 19002, 19003].map(port)
+}
 pub(crate) const SPLIT_WEIGHTS: [u64; 3] = [80, 15, 5];
 pub(crate) const SPLIT_HOST: &str = "split.example.com";
 
@@ -124,8 +144,8 @@ stringData:
             key = indent(&tls.key_pem),
         );
     }
-    let services = std::iter::once(("be", BACKEND_PORT))
-        .chain(["sa", "sb", "sc"].into_iter().zip(SPLIT_PORTS));
+    let services = std::iter::once(("be", backend_port()))
+        .chain(["sa", "sb", "sc"].into_iter().zip(split_ports()));
     for (name, port) in services {
         let _ = write!(
             out,
@@ -262,7 +282,7 @@ http {{
     ssl_certificate {d}/cert.pem;
     ssl_certificate_key {d}/key.pem;
     upstream be {{
-        server 127.0.0.1:{BACKEND_PORT};
+        server 127.0.0.1:{be};
         keepalive 256;
     }}
     upstream split {{
@@ -289,9 +309,10 @@ http {{
 "#,
         http = ports.http,
         h2c = ports.h2c,
-        a = SPLIT_PORTS[0],
-        b = SPLIT_PORTS[1],
-        c = SPLIT_PORTS[2],
+        be = backend_port(),
+        a = split_ports()[0],
+        b = split_ports()[1],
+        c = split_ports()[2],
         wa = SPLIT_WEIGHTS[0],
         wb = SPLIT_WEIGHTS[1],
         wc = SPLIT_WEIGHTS[2],
@@ -362,12 +383,13 @@ frontend fe
 backend notfound
     http-request return status 404
 backend be
-    server be 127.0.0.1:{BACKEND_PORT} maxconn 10000
+    server be 127.0.0.1:{be} maxconn 10000
 backend split
     balance roundrobin
-"#
+"#,
+        be = backend_port()
     );
-    for (n, (port, weight)) in SPLIT_PORTS.iter().zip(SPLIT_WEIGHTS).enumerate() {
+    for (n, (port, weight)) in split_ports().iter().zip(SPLIT_WEIGHTS).enumerate() {
         let _ = writeln!(out, "    server s{n} 127.0.0.1:{port} weight {weight}");
     }
     out

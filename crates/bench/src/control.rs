@@ -18,7 +18,10 @@ use crate::load::{self, Outcome};
 use crate::peers::{self, Kind, Peer, Proc};
 use crate::{progress, stats};
 
-const PORT: u16 = 18090;
+/// Where the control-plane lab's Portico listens.
+pub(crate) fn port() -> u16 {
+    config::port(18090)
+}
 /// Route numbers of the routes added while measuring (far above any size).
 const NEW: usize = 1_000_000;
 
@@ -35,14 +38,14 @@ pub(crate) struct ControlLab {
 
 fn ports() -> Ports {
     Ports {
-        http: PORT,
-        h2c: PORT,
+        http: port(),
+        h2c: port(),
         https: None,
     }
 }
 
 fn addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], PORT))
+    SocketAddr::from(([127, 0, 0, 1], port()))
 }
 
 fn routes_yaml(n: usize) -> String {

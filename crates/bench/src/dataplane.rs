@@ -264,7 +264,7 @@ fn address(kind: Kind, tool: &Tool) -> (SocketAddr, Tool) {
 
 async fn backend_counts() -> Option<Vec<u64>> {
     let mut counts = Vec::new();
-    for port in config::SPLIT_PORTS {
+    for port in config::split_ports() {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let text = load::get_text(addr, "/__count").await?;
         counts.push(text.trim().parse().ok()?);

@@ -69,6 +69,10 @@ struct Cli {
     /// Skip the local-cluster target (`portico dev-cluster`, needs root).
     #[arg(long)]
     no_cluster: bool,
+    /// Added to every 127.0.0.1 port the bench listens on (18080.., 19000..), to run
+    /// beside another process that holds them.
+    #[arg(long, default_value_t = 0)]
+    port_offset: u16,
     /// Only the local-cluster target (to try it alone, e.g. with debug binaries).
     #[arg(long, conflicts_with = "no_cluster")]
     only_cluster: bool,
@@ -157,6 +161,8 @@ fn size_time(routes: usize) -> Duration {
 
 async fn drive(cli: Cli) -> anyhow::Result<()> {
     let began = Instant::now();
+    anyhow::ensure!(cli.port_offset <= 40_000, "--port-offset is at most 40000");
+    config::set_port_offset(cli.port_offset);
     let mut budget = Budget::new(cli.budget_secs, cli.deadline_unix);
     let portico = cli.bin_dir.join("portico");
     anyhow::ensure!(
@@ -177,6 +183,10 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
         ))
     );
 
+    let others = !cli.only_cluster;
+    if others {
+        peers::ensure_ports_free()?;
+    }
     let _backends = peers::start_backends()?;
     let mut lab = dataplane::Lab {
         dir: work.clone(),
@@ -195,7 +205,6 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
     let secs = 4;
     let proxies = Kind::PROXIES;
     let mut scenarios = serde_json::Map::new();
-    let others = !cli.only_cluster;
     if others {
         lab.start_peers(10).await?;
     }

@@ -40,24 +40,24 @@ impl Kind {
     pub(crate) fn ports(self) -> Ports {
         match self {
             Kind::Direct => Ports {
-                http: config::BACKEND_PORT,
-                h2c: config::BACKEND_PORT,
+                http: config::backend_port(),
+                h2c: config::backend_port(),
                 https: None,
             },
             Kind::Portico => Ports {
-                http: 18080,
-                h2c: 18080,
-                https: Some(18443),
+                http: config::port(18080),
+                h2c: config::port(18080),
+                https: Some(config::port(18443)),
             },
             Kind::Nginx => Ports {
-                http: 18180,
-                h2c: 18181,
-                https: Some(18543),
+                http: config::port(18180),
+                h2c: config::port(18181),
+                https: Some(config::port(18543)),
             },
             Kind::Haproxy => Ports {
-                http: 18280,
-                h2c: 18281,
-                https: Some(18643),
+                http: config::port(18280),
+                h2c: config::port(18281),
+                https: Some(config::port(18643)),
             },
         }
     }
@@ -121,11 +121,36 @@ impl Drop for Proc {
     }
 }
 
+/// Fails when another process listens on a port the bench uses (another run, or a proxy
+/// left behind): with SO_REUSEPORT two proxies could share a port and split the load.
+pub(crate) fn ensure_ports_free() -> anyhow::Result<()> {
+    let mut ports: Vec<u16> = vec![config::backend_port(), crate::control::port()];
+    ports.extend(config::split_ports());
+    for kind in Kind::PROXIES {
+        let p = kind.ports();
+        ports.extend([p.http, p.h2c]);
+        ports.extend(p.https);
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    let busy: Vec<u16> = ports
+        .into_iter()
+        .filter(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_err())
+        .collect();
+    if busy.is_empty() {
+        Ok(())
+    } else {
+        bail!(
+            "ports {busy:?} on 127.0.0.1 are in use by other processes (`ss -ltnp`); the bench needs them (--port-offset moves them)"
+        )
+    }
+}
+
 /// The backends: one for the routes, three for the split.
 pub(crate) fn start_backends() -> anyhow::Result<Vec<Proc>> {
     let me = std::env::current_exe().context("current_exe")?;
     let mut procs = Vec::new();
-    for port in std::iter::once(config::BACKEND_PORT).chain(config::SPLIT_PORTS) {
+    for port in std::iter::once(config::backend_port()).chain(config::split_ports()) {
         let mut command = Command::new(&me);
         command.args(["backend", "--port", &port.to_string()]);
         procs.push(Proc::spawn(&format!("backend :{port}"), command)?);
