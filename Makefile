@@ -138,8 +138,10 @@ helm-check:
 ## hack/bench-deps.sh installs nginx-light, haproxy, wrk, nghttp2-client, hey when missing.
 ## BIN_DIR=DIR: measure the release binaries already in DIR (portico, and portico-operator,
 ## portico-proxy, portico-cert-sync for the local cluster) instead of building them;
-## portico-bench itself is always built.
+## portico-bench itself is always built. BENCH_FLAGS: more driver flags, e.g.
+## `--port-offset 1000` beside another process holding 18080 or 19000, `--no-cluster`.
 BIN_DIR ?=
+BENCH_FLAGS ?=
 BENCH_START := $(shell date +%s)
 BENCH_BINS := -p portico -p portico-operator -p portico-proxy -p portico-cert-sync
 .PHONY: bench bench-quick bench-build
@@ -148,10 +150,10 @@ bench-build:
 	$(CARGO) build --release -p portico-bench $(if $(BIN_DIR),,$(BENCH_BINS))
 
 bench: bench-build
-	timeout 1800 target/release/portico-bench --deadline-unix $$(( $(BENCH_START) + 1740 )) --bin-dir $(or $(BIN_DIR),target/release) --out bench/results
+	timeout 1800 target/release/portico-bench --deadline-unix $$(( $(BENCH_START) + 1740 )) --bin-dir $(or $(BIN_DIR),target/release) --out bench/results $(BENCH_FLAGS)
 
 bench-quick: bench-build
-	timeout 300 target/release/portico-bench --quick --budget-secs 240 --bin-dir $(or $(BIN_DIR),target/release) --out bench/results
+	timeout 300 target/release/portico-bench --quick --budget-secs 240 --bin-dir $(or $(BIN_DIR),target/release) --out bench/results $(BENCH_FLAGS)
 
 ## bench-agent: the agent's socket LB against nftables DNAT (kube-proxy's way) in the same
 ## network namespaces, connect latency and throughput as ratios, and the time to program
