@@ -13,6 +13,8 @@
 //!   translator and the proxy alike.
 //! - [`logging`]: `--log-format text|json` and the access-log target, shared by every
 //!   binary (`init` behind the `logging` feature).
+//! - [`otlp`] (feature `otlp`): OpenTelemetry span export, OTLP/HTTP JSON, for the proxy
+//!   and the operator.
 
 pub mod config;
 pub mod features;
@@ -20,6 +22,8 @@ pub mod gateway;
 pub mod hostname;
 pub mod logging;
 pub mod names;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod portico;
 pub mod route_regex;
 

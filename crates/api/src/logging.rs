@@ -63,7 +63,7 @@ pub enum LogStream {
 }
 
 #[cfg(feature = "logging")]
-pub use setup::{LoggingError, access_layer, init};
+pub use setup::{BoxLayer, LoggingError, access_layer, init, init_with};
 
 #[cfg(feature = "logging")]
 mod setup {
@@ -91,7 +91,8 @@ mod setup {
         Installed(#[from] tracing_subscriber::util::TryInitError),
     }
 
-    type BoxLayer = Box<dyn Layer<Registry> + Send + Sync>;
+    /// A layer of the process-wide subscriber.
+    pub type BoxLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
     /// Installs the process-wide subscriber: `filter` (EnvFilter syntax) and `format`
     /// for ordinary lines on `stream`, and, with `access_log`, the access log as JSON
@@ -101,6 +102,18 @@ mod setup {
         format: LogFormat,
         stream: LogStream,
         access_log: bool,
+    ) -> Result<(), LoggingError> {
+        init_with(filter, format, stream, access_log, Vec::new())
+    }
+
+    /// [`init`] plus `extra` layers, which filter for themselves (e.g. the OTLP span
+    /// export, `crate::otlp::SpanLayer`): `filter` does not apply to them.
+    pub fn init_with(
+        filter: &str,
+        format: LogFormat,
+        stream: LogStream,
+        access_log: bool,
+        extra: Vec<BoxLayer>,
     ) -> Result<(), LoggingError> {
         let parse = |filter: &str| {
             EnvFilter::try_new(filter).map_err(|error| LoggingError::Filter {
@@ -152,6 +165,7 @@ mod setup {
             };
             layers.push(layer);
         }
+        layers.extend(extra);
         tracing_subscriber::registry().with(layers).try_init()?;
         Ok(())
     }

@@ -4,9 +4,11 @@
 use anyhow::Context;
 use clap::Parser;
 use portico_api::logging::{self, LogFormat, LogStream};
+use portico_api::otlp::{self, Exporter, SpanLayer};
 use portico_operator::{Config, client, run};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::Layer;
 
 /// The operator's flags plus how it logs (which is the binary's business, not `run`'s).
 #[derive(Debug, Parser)]
@@ -29,7 +31,16 @@ async fn main() -> anyhow::Result<()> {
     // The client's TLS uses the process-wide provider; ring is the one the workspace
     // builds rustls with. Failing means one is installed already, which is as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    logging::init(&config.log, log_format, LogStream::Stdout, false).context("--log")?;
+    // --otlp-endpoint: the spans of target portico::otlp (reconcile, config push, status
+    // write) go to the collector, whatever --log says.
+    let mut layers = Vec::new();
+    if let Some(endpoint) = &config.otlp_endpoint {
+        let exporter = Exporter::start(endpoint, "portico-operator", otlp::system_roots())
+            .context("--otlp-endpoint")?;
+        layers.push(SpanLayer::new(exporter).boxed());
+    }
+    logging::init_with(&config.log, log_format, LogStream::Stdout, false, layers)
+        .context("--log")?;
 
     let client = client(config.kubeconfig.as_deref()).await?;
     let shutdown = CancellationToken::new();

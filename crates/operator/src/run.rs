@@ -134,6 +134,14 @@ pub struct Config {
     /// Serve /metrics (Prometheus) and /healthz on this address, e.g. 0.0.0.0:9090.
     #[arg(long, env = "PORTICO_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+
+    /// Export spans to this OpenTelemetry collector, OTLP over HTTP with JSON, at
+    /// `<endpoint>/v1/traces` (e.g. `http://otel-collector:4318`): one per translation
+    /// ("reconcile"), per config push to a proxy until its ACK or NACK ("config push"),
+    /// and per batch of status writes ("status write"). Set up by the binary with its
+    /// logging (`portico_api::otlp::SpanLayer`).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<http::Uri>,
 }
 
 /// The default Lease name.
@@ -163,6 +171,7 @@ impl Config {
             config_client_ca: None,
             insecure: false,
             metrics_listen: None,
+            otlp_endpoint: None,
         }
     }
 
@@ -527,6 +536,7 @@ mod tests {
             ("--config-client-ca", "PORTICO_CONFIG_CLIENT_CA"),
             ("--insecure", "PORTICO_INSECURE"),
             ("--metrics-listen", "PORTICO_METRICS_LISTEN"),
+            ("--otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"),
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
             assert!(

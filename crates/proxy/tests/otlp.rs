@@ -8,93 +8,23 @@
 mod observe;
 mod support;
 
-use std::{
-    convert::Infallible,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response, body::Incoming, service::service_fn};
-use hyper_util::rt::TokioIo;
 use observe::{CLIENT_PARENT, CLIENT_TRACE, traceparent};
 use portico_proxy::ProxyOptions;
-use serde_json::Value;
+use portico_testkit::otlp::{Collector, attribute};
 use support::{
     Echo, TestClient, any_host, cluster, config, eventually, listener, prefix_route, to,
 };
-use tokio::net::TcpListener;
 
 const WITHIN: Duration = Duration::from_secs(10);
 
-/// What the collector received: (method, path, content-type, JSON body) per request.
-type Received = Arc<Mutex<Vec<(String, String, String, Value)>>>;
-
-/// A collector on 127.0.0.1:0 answering 200 to everything and keeping what it got.
-async fn collector() -> (SocketAddr, Received) {
-    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    let received = Received::default();
-    let keep = received.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = socket.accept().await {
-            let keep = keep.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let keep = keep.clone();
-                    async move {
-                        let method = req.method().to_string();
-                        let path = req.uri().path().to_owned();
-                        let content_type = req
-                            .headers()
-                            .get("content-type")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_owned();
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                        keep.lock()
-                            .unwrap()
-                            .push((method, path, content_type, json));
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (addr, received)
-}
-
-/// Every span in what the collector received.
-fn spans(received: &Received) -> Vec<Value> {
-    received
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|(_, _, _, body)| {
-            body["resourceSpans"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|r| r["scopeSpans"].as_array().into_iter().flatten())
-                .flat_map(|s| s["spans"].as_array().into_iter().flatten())
-                .cloned()
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_sampled_request_is_exported_with_the_clients_trace_id() {
-    let (collector, received) = collector().await;
+    let collector = Collector::start().await.unwrap();
     let echo = Echo::start("echo").await;
     let options = ProxyOptions {
-        otlp_endpoint: Some(format!("http://{collector}").parse().unwrap()),
+        otlp_endpoint: Some(collector.endpoint().parse().unwrap()),
         ..support::options()
     };
     let mut route = prefix_route(
@@ -134,12 +64,13 @@ async fn a_sampled_request_is_exported_with_the_clients_trace_id() {
     let backend_saw = traceparent(&reply);
 
     let exported = eventually(WITHIN, || {
-        let spans = spans(&received);
+        let spans = collector.spans();
         async move { (!spans.is_empty()).then_some(spans) }
     })
     .await;
     assert_eq!(exported.len(), 1, "only the sampled request: {exported:?}");
-    let span = &exported[0];
+    let (service, span) = &exported[0];
+    assert_eq!(service, "portico-proxy");
     assert_eq!(span["traceId"], CLIENT_TRACE, "{span}");
     assert_eq!(span["parentSpanId"], CLIENT_PARENT, "{span}");
     assert_eq!(
@@ -149,22 +80,23 @@ async fn a_sampled_request_is_exported_with_the_clients_trace_id() {
     );
     assert_eq!(span["kind"], 2, "SERVER");
     assert_eq!(span["name"], "GET test/route");
-    let attribute = |key: &str| {
-        span["attributes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["key"] == key)
-            .map(|a| a["value"]["stringValue"].clone())
-    };
-    assert_eq!(attribute("url.path"), Some("/traced".into()));
-    assert_eq!(attribute("http.response.status_code"), Some("200".into()));
-    assert_eq!(attribute("portico.backend"), Some("test/echo:80".into()));
-
-    let requests = received.lock().unwrap().clone();
-    let (method, path, content_type, _) = &requests[0];
+    assert_eq!(attribute(span, "url.path"), Some("/traced".into()));
     assert_eq!(
-        (method.as_str(), path.as_str(), content_type.as_str()),
+        attribute(span, "http.response.status_code"),
+        Some("200".into())
+    );
+    assert_eq!(
+        attribute(span, "portico.backend"),
+        Some("test/echo:80".into())
+    );
+
+    let export = &collector.exports()[0];
+    assert_eq!(
+        (
+            export.method.as_str(),
+            export.path.as_str(),
+            export.content_type.as_str()
+        ),
         ("POST", "/v1/traces", "application/json")
     );
     handle.shutdown().await;

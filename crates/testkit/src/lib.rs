@@ -11,6 +11,10 @@
 //! free_port()                               a port that was free a moment ago
 //! write_file(dir, name, contents)           atomic write (temp file + rename)
 //! metrics::check_documented(component, t)   a /metrics scrape against docs/metrics.md
+//! next_proxy_port(client, gateway, port)    the proxy port the operator will give a new
+//!                                           Gateway's listener (ProxyPorts)
+//! otlp::Collector::start()                  OTLP/HTTP collector on 127.0.0.1:0 (--otlp-endpoint)
+//!   .spans() / otlp::attribute(span, key)   what it received, span by span
 //! PodNetwork::create()                     netns + veth, pod addresses 10.244.K.x (root)
 //!   .allocate() / .command(program)        an address per pod; run a program inside
 //! apiserver::TestApiServer::start()          in-memory Kubernetes API server on 127.0.0.1:0
@@ -29,7 +33,9 @@ mod http;
 pub mod metrics;
 mod net;
 mod netns;
+pub mod otlp;
 mod process;
+mod proxy_port;
 
 pub use echo::EchoBackend;
 pub use eventually::{Attempt, EventuallyError, eventually};
@@ -38,3 +44,4 @@ pub use http::{DEFAULT_HTTP_TIMEOUT, HttpClient, HttpError, get, get_json};
 pub use net::free_port;
 pub use netns::{NetnsError, PodNetwork};
 pub use process::{Line, Process, ProcessError, Stream};
+pub use proxy_port::{ProxyPortError, next_proxy_port};

@@ -68,12 +68,14 @@ use portico_api::gateway::{Gateway, GatewayClass, HttpRoute, ListenerSet, Refere
 use portico_api::k8s::{ConfigMap, EndpointSlice, Namespace, Secret, Service};
 use portico_api::k8s_openapi::NamespaceResourceScope;
 use portico_api::names;
+use portico_api::otlp;
 use portico_api::portico::PorticoGatewayClassConfig;
 use portico_translate::{Inputs, Options, Output, translate};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::field::Empty;
+use tracing::{debug, error, info, info_span, warn};
 
 use crate::class::{self, ClassParametersMap, ClassResolver};
 use crate::kube::crds;
@@ -564,6 +566,19 @@ async fn translate_loop(
             );
             (state.objects.store.snapshot(), parameters, state.changes)
         };
+        // Exported with --otlp-endpoint: one span per translation, until it is published.
+        let span = info_span!(
+            target: otlp::SPAN_TARGET,
+            "reconcile",
+            portico.generation = Empty,
+            portico.gateways = inputs.gateways.len(),
+            portico.routes = inputs.http_routes.len()
+                + inputs.grpc_routes.len()
+                + inputs.tls_routes.len()
+                + inputs.tcp_routes.len()
+                + inputs.udp_routes.len(),
+            error = Empty,
+        );
         let mut options = config.options.clone();
         options.assigned_addresses = service::assigned_addresses(&inputs, &options.controller_name);
         // Expired listener certificates are InvalidCertificateRef as of this translation.
@@ -590,10 +605,12 @@ async fn translate_loop(
                 // A panic in the translator: keep the last snapshot and wait for the next
                 // change rather than publish nothing ever again.
                 error!(error = %e, "kubernetes provider: translation failed");
+                span.record("error", tracing::field::display(&e));
                 continue;
             }
         };
         generation += 1;
+        span.record("portico.generation", generation);
         published = Some(changes);
         debug!(generation, "kubernetes provider: new snapshot");
         // Before the snapshot: a reconciler woken by the snapshot reads these.

@@ -36,12 +36,14 @@ use portico_api::gateway::{
 };
 use portico_api::k8s::Time;
 use portico_api::k8s_openapi::jiff::Timestamp;
+use portico_api::otlp;
 use portico_translate::{ObjectRef, PolicyStatus, RouteStatus, Statuses};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
 use tracing::{Instrument, debug, debug_span, info, info_span, warn};
 
 use crate::kube::provider::{Snapshot, Snapshots};
@@ -574,8 +576,25 @@ pub async fn run(
         }
         was_leader = is_leader;
         if is_leader && let Some(snapshot) = snapshot {
-            let span = info_span!("status_pass", generation = snapshot.generation);
-            retry = writer.write(&snapshot, &leader).instrument(span).await > 0;
+            // Exported with --otlp-endpoint: one span per batch of status writes.
+            let span = info_span!(
+                target: otlp::SPAN_TARGET,
+                "status write",
+                portico.generation = snapshot.generation,
+                portico.patched = Empty,
+                portico.failed = Empty,
+            );
+            let patched = writer.counters.patched();
+            let failed = writer
+                .write(&snapshot, &leader)
+                .instrument(span.clone())
+                .await;
+            span.record(
+                "portico.patched",
+                writer.counters.patched().saturating_sub(patched),
+            );
+            span.record("portico.failed", failed);
+            retry = failed > 0;
         }
         tokio::select! {
             () = shutdown.cancelled() => break,

@@ -51,7 +51,7 @@ pub const LEASE_RETRY: Duration = Duration::from_millis(500);
 pub const WAIT: Duration = Duration::from_secs(30);
 
 /// A pool for LB-IPAM (TEST-NET-2: never routed).
-const POOL: &str = r#"
+pub const POOL: &str = r#"
 apiVersion: portico.dev/v1alpha1
 kind: LoadBalancerIPPool
 metadata:
@@ -105,6 +105,16 @@ impl Cluster {
     /// on 127.0.0.1:0) with its config server on `config_listen` (port 0: any), and
     /// waits until both ports are bound.
     pub async fn operator(&self, identity: &str, config_listen: SocketAddr) -> OperatorProcess {
+        self.operator_with(identity, config_listen, &[]).await
+    }
+
+    /// [`Cluster::operator`] with more flags.
+    pub async fn operator_with(
+        &self,
+        identity: &str,
+        config_listen: SocketAddr,
+        flags: &[&str],
+    ) -> OperatorProcess {
         let listen = config_listen.to_string();
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico-operator"));
         command
@@ -120,6 +130,7 @@ impl Cluster {
                 "--log",
                 "info",
             ])
+            .args(flags)
             .env("NO_COLOR", "1");
         let process = Process::spawn_command(command).unwrap();
         let config_addr = listening(&process, "config server listening").await;
