@@ -153,6 +153,8 @@ struct InFlight {
     nonce: u64,
     view: Arc<View>,
     sent: Instant,
+    /// From the push to the proxy's answer (exported with --otlp-endpoint).
+    span: tracing::Span,
 }
 
 struct Session {
@@ -244,10 +246,20 @@ impl Session {
         }
         self.metrics.pushes.inc();
         self.records.pushed(&self.node, self.stream, version);
+        let span = tracing::info_span!(
+            target: portico_api::otlp::SPAN_TARGET,
+            "config push",
+            portico.proxy = %self.node,
+            portico.version = %version,
+            portico.resources_changed = changed,
+            portico.result = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
         self.in_flight = Some(InFlight {
             nonce: self.nonce,
             view,
             sent: Instant::now(),
+            span,
         });
         true
     }
@@ -272,6 +284,7 @@ impl Session {
                     .push_latency
                     .observe(in_flight.sent.elapsed().as_secs_f64());
                 info!(nonce, %version, "config acknowledged");
+                in_flight.span.record("portico.result", "ACK");
                 self.running = version;
                 self.nacked = None;
                 self.records.ack(&self.node, self.stream, &self.running);
@@ -291,6 +304,8 @@ impl Session {
                     .push_latency
                     .observe(in_flight.sent.elapsed().as_secs_f64());
                 warn!(nonce, %version, %error, %listener, running = %running_version, "config rejected by the proxy");
+                in_flight.span.record("portico.result", "NACK");
+                in_flight.span.record("error", error.as_str());
                 let gateways = in_flight
                     .view
                     .gateways(Some(listener.as_str()).filter(|l| !l.is_empty()));
