@@ -235,9 +235,21 @@ struct RunArgs {
     debounce: Duration,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // `standalone` serves traffic: the proxy's runtime, sized for the CPUs it is given (a
+    // current-thread one on one CPU). The other commands keep tokio's multi-thread default.
+    let runtime = match cli.command {
+        Command::Standalone { .. } => portico_proxy::client::runtime::build(),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+    .context("tokio runtime")?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let log = cli.log.as_deref().unwrap_or(match cli.command {
         Command::Conformance { .. } => "warn",
         _ => "warn,portico=info",

@@ -1,16 +1,22 @@
 //! `portico-proxy`: parses flags, installs the TLS crypto provider, sets up logging, and
-//! runs [`portico_proxy::client::run`] until SIGINT or SIGTERM.
+//! runs [`portico_proxy::client::run`] until SIGINT or SIGTERM, on a runtime sized for the
+//! CPUs it is given ([`portico_proxy::client::runtime`]).
 
 use anyhow::Context;
 use clap::Parser;
 use portico_api::logging::{self, LogStream};
-use portico_proxy::client::{Args, run};
+use portico_proxy::client::{Args, run, runtime};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    runtime::build()
+        .context("tokio runtime")?
+        .block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
     // tonic's TLS uses the process-wide provider; ring is the one the workspace builds
     // rustls with. Failing means one is installed already, which is as good.
     let _ = rustls::crypto::ring::default_provider().install_default();

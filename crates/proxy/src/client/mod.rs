@@ -16,6 +16,7 @@
 mod admin;
 mod args;
 mod backoff;
+pub mod runtime;
 mod stream;
 
 use std::collections::BTreeMap;
