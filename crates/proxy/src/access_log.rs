@@ -58,8 +58,8 @@ pub(crate) struct Served {
     pub(crate) upstream: Option<Duration>,
     /// `x-request-id` as forwarded (kept from the client or generated).
     pub(crate) request_id: Option<String>,
-    pub(crate) trace_id: Option<String>,
-    /// The trace as forwarded, for the exported span (otlp.rs).
+    /// The trace as forwarded, for the exported span (otlp.rs) and the line's
+    /// `trace_id`.
     pub(crate) trace: Option<TraceContext>,
 }
 
@@ -131,6 +131,7 @@ impl Observed {
             return;
         };
         let served = record.served;
+        let trace_id = served.trace.map(|t| t.trace_id_hex()).unwrap_or_default();
         tracing::info!(
             target: ACCESS_LOG_TARGET,
             gateway = %line.gateway,
@@ -149,7 +150,7 @@ impl Observed {
             bytes_in = line.bytes_in,
             bytes_out = self.bytes,
             request_id = served.request_id.as_deref().unwrap_or(""),
-            trace_id = served.trace_id.as_deref().unwrap_or(""),
+            trace_id = trace_id.as_str(),
             complete,
             "request"
         );

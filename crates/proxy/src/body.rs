@@ -62,6 +62,16 @@ impl RequestHead {
         }
     }
 
+    /// The head of the request that goes on: its parts move, no field is copied.
+    pub(crate) fn moved(parts: Parts) -> Self {
+        Self {
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
+        }
+    }
+
     pub(crate) fn request(&self, body: RequestBody) -> Request<RequestBody> {
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();

@@ -43,6 +43,13 @@ use crate::{
 /// accepting. Fails only when `initial` is invalid; listeners that cannot bind are
 /// reported by [`ProxyHandle::listener_errors`] while the others serve.
 pub async fn start(options: ProxyOptions, initial: Config) -> Result<ProxyHandle, ProxyError> {
+    let otlp = options.otlp_endpoint.as_ref().and_then(Exporter::start);
+    // Without an exporter nothing is recorded: no new trace is marked sampled.
+    let trace_sample_ratio = if otlp.is_some() {
+        options.trace_sample_ratio.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let handle = ProxyHandle {
         streams: Arc::new(Streams::new(&options)),
         shared: Arc::new(Shared {
@@ -52,7 +59,8 @@ pub async fn start(options: ProxyOptions, initial: Config) -> Result<ProxyHandle
             limits: Limits::new(&options),
             connections: ConnectionSlots::new(options.max_connections),
             xff_num_trusted_hops: options.xff_num_trusted_hops,
-            otlp: options.otlp_endpoint.as_ref().and_then(Exporter::start),
+            otlp,
+            trace_sample_ratio,
         }),
         options,
         state: Mutex::new(State::default()),

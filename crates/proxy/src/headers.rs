@@ -11,16 +11,17 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1), and
-/// so must not be forwarded.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
+/// so must not be forwarded. Names, not strings: a lookup by `&str` parses and hashes
+/// the name each time.
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
 ];
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
@@ -30,6 +31,14 @@ const HOP_BY_HOP: [&str; 8] = [
 /// `te: trailers` survives on requests: it is how a gRPC client says it understands
 /// trailers, and HTTP/2 allows exactly that value end to end.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
+    // Most messages carry none of them: one pass over the names (and `Connection` is
+    // one of them) is cheaper than a removal per hop-by-hop name.
+    let any = headers
+        .keys()
+        .any(|n| *n == header::UPGRADE || HOP_BY_HOP.contains(n));
+    if !any {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -45,7 +54,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) 
             .get_all(header::TE)
             .iter()
             .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for n in HOP_BY_HOP {
+    for n in &HOP_BY_HOP {
         headers.remove(n);
     }
     headers.remove(header::UPGRADE);
@@ -72,14 +81,25 @@ pub(crate) fn add_forwarding(
     trusted_hops: u32,
 ) -> Forwarded {
     let peer = peer.to_canonical();
-    let (client, mut xff) = trusted_chain(headers, peer, trusted_hops);
-    if !xff.is_empty() {
-        xff.push_str(", ");
-    }
-    xff.push_str(&peer.to_string());
-    headers.remove(&X_FORWARDED_FOR);
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
+    let (client, xff) = if trusted_hops == 0 {
+        // The common case: the peer alone, written without a String in between.
+        (peer, ip_value(peer))
+    } else {
+        let (client, mut xff) = trusted_chain(headers, peer, trusted_hops);
+        if !xff.is_empty() {
+            xff.push_str(", ");
+        }
+        xff.push_str(&peer.to_string());
+        (client, HeaderValue::from_str(&xff).ok())
+    };
+    // `insert` replaces every value the client sent.
+    match xff {
+        Some(v) => {
+            headers.insert(X_FORWARDED_FOR.clone(), v);
+        }
+        None => {
+            headers.remove(&X_FORWARDED_FOR);
+        }
     }
     let trusted_proto = trusted_hops > 0
         && headers
@@ -138,13 +158,45 @@ fn request_id(headers: &mut HeaderMap) -> String {
     match incoming {
         Some(id) => id,
         None => {
-            let id = uuid::Uuid::new_v4().to_string();
+            // A UUID v4 from the thread's fast generator: an id that must be unique, not
+            // unguessable, so no getrandom(2) call per request.
+            let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
+            let mut buf = uuid::Uuid::encode_buffer();
+            let id = id.hyphenated().encode_lower(&mut buf);
             // A UUID is always a valid header value.
-            if let Ok(v) = HeaderValue::from_str(&id) {
+            if let Ok(v) = HeaderValue::from_str(id) {
                 headers.insert(X_REQUEST_ID.clone(), v);
             }
-            id
+            id.to_owned()
         }
+    }
+}
+
+/// An address as a header value (IPv4 written by hand: this runs per request).
+fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut buf = [0u8; 15];
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[len] = b'.';
+                    len += 1;
+                }
+                let digits = [octet / 100, octet / 10 % 10, octet % 10];
+                let skip = match octet {
+                    100.. => 0,
+                    10.. => 1,
+                    _ => 2,
+                };
+                for d in &digits[skip..] {
+                    buf[len] = b'0' + d;
+                    len += 1;
+                }
+            }
+            HeaderValue::from_bytes(&buf[..len]).ok()
+        }
+        IpAddr::V6(_) => HeaderValue::from_str(&ip.to_string()).ok(),
     }
 }
 
@@ -246,6 +298,21 @@ mod tests {
         let mut m = map(&[("forwarded", "for=1.2.3.4")]);
         add_forwarding(&mut m, [10, 0, 0, 9].into(), "http", 1);
         assert!(m.get("forwarded").is_some());
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.99.100",
+            "255.255.255.255",
+            "::1",
+            "fe80::1",
+        ] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_value(parsed).unwrap(), parsed.to_string().as_str());
+        }
     }
 
     #[test]

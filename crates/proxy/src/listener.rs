@@ -272,7 +272,11 @@ impl AcceptLoop {
                 let svc = service_fn(move |req| {
                     let shared = shared.clone();
                     let conn = conn.clone();
-                    async move { Ok::<_, Infallible>(service::handle(shared, conn, req).await) }
+                    // Boxed: hyper moves the service's future around (HTTP/2 spawns a
+                    // task per stream with it inside), and a request's future is large;
+                    // moved as a pointer it is copied once, into the box.
+                    let handling = Box::pin(service::handle(shared, conn, req));
+                    async move { Ok::<_, Infallible>(handling.await) }
                 });
                 let Some(acceptor) = tls else {
                     serve(

@@ -65,6 +65,12 @@ pub struct ProxyOptions {
     /// An OpenTelemetry collector (`http://collector:4318`): the spans of sampled
     /// requests are exported to its `/v1/traces` (OTLP/HTTP, JSON). See otlp.rs.
     pub otlp_endpoint: Option<http::Uri>,
+    /// The share (0 to 1) of the traces the proxy starts itself (requests without a
+    /// valid `traceparent`) that it samples: their `traceparent` carries the sampled
+    /// flag and, with `otlp_endpoint`, their spans are exported. A client's trace keeps
+    /// the client's decision. Without `otlp_endpoint` the proxy samples none (it would
+    /// claim a sampled trace it does not record).
+    pub trace_sample_ratio: f64,
 }
 
 impl Default for ProxyOptions {
@@ -87,6 +93,7 @@ impl Default for ProxyOptions {
             xff_num_trusted_hops: 0,
             h2_max_concurrent_streams: 100,
             otlp_endpoint: None,
+            trace_sample_ratio: 0.0,
         }
     }
 }

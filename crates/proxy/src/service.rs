@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header, request::Parts};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use portico_api::logging::ACCESS_LOG_TARGET;
 
 use crate::{
     access_log::{AccessLine, Observed, Record, Served},
@@ -46,6 +47,8 @@ pub(crate) struct Shared {
     pub(crate) xff_num_trusted_hops: u32,
     /// Where sampled requests' spans go (`--otlp-endpoint`, otlp.rs).
     pub(crate) otlp: Option<Exporter>,
+    /// The share of the traces the proxy starts that it samples (trace_context.rs).
+    pub(crate) trace_sample_ratio: f64,
 }
 
 /// What a request knows about the connection it came on.
@@ -74,7 +77,8 @@ pub(crate) async fn handle(
     let table = shared.table.load_full();
     let host = request_host(&req);
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    // A clone shares the bytes hyper parsed; the path is read from it when needed.
+    let uri = req.uri().clone();
     let version = req.version();
     let grpc_request = grpc::is_grpc(req.headers());
     // Read before the body moves on; Incoming's hint is exact with a Content-Length.
@@ -99,7 +103,7 @@ pub(crate) async fn handle(
     tracing::debug!(
         listener = %conn.listener,
         client = %conn.client,
-        %method, %host, %path,
+        %method, %host, path = uri.path(),
         route = route.map_or("", |r| r.name.as_str()),
         status = response.status().as_u16(),
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -119,8 +123,12 @@ pub(crate) async fn handle(
         .otlp
         .as_ref()
         .zip(served.trace)
-        .and_then(|(exporter, trace)| exporter.span(trace, &method, &host, &path));
-    let line = route.is_none_or(|r| r.access_log).then(|| AccessLine {
+        .and_then(|(exporter, trace)| exporter.span(trace, &method, &host, uri.path()));
+    // The line's strings are only made when it will be written: the Gateway did not turn
+    // its access log off, and the log filter lets it through.
+    let logged = route.is_none_or(|r| r.access_log)
+        && tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::INFO);
+    let line = logged.then(|| AccessLine {
         gateway: route.map_or_else(|| Arc::from(""), |r| r.gateway.clone()),
         listener: route.map_or_else(|| Arc::from(""), |r| r.gateway_listener.clone()),
         socket: conn.listener.clone(),
@@ -128,10 +136,11 @@ pub(crate) async fn handle(
         rule: route.map_or_else(String::new, |r| r.name.clone()),
         method,
         host,
-        path,
+        path: uri.path().to_owned(),
         client: conn.client,
         bytes_in,
     });
+    let has_span = span.is_some();
     let record = Record {
         started,
         status: response.status().as_u16(),
@@ -140,7 +149,11 @@ pub(crate) async fn handle(
         line,
         span,
         gateway: route.map_or_else(|| Arc::from(""), |r| r.gateway.clone()),
-        route: route.map_or_else(String::new, |r| r.object.clone()),
+        // For the span only.
+        route: match (route, has_span) {
+            (Some(r), true) => r.object.clone(),
+            _ => String::new(),
+        },
     };
     let (parts, body) = response.into_parts();
     Response::from_parts(parts, Observed::new(body, record).boxed_unsync())
@@ -246,8 +259,7 @@ async fn serve(
     let request_id = forwarded.request_id;
     // W3C trace context: continue the client's trace with the proxy's own span, or start
     // one (trace_context.rs). With the forwarding headers, before the route's filters.
-    let trace = trace_context::propagate(&mut parts.headers);
-    served.trace_id = Some(trace.trace_id_hex());
+    let trace = trace_context::propagate(&mut parts.headers, shared.trace_sample_ratio);
     served.trace = Some(trace);
     served.request_id = Some(request_id.clone());
 
@@ -317,7 +329,7 @@ async fn serve(
     let exchanged = exchange(
         shared,
         &backend.cluster,
-        &RequestHead::of(&parts),
+        &RequestHead::moved(parts),
         &mut outgoing,
         route.timeouts,
         retry,

@@ -5,11 +5,13 @@
 //!
 //! client sent a valid one ──> same trace-id and flags, parent-id = a new span id (the
 //!                             proxy's hop); tracestate passed through unchanged
-//! none, or invalid ────────> a new trace-id and span id, flags 00 (the proxy records
-//!                             nothing, so it does not claim the trace was sampled);
-//!                             tracestate dropped: it belongs to the trace we could not
-//!                             read ("If the vendor failed to parse traceparent, it MUST
-//!                             NOT attempt to parse tracestate")
+//! none, or invalid ────────> a new trace-id and span id; flags 01 for the share
+//!                             `--trace-sample-ratio` of them (their spans are
+//!                             exported), else 00 (the proxy records nothing, so it
+//!                             does not claim the trace was sampled); tracestate
+//!                             dropped: it belongs to the trace we could not read ("If
+//!                             the vendor failed to parse traceparent, it MUST NOT
+//!                             attempt to parse tracestate")
 //! ```
 //!
 //! Valid means, per the spec: lowercase hex, a trace-id and a parent-id that are not
@@ -50,17 +52,33 @@ impl TraceContext {
         self.flags & 1 == 1
     }
 
-    fn header(&self) -> String {
-        format!(
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.span_id, self.flags
-        )
+    /// `traceparent`, written by hand: this runs for every request.
+    fn header(&self) -> HeaderValue {
+        let mut out = [0u8; 55];
+        out[..3].copy_from_slice(b"00-");
+        hex_into(&mut out[3..35], self.trace_id);
+        out[35] = b'-';
+        hex_into(&mut out[36..52], u128::from(self.span_id));
+        out[52] = b'-';
+        hex_into(&mut out[53..55], u128::from(self.flags));
+        // Hex digits and dashes only: always a valid header value.
+        HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 }
 
-/// Continues the client's trace or starts one, and sets `traceparent` (and drops
-/// `tracestate` when the trace restarts) on the request going to the backend.
-pub(crate) fn propagate(headers: &mut HeaderMap) -> TraceContext {
+/// Writes the low `out.len()` hex digits of `n`, lowercase, most significant first.
+fn hex_into(out: &mut [u8], mut n: u128) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in out.iter_mut().rev() {
+        *b = DIGITS[(n & 0xf) as usize];
+        n >>= 4;
+    }
+}
+
+/// Continues the client's trace or starts one, sampled with probability `sample_ratio`,
+/// and sets `traceparent` (and drops `tracestate` when the trace restarts) on the
+/// request going to the backend.
+pub(crate) fn propagate(headers: &mut HeaderMap, sample_ratio: f64) -> TraceContext {
     let incoming = headers
         .get(&TRACEPARENT)
         .and_then(|v| v.to_str().ok())
@@ -80,15 +98,17 @@ pub(crate) fn propagate(headers: &mut HeaderMap) -> TraceContext {
                 trace_id: fastrand::u128(..).max(1),
                 span_id: span_id(),
                 parent_id: None,
-                flags: 0,
+                flags: u8::from(sampled(sample_ratio)),
             }
         }
     };
-    // Hex digits and dashes only: always a valid header value.
-    if let Ok(value) = HeaderValue::from_str(&context.header()) {
-        headers.insert(TRACEPARENT.clone(), value);
-    }
+    headers.insert(TRACEPARENT.clone(), context.header());
     context
+}
+
+/// A head-sampling decision: true with probability `ratio`.
+fn sampled(ratio: f64) -> bool {
+    ratio >= 1.0 || (ratio > 0.0 && fastrand::f64() < ratio)
 }
 
 fn span_id() -> u64 {
@@ -150,11 +170,27 @@ mod tests {
     }
 
     #[test]
+    fn the_header_is_written_as_the_format_would() {
+        for (trace_id, span_id, flags) in
+            [(1, 1, 0), (u128::MAX, u64::MAX, 0xff), (0x4bf9, 0xf067, 1)]
+        {
+            let context = TraceContext {
+                trace_id,
+                span_id,
+                parent_id: None,
+                flags,
+            };
+            let expected = format!("00-{trace_id:032x}-{span_id:016x}-{flags:02x}");
+            assert_eq!(context.header(), expected.as_str());
+        }
+    }
+
+    #[test]
     fn a_valid_traceparent_is_continued_with_a_new_parent() {
         let mut headers = HeaderMap::new();
         headers.insert(&TRACEPARENT, HeaderValue::from_static(VALID));
         headers.insert(&TRACESTATE, HeaderValue::from_static("vendor=abc"));
-        let context = propagate(&mut headers);
+        let context = propagate(&mut headers, 0.0);
         let (version, trace, parent, flags) = forwarded(&headers);
         assert_eq!(version, "00");
         assert_eq!(trace, "4bf92f3577b34da6a3ce929d0e0e4736");
@@ -186,7 +222,7 @@ mod tests {
                 headers.insert(&TRACEPARENT, v);
             }
             headers.insert(&TRACESTATE, HeaderValue::from_static("vendor=abc"));
-            let context = propagate(&mut headers);
+            let context = propagate(&mut headers, 0.0);
             let (version, trace, parent, flags) = forwarded(&headers);
             assert_eq!(version, "00", "{value}");
             assert_ne!(trace, "4bf92f3577b34da6a3ce929d0e0e4736", "{value}");
@@ -195,6 +231,29 @@ mod tests {
             assert_eq!((parent.len(), flags), (16, "00"), "{value}");
             assert!(headers.get(&TRACESTATE).is_none(), "{value}");
         }
+    }
+
+    #[test]
+    fn new_traces_are_sampled_by_the_ratio_and_client_traces_by_the_client() {
+        for (ratio, flags) in [(0.0, "00"), (1.0, "01")] {
+            let mut headers = HeaderMap::new();
+            let context = propagate(&mut headers, ratio);
+            assert_eq!(forwarded(&headers).3, flags, "ratio {ratio}");
+            assert_eq!(context.sampled(), flags == "01");
+        }
+        // The client decided: its flag stands whatever the ratio.
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        for (sent, ratio, flags) in [(unsampled, 1.0, "00"), (VALID, 0.0, "01")] {
+            let mut headers = HeaderMap::new();
+            headers.insert(&TRACEPARENT, HeaderValue::from_static(sent));
+            propagate(&mut headers, ratio);
+            assert_eq!(forwarded(&headers).3, flags, "{sent} at {ratio}");
+        }
+        // A ratio in between samples some and not others (bounded: 2^-200 to fail).
+        let sampled = (0..200)
+            .filter(|_| propagate(&mut HeaderMap::new(), 0.5).sampled())
+            .count();
+        assert!(0 < sampled && sampled < 200, "{sampled} of 200");
     }
 
     #[test]

@@ -117,10 +117,17 @@ impl Upstream {
                 }
                 if let Some(tls) = &cluster.tls {
                     *req.version_mut() = Version::HTTP_11;
-                    return self
-                        .tls
-                        .send(cluster, tls, UpstreamProtocol::Http1, endpoint, req)
-                        .await;
+                    // Boxed (here and below): the TLS and h2c futures are large, and
+                    // unboxed they would make every request's future as large, copied
+                    // at every await on the way down.
+                    return Box::pin(self.tls.send(
+                        cluster,
+                        tls,
+                        UpstreamProtocol::Http1,
+                        endpoint,
+                        req,
+                    ))
+                    .await;
                 }
                 *req.uri_mut() = uri(endpoint.to_string().as_str(), path)?;
                 *req.version_mut() = Version::HTTP_11;
@@ -141,12 +148,16 @@ impl Upstream {
                 *req.uri_mut() = uri(&authority, path)?;
                 *req.version_mut() = Version::HTTP_2;
                 if let Some(tls) = &cluster.tls {
-                    return self
-                        .tls
-                        .send(cluster, tls, UpstreamProtocol::H2c, endpoint, req)
-                        .await;
+                    return Box::pin(self.tls.send(
+                        cluster,
+                        tls,
+                        UpstreamProtocol::H2c,
+                        endpoint,
+                        req,
+                    ))
+                    .await;
                 }
-                self.h2c.send(cluster, endpoint, req).await
+                Box::pin(self.h2c.send(cluster, endpoint, req)).await
             }
         }
     }

@@ -61,6 +61,12 @@ pub struct Args {
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<http::Uri>,
 
+    /// The share of requests without a valid `traceparent` whose new trace the proxy
+    /// samples (flag 01, span exported to --otlp-endpoint), from 0 (none) to 1 (all).
+    /// Requests with one keep the client's decision. No effect without --otlp-endpoint.
+    #[arg(long, env = "PORTICO_TRACE_SAMPLE_RATIO", default_value_t = 0.0, value_parser = sample_ratio)]
+    pub trace_sample_ratio: f64,
+
     /// Bind every listener on an ephemeral port instead of the configured one (local
     /// runs where ports 80/443 are taken or privileged).
     #[arg(long, env = "PORTICO_EPHEMERAL_PORTS")]
@@ -182,8 +188,19 @@ impl Args {
             ephemeral_ports: self.ephemeral_ports,
             reject_unbindable: true,
             otlp_endpoint: self.otlp_endpoint.clone(),
+            trace_sample_ratio: self.trace_sample_ratio,
             ..ProxyOptions::default()
         })
+    }
+}
+
+/// A ratio from 0 to 1.
+fn sample_ratio(value: &str) -> Result<f64, String> {
+    let ratio: f64 = value.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&ratio) {
+        Ok(ratio)
+    } else {
+        Err(format!("{value} is not between 0 and 1"))
     }
 }
 
