@@ -15,12 +15,9 @@ use std::time::Duration;
 use binaries::{Cluster, Load, Node, WAIT, proxy, scenario};
 use kube::Api;
 use kube_common::wait_programmed;
-use portico_api::gateway::{Gateway, GatewayClass};
-use portico_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use portico_api::k8s_openapi::jiff::Timestamp;
+use portico_api::gateway::Gateway;
 use portico_api::names::{condition, reason};
-use portico_testkit::eventually;
-use portico_translate::{Exposure, Inputs, ObjectRef, Options, ProxyPorts};
+use portico_testkit::{eventually, next_proxy_port};
 
 /// Gateway `apps/other` (HTTP on 80) and a route to the echo Service through it.
 fn other(tag: &str) -> String {
@@ -58,30 +55,6 @@ spec:
       port: 8080
 "#
     )
-}
-
-/// The proxy port the operator will give `apps/other`'s port 80, computed as it does
-/// (the scheme is deterministic: crate portico_translate::proxy_port) from the Gateways
-/// there are plus `other`, created now.
-async fn other_proxy_port(client: &kube::Client) -> u16 {
-    let classes: Api<GatewayClass> = Api::all(client.clone());
-    let gateways: Api<Gateway> = Api::all(client.clone());
-    let mut new: Gateway =
-        serde_yaml_ng::from_str(other("").split("\n---\n").next().unwrap()).unwrap();
-    new.metadata.creation_timestamp = Some(Time(Timestamp::now()));
-    let mut inputs = Inputs {
-        gateway_classes: classes.list(&Default::default()).await.unwrap().items,
-        gateways: gateways.list(&Default::default()).await.unwrap().items,
-        ..Inputs::default()
-    };
-    inputs.gateways.push(new);
-    let options = Options {
-        exposure: Exposure::Service,
-        ..Options::default()
-    };
-    ProxyPorts::assign(&inputs, &options)
-        .get(&ObjectRef::new("apps", "other"), 80)
-        .unwrap()
 }
 
 /// The Programmed condition of Gateway `apps/<name>` and of its listener `http`, each
@@ -125,7 +98,9 @@ async fn a_port_taken_on_the_node_is_nacked_onto_the_gateway_status_and_others_k
     load.succeeded(10).await;
 
     // Another program on the node holds the port Gateway `other` is going to need.
-    let port = other_proxy_port(&cluster.client).await;
+    // The port the operator will give `other`'s port 80 (its scheme is deterministic).
+    let new: Gateway = serde_yaml_ng::from_str(other("").split("\n---\n").next().unwrap()).unwrap();
+    let port = next_proxy_port(&cluster.client, new, 80).await.unwrap();
     let occupier = node.occupy(port);
     cluster.apply(&other("1"));
     assert_eq!(cluster.proxy_port("other", 80).await, port);

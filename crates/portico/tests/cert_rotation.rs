@@ -22,12 +22,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod echoes;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use echoes::backend_yaml;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http2::SendRequest;
@@ -154,42 +157,6 @@ spec:
         - name: echo
           port: 80
 "#
-    )
-}
-
-fn backend_yaml(backend: &EchoBackend) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata:
-  name: echo
-  namespace: apps
-spec:
-  ports:
-    - name: http
-      port: 80
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: echo-1
-  namespace: apps
-  labels:
-    kubernetes.io/service-name: echo
-addressType: IPv4
-ports:
-  - name: http
-    port: {port}
-endpoints:
-  - addresses: ["127.0.0.1"]
-    conditions:
-      ready: true
-    targetRef:
-      kind: Pod
-      name: {pod}
-"#,
-        port = backend.addr().port(),
-        pod = backend.pod(),
     )
 }
 

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod echoes;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -83,43 +85,15 @@ spec:
         wb = WEIGHTS[1].1,
     );
     for backend in [alpha, beta] {
-        yaml.push_str(&format!(
-            r#"---
-apiVersion: v1
-kind: Service
-metadata: {{name: {service}, namespace: apps}}
-spec:
-  ports: [{{name: http, port: 80}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {service}-1
-  namespace: apps
-  labels: {{kubernetes.io/service-name: {service}}}
-addressType: IPv4
-ports: [{{name: http, port: {port}}}]
-endpoints:
-  - addresses: ["127.0.0.1"]
-    conditions: {{ready: true}}
-    targetRef: {{kind: Pod, name: {pod}}}
-"#,
-            service = backend.service(),
-            port = backend.addr().port(),
-            pod = backend.pod(),
-        ));
+        yaml.push_str("---\n");
+        yaml.push_str(&echoes::backend_yaml(backend));
     }
     yaml
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_split_counts_follow_the_weights() {
-    let alpha = EchoBackend::start("alpha-7d4f9-abcde", "apps", "alpha")
-        .await
-        .unwrap();
-    let beta = EchoBackend::start("beta-5c8b6-fghij", "apps", "beta")
-        .await
-        .unwrap();
+    let (alpha, beta) = echoes::alpha_beta().await;
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     write_file(dir.path(), "all.yaml", folder(port, &alpha, &beta)).unwrap();

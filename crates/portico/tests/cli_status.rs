@@ -12,14 +12,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use dev_cluster::{DevCluster, portico};
-use portico_api::gateway::{Gateway, GatewayClass};
+use portico_api::gateway::Gateway;
 use portico_api::k8s_openapi::api::core::v1::Namespace;
-use portico_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use portico_api::k8s_openapi::jiff::Timestamp;
-use portico_api::kube::Client;
 use portico_api::kube::api::{Api, Patch, PatchParams, PostParams};
-use portico_testkit::{PodNetwork, Process, eventually};
-use portico_translate::{Exposure, Inputs, ObjectRef, Options, ProxyPorts};
+use portico_testkit::{PodNetwork, Process, eventually, next_proxy_port};
 
 /// The namespace of the test's Gateways.
 const NS: &str = "status-test";
@@ -43,28 +39,6 @@ fn gateway(name: &str) -> Gateway {
                  "listeners": [{"name": "http", "protocol": "HTTP", "port": 80}]},
     }))
     .unwrap()
-}
-
-/// The proxy port the operator will give `NS/name`'s port 80 once it is created,
-/// computed as it does (portico_translate::ProxyPorts) from the Gateways there are.
-async fn next_proxy_port(client: &Client, name: &str) -> u16 {
-    let classes: Api<GatewayClass> = Api::all(client.clone());
-    let gateways: Api<Gateway> = Api::all(client.clone());
-    let mut new = gateway(name);
-    new.metadata.creation_timestamp = Some(Time(Timestamp::now()));
-    let mut inputs = Inputs {
-        gateway_classes: classes.list(&Default::default()).await.unwrap().items,
-        gateways: gateways.list(&Default::default()).await.unwrap().items,
-        ..Inputs::default()
-    };
-    inputs.gateways.push(new);
-    let options = Options {
-        exposure: Exposure::Service,
-        ..Options::default()
-    };
-    ProxyPorts::assign(&inputs, &options)
-        .get(&ObjectRef::new(NS, name), 80)
-        .unwrap()
 }
 
 /// `portico status` until `done` holds for (exit code, output); the last one.
@@ -142,7 +116,9 @@ async fn status_and_config_view_against_dev_cluster() {
 
     // Another program holds the next Gateway's proxy port in the proxy's network
     // namespace: the proxy cannot bind it and NACKs the config.
-    let port = next_proxy_port(&client, "blocked").await;
+    let port = next_proxy_port(&client, gateway("blocked"), 80)
+        .await
+        .unwrap();
     let netns = cluster.info["netns"].as_str().unwrap();
     let echo = portico().with_file_name("portico-echo");
     let holder = Process::spawn(

@@ -3,12 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod echoes;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use echoes::backend_yaml;
 use portico_testkit::{EchoBackend, HttpClient, Process, eventually, free_port, write_file};
 use serde_json::Value;
 
@@ -31,12 +34,7 @@ impl Setup {
 
     /// With more flags for `portico standalone`.
     async fn start_with(route_to: &str, flags: &[&str]) -> Setup {
-        let alpha = EchoBackend::start("alpha-7d4f9-abcde", "apps", "alpha")
-            .await
-            .unwrap();
-        let beta = EchoBackend::start("beta-5c8b6-fghij", "apps", "beta")
-            .await
-            .unwrap();
+        let (alpha, beta) = echoes::alpha_beta().await;
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         write_file(dir.path(), "gateway.yaml", gateway_yaml(port)).unwrap();
@@ -111,44 +109,6 @@ spec:
       protocol: HTTP
       port: {port}
 "#
-    )
-}
-
-/// A Service named after the backend's service, and an EndpointSlice pointing at it.
-fn backend_yaml(backend: &EchoBackend) -> String {
-    let service = backend.service();
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata:
-  name: {service}
-  namespace: apps
-spec:
-  ports:
-    - name: http
-      port: 80
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {service}-1
-  namespace: apps
-  labels:
-    kubernetes.io/service-name: {service}
-addressType: IPv4
-ports:
-  - name: http
-    port: {port}
-endpoints:
-  - addresses: ["127.0.0.1"]
-    conditions:
-      ready: true
-    targetRef:
-      kind: Pod
-      name: {pod}
-"#,
-        port = backend.addr().port(),
-        pod = backend.pod(),
     )
 }
 
