@@ -41,7 +41,7 @@ pub mod xds;
 /// The translator's input, which every provider produces.
 pub use portico_translate::Inputs;
 
-pub use file::{LoadError, LoadResult, load_dir};
+pub use file::{LoadError, LoadResult, ParseCache, load_dir, load_dir_cached};
 pub use object::{Object, ObjectKey};
 pub use provider::{FileProvider, ProviderEvent};
 pub use run::{Config, ConfigError, Operator, client, run, start};

@@ -1,7 +1,7 @@
 //! The file provider: a folder of manifests, as the translator's inputs.
 //!
 //! ```text
-//!   load_dir(dir) ──> per file: parsed objects | unreadable | gone
+//!   load_dir_cached(dir) ──> per file: parsed objects | unreadable | gone
 //!                        │
 //!   last good ───────────┤  parsed      -> its new objects
 //!   (path -> objects)    │  unreadable  -> its previous objects, if it ever parsed
@@ -20,11 +20,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::Inputs;
-use crate::file::{LoadError, LoadedObject, load_dir, synthesized_namespace};
+use crate::file::{LoadError, LoadedObject, ParseCache, load_dir_cached, synthesized_namespace};
 use crate::object::{Object, ObjectKey};
 use crate::store::Store;
 
@@ -32,7 +34,8 @@ use crate::store::Store;
 /// loaded. `generation` increases by one with every published event, starting at 1.
 #[derive(Clone)]
 pub struct ProviderEvent {
-    pub inputs: Inputs,
+    /// Shared: an event is cloned by every receiver, and a snapshot can be large.
+    pub inputs: Arc<Inputs>,
     pub errors: Vec<LoadError>,
     pub generation: u64,
 }
@@ -61,8 +64,12 @@ impl fmt::Debug for ProviderEvent {
 pub struct FileProvider {
     dir: PathBuf,
     /// Per file, the objects of its last successful parse.
-    files: BTreeMap<PathBuf, Vec<LoadedObject>>,
+    files: BTreeMap<PathBuf, Arc<[LoadedObject]>>,
+    /// Per file, its last parse: unchanged files are not parsed again.
+    cache: ParseCache,
     store: Store,
+    /// `store` as the translator reads it, taken once per change.
+    snapshot: Arc<Inputs>,
     errors: Vec<LoadError>,
     generation: u64,
 }
@@ -73,7 +80,9 @@ impl FileProvider {
         Self {
             dir: dir.into(),
             files: BTreeMap::new(),
+            cache: ParseCache::default(),
             store: Store::default(),
+            snapshot: Arc::default(),
             errors: Vec::new(),
             generation: 0,
         }
@@ -91,7 +100,9 @@ impl FileProvider {
     /// Re-reads the folder. Returns the new event when the objects or the errors changed
     /// (always on the first call), `None` when the folder says the same as before.
     pub fn reload(&mut self) -> Option<ProviderEvent> {
-        let mut result = load_dir(&self.dir);
+        let started = Instant::now();
+        let mut result = load_dir_cached(&self.dir, &mut self.cache);
+        let loaded = started.elapsed();
         for (path, objects) in &self.files {
             let kept = !result.files.contains_key(path)
                 && result.unreadable.iter().any(|u| path.starts_with(u));
@@ -109,13 +120,23 @@ impl FileProvider {
         errors.sort_by(|a, b| (a.path(), a.line()).cmp(&(b.path(), b.line())));
         self.files = result.files;
 
+        let built = started.elapsed();
         let changed = self.generation == 0 || store != self.store || errors != self.errors;
         self.store = store;
         self.errors = errors;
+        let compared = started.elapsed();
+        debug!(
+            load_ms = ms(loaded),
+            store_ms = ms(built - loaded),
+            compare_ms = ms(compared - built),
+            changed,
+            "file provider: reloaded"
+        );
         if !changed {
             return None;
         }
         self.generation += 1;
+        self.snapshot = Arc::new(self.store.snapshot());
         for e in &self.errors {
             warn!(error = %e, "file provider: not loaded");
         }
@@ -126,27 +147,39 @@ impl FileProvider {
             errors = self.errors.len(),
             "file provider: new snapshot"
         );
-        Some(self.event())
+        let event = self.event();
+        debug!(
+            snapshot_ms = ms(started.elapsed() - compared),
+            "file provider: snapshot taken"
+        );
+        Some(event)
     }
 
     /// The current state as an event (the last one published, or an empty generation 0
     /// before the first reload).
     pub fn event(&self) -> ProviderEvent {
         ProviderEvent {
-            inputs: self.store.snapshot(),
+            inputs: self.snapshot.clone(),
             errors: self.errors.clone(),
             generation: self.generation,
         }
     }
 }
 
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 /// Puts every file's objects into a fresh store, in path then document order.
-fn build_store(files: &BTreeMap<PathBuf, Vec<LoadedObject>>, errors: &mut Vec<LoadError>) -> Store {
+fn build_store(
+    files: &BTreeMap<PathBuf, Arc<[LoadedObject]>>,
+    errors: &mut Vec<LoadError>,
+) -> Store {
     let mut store = Store::default();
     // Where each (kind, key) was first declared, to name it when it is declared again.
     let mut first: BTreeMap<(String, ObjectKey), (&Path, usize)> = BTreeMap::new();
     for (path, objects) in files {
-        for loaded in objects {
+        for loaded in objects.iter() {
             let id = (loaded.object.kind().into_owned(), loaded.object.key());
             if let Some((first_path, first_line)) = first.get(&id) {
                 errors.push(LoadError::Duplicate {

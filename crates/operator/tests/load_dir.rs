@@ -16,7 +16,7 @@ fn loaded(result: &LoadResult) -> Vec<String> {
     result
         .files
         .values()
-        .flatten()
+        .flat_map(|objects| objects.iter())
         .map(|o| format!("{} {}", o.object.kind(), o.object.key()))
         .collect()
 }

@@ -213,3 +213,44 @@ fn snapshots_are_sorted() {
     assert_eq!(names(&event.inputs.services), ["a/b", "a/z", "b/a"]);
     assert_eq!(names(&event.inputs.namespaces), ["a", "b"]);
 }
+
+#[test]
+fn the_parse_cache_reparses_changed_files_only_and_forgets_deleted_ones() {
+    use portico_operator::{ParseCache, load_dir_cached};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let big = write(dir.path(), "routes.yaml", &common::route("a", "v1"));
+    let small = write(dir.path(), "new.yaml", &common::route("b", "v1"));
+    let mut cache = ParseCache::default();
+    let first = load_dir_cached(dir.path(), &mut cache);
+    assert_eq!(cache.len(), 2);
+
+    // One file changes: the other's parse is shared rather than made again.
+    write(dir.path(), "new.yaml", &common::route("b", "v2"));
+    let second = load_dir_cached(dir.path(), &mut cache);
+    assert!(Arc::ptr_eq(&first.files[&big], &second.files[&big]));
+    assert!(!Arc::ptr_eq(&first.files[&small], &second.files[&small]));
+    // The changed file is parsed again, and says what the uncached load says.
+    assert_eq!(second, portico_operator::load_dir(dir.path()));
+    let backend = |objects: &[portico_operator::file::LoadedObject]| match &objects[0].object {
+        portico_operator::Object::HttpRoute(r) => first_backends(std::slice::from_ref(r)),
+        other => panic!("not a route: {other:?}"),
+    };
+    assert_eq!(backend(&second.files[&small]), ["v2"]);
+
+    // A file that stops parsing is an error every time, from the cache too.
+    write(dir.path(), "new.yaml", "kind: [\n");
+    for _ in 0..2 {
+        let broken = load_dir_cached(dir.path(), &mut cache);
+        assert!(broken.unreadable.contains(&small));
+        assert!(matches!(&broken.errors[..], [LoadError::Syntax { .. }]));
+    }
+
+    // Deleted: its objects and its cache entry go.
+    fs::remove_file(&small).unwrap();
+    let deleted = load_dir_cached(dir.path(), &mut cache);
+    assert_eq!(deleted.files.len(), 1);
+    assert!(deleted.errors.is_empty() && deleted.unreadable.is_empty());
+    assert_eq!(cache.len(), 1);
+}

@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use portico_operator::{FileProvider, Inputs, LoadError, ProviderEvent, WatchError};
 use portico_proxy::{ProxyHandle, ProxyOptions};
@@ -38,6 +38,7 @@ use portico_translate::{Options, translate};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::debug;
 
 pub use pool::AddressPool;
 pub use report::Report;
@@ -66,7 +67,7 @@ pub struct Observed {
     /// The generation of the provider event this comes from (1 for the initial load).
     pub generation: u64,
     /// The objects the translator ran on.
-    pub inputs: Inputs,
+    pub inputs: Arc<Inputs>,
     /// Files and objects that did not load (their last good objects, if any, are in
     /// `inputs`).
     pub load_errors: Vec<LoadError>,
@@ -228,11 +229,12 @@ async fn follow(
             () = cancel.cancelled() => break,
             changed = updates.changed() => if changed.is_err() { break },
         }
+        let started = Instant::now();
         let event = updates.borrow_and_update().clone();
         let output = translator.translate(&event);
-        if output.config.version != proxy.version()
-            && let Err(error) = proxy.update(output.config.clone()).await
-        {
+        let translated = started.elapsed();
+        let unchanged = output.config.version == proxy.version();
+        if !unchanged && let Err(error) = proxy.update(output.config.clone()).await {
             let message = format!(
                 "config {} rejected, still serving {}: {error}",
                 output.config.version,
@@ -246,16 +248,31 @@ async fn follow(
             &output,
             &problems(&event, &proxy),
             &proxy.bound_addrs(),
-            Some(&last),
+            Some(last),
         );
+        let applied = started.elapsed();
         let text = report.to_string();
         if !text.is_empty() {
             out(&text);
         }
         last = report;
+        let reported = started.elapsed();
         observed.send_replace(Arc::new(observe(&event, output, None, &proxy)));
+        debug!(
+            generation = event.generation,
+            unchanged,
+            translate_ms = ms(translated),
+            apply_ms = ms(applied - translated),
+            report_ms = ms(reported - applied),
+            observe_ms = ms(started.elapsed() - reported),
+            "standalone: change applied"
+        );
     }
     proxy.shutdown().await;
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 /// What the user must fix: files that did not load and listeners that could not bind.

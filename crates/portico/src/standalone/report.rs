@@ -29,7 +29,7 @@ impl Report {
         output: &Output,
         errors: &[String],
         bound: &BTreeMap<String, SocketAddr>,
-        previous: Option<&Report>,
+        previous: Option<Report>,
     ) -> Self {
         let config = &output.config;
         let listeners = config
@@ -61,11 +61,9 @@ impl Report {
             routes,
             errors: errors.to_vec(),
             curls: curl::suggestions(config, bound),
-            previous: previous.map(|p| {
-                Box::new(Report {
-                    previous: None,
-                    ..p.clone()
-                })
+            previous: previous.map(|mut p| {
+                p.previous = None;
+                Box::new(p)
             }),
         }
     }
