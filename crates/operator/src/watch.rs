@@ -1,23 +1,29 @@
 //! Reloading the folder when it changes.
 //!
 //! ```text
-//!   inotify (notify, recursive) ─> debouncer (quiet for `debounce`) ─> mpsc ─┐
-//!                                                                            ▼
-//!   task: drain the batch, reload the whole folder (blocking pool), publish on the
-//!         watch channel if the objects or errors changed; stop on shutdown, when every
-//!         receiver is gone, or when the debouncer stops
+//!   inotify (notify, recursive) ─> mpsc ─> task: the first change starts the quiet
+//!         period; every change during it restarts it; when the folder has been quiet
+//!         for `debounce`: reload the whole folder (blocking pool), publish on the watch
+//!         channel if the objects or errors changed; stop on shutdown, when every
+//!         receiver is gone, or when the watcher stops
 //! ```
 //!
-//! Reloading the whole folder rather than the changed paths is deliberate: the folder is
-//! small, and it makes every way of changing it equivalent: atomic saves (write a temp
-//! file, rename it over), editors' swap files, directories moved in or out, a ConfigMap
-//! volume swapping its hidden `..data` link. Reloads that change nothing publish nothing.
+//! Reloading the whole folder rather than the changed paths is deliberate: it makes every
+//! way of changing it equivalent: atomic saves (write a temp file, rename it over),
+//! editors' swap files, directories moved in or out, a ConfigMap volume swapping its
+//! hidden `..data` link. Files whose bytes did not change are not parsed again
+//! ([`crate::file::ParseCache`]), and reloads that change nothing publish nothing.
+//!
+//! The quiet period is a timer in the task rather than a polling debouncer: a change is
+//! picked up `debounce` after the last event, not up to a poll interval later, and an
+//! idle folder costs no wake-ups.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use notify_debouncer_full::notify::{RecommendedWatcher, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use notify_debouncer_full::notify::{
+    self, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -27,9 +33,6 @@ use crate::provider::{FileProvider, ProviderEvent};
 
 /// How long the folder must be quiet before it is reloaded.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(200);
-
-/// The debouncer polls at a quarter of its timeout: below this it would spin.
-const MIN_DEBOUNCE: Duration = Duration::from_millis(10);
 
 /// A folder being watched.
 #[derive(Debug)]
@@ -48,7 +51,7 @@ pub enum WatchError {
     Notify {
         path: PathBuf,
         #[source]
-        source: notify_debouncer_full::notify::Error,
+        source: notify::Error,
     },
     #[error("loading {} failed: {source}", path.display())]
     Load {
@@ -58,7 +61,7 @@ pub enum WatchError {
     },
 }
 
-type FolderDebouncer = Debouncer<RecommendedWatcher, RecommendedCache>;
+type Change = notify::Result<notify::Event>;
 
 impl FileProvider {
     /// Loads `dir` and keeps reloading it when it changes, until `shutdown` is cancelled
@@ -78,25 +81,19 @@ impl FileProvider {
         };
         // Watch before the first load, so that a change made during it is not missed.
         let (changes_tx, changes) = mpsc::unbounded_channel();
-        let mut debouncer = new_debouncer(
-            debounce.max(MIN_DEBOUNCE),
-            None,
-            move |batch: DebounceEventResult| {
-                // Reading a file raises Access events, and the reload reads every file:
-                // reloading on them would re-read the folder forever.
-                if let Ok(events) = &batch
-                    && events.iter().all(|e| {
-                        matches!(e.kind, notify_debouncer_full::notify::EventKind::Access(_))
-                    })
-                {
-                    return;
-                }
-                // Fails only once the task has ended: nobody is listening any more.
-                let _ = changes_tx.send(batch);
-            },
-        )
+        let mut watcher = notify::recommended_watcher(move |change: Change| {
+            // Reading a file raises Access events, and the reload reads every file:
+            // reloading on them would re-read the folder forever.
+            if let Ok(event) = &change
+                && matches!(event.kind, EventKind::Access(_))
+            {
+                return;
+            }
+            // Fails only once the task has ended: nobody is listening any more.
+            let _ = changes_tx.send(change);
+        })
         .map_err(notify_error)?;
-        debouncer
+        watcher
             .watch(&dir, RecursiveMode::Recursive)
             .map_err(notify_error)?;
 
@@ -113,7 +110,9 @@ impl FileProvider {
 
         info!(dir = %dir.display(), ?debounce, "file provider: watching");
         let (updates_tx, updates) = watch::channel(initial.clone());
-        let task = tokio::spawn(run(provider, debouncer, changes, updates_tx, shutdown));
+        let task = tokio::spawn(run(
+            provider, watcher, debounce, changes, updates_tx, shutdown,
+        ));
         Ok(Watching {
             initial,
             updates,
@@ -124,28 +123,37 @@ impl FileProvider {
 
 async fn run(
     mut provider: FileProvider,
-    debouncer: FolderDebouncer,
-    mut changes: mpsc::UnboundedReceiver<DebounceEventResult>,
+    watcher: RecommendedWatcher,
+    debounce: Duration,
+    mut changes: mpsc::UnboundedReceiver<Change>,
     updates: watch::Sender<ProviderEvent>,
     shutdown: CancellationToken,
 ) {
-    // Dropping the debouncer stops the watch: keep it for as long as the task runs.
-    let _debouncer = debouncer;
-    loop {
-        let batch = tokio::select! {
+    // Dropping the watcher stops the watch: keep it for as long as the task runs.
+    let _watcher = watcher;
+    'changes: loop {
+        let change = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
             () = updates.closed() => break,
-            batch = changes.recv() => batch,
+            change = changes.recv() => change,
         };
-        let Some(batch) = batch else {
+        let Some(change) = change else {
             warn!(dir = %provider.dir().display(), "file provider: the watcher stopped");
             break;
         };
-        note(batch);
-        // Everything queued meanwhile is covered by the same reload.
-        while let Ok(batch) = changes.try_recv() {
-            note(batch);
+        note(change);
+        // Quiet for `debounce`: every change meanwhile is covered by the same reload.
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break 'changes,
+                change = changes.recv() => match change {
+                    Some(change) => note(change),
+                    None => break,
+                },
+                () = tokio::time::sleep(debounce) => break,
+            }
         }
         let reloaded = tokio::task::spawn_blocking(move || {
             let event = provider.reload();
@@ -169,19 +177,13 @@ async fn run(
     debug!(dir = %provider.dir().display(), "file provider: watch ended");
 }
 
-/// Logs a batch from the debouncer. Errors (such as an overflowing inotify queue) still
-/// lead to a reload: reading the whole folder recovers from lost events.
-fn note(batch: DebounceEventResult) {
-    match batch {
-        Ok(events) => {
-            for event in &events {
-                debug!(kind = ?event.kind, paths = ?event.paths, "file provider: change");
-            }
+/// Logs a change. Errors (such as an overflowing inotify queue) still lead to a reload:
+/// reading the whole folder recovers from lost events.
+fn note(change: Change) {
+    match change {
+        Ok(event) => {
+            debug!(kind = ?event.kind, paths = ?event.paths, "file provider: change");
         }
-        Err(errors) => {
-            for e in errors {
-                warn!(error = %e, "file provider: watch error");
-            }
-        }
+        Err(e) => warn!(error = %e, "file provider: watch error"),
     }
 }
