@@ -130,6 +130,7 @@ impl ProxyHandle {
     pub async fn update(&self, config: Config) -> Result<UpdateSummary, ProxyError> {
         // 1. Build. The previous table is only used to reuse unchanged clusters, so a
         //    concurrent update making it stale costs a rebuild, nothing more.
+        let started = std::time::Instant::now();
         let mut table = match RoutingTable::build(&config, &self.shared.table.load()) {
             Ok(table) => table,
             Err(error) => {
@@ -138,7 +139,7 @@ impl ProxyHandle {
                 return Err(error);
             }
         };
-        table.resolve_stats(&self.shared.metrics);
+        table.resolve_stats(&self.shared.metrics, &self.shared.table.load());
 
         let provider = tls::provider();
         let streams = match StreamTable::build(&config, &self.streams.table.load(), &provider) {
@@ -155,6 +156,7 @@ impl ProxyHandle {
             .map(|(name, (addr, kind))| (name, (self.effective_addr(addr), kind)))
             .collect();
         let mut certificates = tls::tables(&config, &provider);
+        let build_ms = started.elapsed().as_secs_f64() * 1000.0;
 
         let mut state = self.state.lock().await;
         // 1b. With `reject_unbindable` (the config stream), a socket that cannot be bound
@@ -291,6 +293,8 @@ impl ProxyHandle {
             added = ?summary.added,
             removed = ?summary.removed,
             failed = summary.listener_errors.len(),
+            build_ms,
+            total_ms = started.elapsed().as_secs_f64() * 1000.0,
             "config applied"
         );
         self.shared

@@ -64,6 +64,12 @@ struct VirtualHost {
     name: String,
     hostname: HostPattern,
     groups: Vec<HostGroup>,
+    /// The indices in `groups` of the groups with an exact hostname, by hostname, in
+    /// order: a request's host finds its groups without walking the others (one group
+    /// per route hostname, thousands of them).
+    exact: HashMap<Box<str>, Box<[usize]>>,
+    /// The indices of the wildcard and "any" groups, in order.
+    inexact: Box<[usize]>,
 }
 
 #[derive(Debug)]
@@ -108,10 +114,18 @@ impl RoutingTable {
         }
     }
 
-    /// Compiles `config`. Clusters equal to one in `previous` reuse its state, so that
-    /// an update that does not touch a cluster does not reset its load balancing.
     /// Resolves the metric handles of every route, so that requests only increment.
-    pub(crate) fn resolve_stats(&mut self, metrics: &ProxyMetrics) {
+    /// Handles depend only on the Gateway, the route object and the route's clusters:
+    /// entries that share them share one set, and sets of `previous` are reused, so that
+    /// an update that adds one route to thousands resolves one (label lookups in the
+    /// registry were ~10% of such an update at 5,000 routes).
+    pub(crate) fn resolve_stats(&mut self, metrics: &ProxyMetrics, previous: &RoutingTable) {
+        let mut known: HashMap<StatsKey, Arc<RouteStats>> = HashMap::new();
+        for route in previous.routes() {
+            if let Some(stats) = &route.stats {
+                known.insert(StatsKey::of(route), stats.clone());
+            }
+        }
         let routes = self
             .listeners
             .values_mut()
@@ -119,10 +133,25 @@ impl RoutingTable {
             .flat_map(|v| v.groups.iter_mut())
             .flat_map(|g| g.routes.iter_mut());
         for route in routes {
-            route.stats = Some(Arc::new(metrics.route_stats(&route.gateway, route)));
+            let stats = known
+                .entry(StatsKey::of(route))
+                .or_insert_with(|| Arc::new(metrics.route_stats(&route.gateway, route)))
+                .clone();
+            route.stats = Some(stats);
         }
     }
 
+    /// Every route entry of every listener.
+    fn routes(&self) -> impl Iterator<Item = &Route> {
+        self.listeners
+            .values()
+            .flat_map(|l| l.vhosts.iter())
+            .flat_map(|v| v.groups.iter())
+            .flat_map(|g| g.routes.iter())
+    }
+
+    /// Compiles `config`. Clusters equal to one in `previous` reuse its state, so that
+    /// an update that does not touch a cluster does not reset its load balancing.
     pub(crate) fn build(config: &pb::Config, previous: &RoutingTable) -> Result<Self, ProxyError> {
         let mut clusters = HashMap::with_capacity(config.clusters.len());
         for c in &config.clusters {
@@ -199,6 +228,29 @@ impl RoutingTable {
     }
 }
 
+/// What a route's metric handles are made of: Gateway, route object, and its clusters
+/// (by identity: a cluster whose config changed is a new state, with new handles).
+#[derive(PartialEq, Eq, Hash)]
+struct StatsKey {
+    gateway: Arc<str>,
+    object: String,
+    clusters: Vec<usize>,
+}
+
+impl StatsKey {
+    fn of(route: &Route) -> Self {
+        Self {
+            gateway: route.gateway.clone(),
+            object: route.object.clone(),
+            clusters: route
+                .backends
+                .clusters()
+                .map(|c| Arc::as_ptr(c) as usize)
+                .collect(),
+        }
+    }
+}
+
 impl ListenerRoutes {
     /// The route that answers a request for `host` (see [`request_host`]).
     ///
@@ -214,9 +266,7 @@ impl ListenerRoutes {
         // hostname. ..." The groups arrive in that order; a group whose routes do not
         // match falls through to the next, less specific one.
         vhost
-            .groups
-            .iter()
-            .filter(|g| g.hostname.matches(host))
+            .groups_for(host)
             .flat_map(|g| g.routes.iter())
             .find(|r| r.matcher.matches(req))
     }
@@ -253,6 +303,27 @@ impl ListenerRoutes {
 }
 
 impl VirtualHost {
+    /// The groups whose hostname matches `host`, in order: the exact groups for `host`
+    /// merged with the wildcard and "any" groups that match.
+    fn groups_for<'s>(&'s self, host: &str) -> impl Iterator<Item = &'s HostGroup> {
+        let exact: &[usize] = self.exact.get(host).map_or(&[], |v| v);
+        let mut exact = exact.iter().copied().peekable();
+        let mut inexact = self
+            .inexact
+            .iter()
+            .copied()
+            .filter(move |&i| self.groups[i].hostname.matches(host))
+            .peekable();
+        std::iter::from_fn(move || {
+            let next = match (exact.peek(), inexact.peek()) {
+                (Some(&e), Some(&w)) if w < e => inexact.next(),
+                (Some(_), _) => exact.next(),
+                (None, _) => inexact.next(),
+            }?;
+            Some(&self.groups[next])
+        })
+    }
+
     fn build(
         v: &pb::VirtualHost,
         clusters: &HashMap<String, Arc<ClusterState>>,
@@ -283,10 +354,20 @@ impl VirtualHost {
                 routes,
             });
         }
+        let mut exact: HashMap<Box<str>, Vec<usize>> = HashMap::new();
+        let mut inexact = Vec::new();
+        for (i, g) in groups.iter().enumerate() {
+            match &g.hostname {
+                HostPattern::Exact(name) => exact.entry(name.as_str().into()).or_default().push(i),
+                HostPattern::Wildcard(_) | HostPattern::Any => inexact.push(i),
+            }
+        }
         Ok(Self {
             name: v.name.clone(),
             hostname,
             groups,
+            exact: exact.into_iter().map(|(k, v)| (k, v.into())).collect(),
+            inexact: inexact.into(),
         })
     }
 }

@@ -352,6 +352,61 @@ fn host_groups_walk_in_order_and_fall_through() {
 }
 
 #[test]
+fn many_hosts_each_find_their_group_in_order() {
+    // One group per hostname (as thousands of routes with a hostname each give), with
+    // wildcard and "any" groups between them, and one hostname in two groups: the
+    // groups a host finds are its own and the matching inexact ones, in config order.
+    let mut groups = vec![group(
+        "dup.example.com",
+        vec![route("dup-1", exact("/one"))],
+    )];
+    for i in 0..500 {
+        groups.push(group(
+            &format!("h{i}.example.com"),
+            vec![route(&format!("r{i}"), prefix(&format!("/p{i}")))],
+        ));
+    }
+    groups.push(group("*.example.com", vec![route("wild", prefix("/w"))]));
+    groups.push(group(
+        "dup.example.com",
+        vec![route("dup-2", exact("/two"))],
+    ));
+    groups.push(group("", vec![route("any", prefix("/"))]));
+    let table = build(&config(vec![vhost("v", "", groups)]));
+    for i in [0, 1, 250, 499] {
+        let host = format!("H{i}.example.com");
+        assert_eq!(
+            lookup(&table, &host, "GET", &format!("/p{i}/x"), &[]),
+            Some(format!("r{i}"))
+        );
+        // Another host's path: not this host's route, the wildcard or the fallback.
+        assert_eq!(
+            lookup(&table, &host, "GET", &format!("/p{}", i + 1), &[]).as_deref(),
+            Some("any")
+        );
+        assert_eq!(
+            lookup(&table, &host, "GET", "/w", &[]).as_deref(),
+            Some("wild")
+        );
+    }
+    let cases = [
+        ("dup.example.com", "/one", "dup-1"),
+        // The wildcard group comes before the second "dup" group.
+        ("dup.example.com", "/w", "wild"),
+        ("dup.example.com", "/two", "dup-2"),
+        ("h500.example.com", "/p500", "any"),
+        ("other.org", "/w", "any"),
+    ];
+    for (host, p, want) in cases {
+        assert_eq!(
+            lookup(&table, host, "GET", p, &[]).as_deref(),
+            Some(want),
+            "{host}{p}"
+        );
+    }
+}
+
+#[test]
 fn headers_query_and_method() {
     let header = |name: &str, kind: pb::StringMatchKind, value: &str| pb::HeaderMatch {
         name: name.to_owned(),
