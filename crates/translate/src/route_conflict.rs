@@ -59,14 +59,20 @@ fn overlaps(a: &[String], b: &[String]) -> bool {
 pub(crate) fn settle(index: &Index<'_>, routes: &mut [Attached<'_>]) {
     // (route index, attachment index, winner) of every attachment that loses.
     let mut lost: Vec<(usize, usize, ObjectRef)> = Vec::new();
+    // Only HTTPRoute × GRPCRoute pairs can conflict: list the GRPCRoutes once, so that
+    // thousands of HTTPRoutes and no GRPCRoute cost one pass, not a square.
+    let grpc: Vec<usize> = (0..routes.len())
+        .filter(|&j| routes[j].0.kind == kind::GRPC_ROUTE)
+        .collect();
+    if grpc.is_empty() {
+        return;
+    }
     for (i, (a, _, a_attached)) in routes.iter().enumerate() {
         if a.kind != kind::HTTP_ROUTE {
             continue;
         }
-        for (j, (b, _, b_attached)) in routes.iter().enumerate() {
-            if b.kind != kind::GRPC_ROUTE {
-                continue;
-            }
+        for &j in &grpc {
+            let (b, _, b_attached) = &routes[j];
             for (x, at_a) in a_attached.iter().enumerate() {
                 for (y, at_b) in b_attached.iter().enumerate() {
                     if at_a.gateway != at_b.gateway
