@@ -194,21 +194,35 @@ impl Framing {
     /// after it with the bytes it used.
     fn head(&mut self, mut head: Vec<u8>, bytes: &[u8]) -> (State, usize) {
         let start = head.len();
-        head.extend_from_slice(bytes);
-        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-        let mut request = httparse::Request::new(&mut fields);
-        match request.parse(&head) {
-            Ok(httparse::Status::Complete(len)) => {
-                let (next, conflict) = after_head(&request);
+        // A head that arrives whole in one read (the usual case) is parsed where it lies;
+        // only a head split over reads is collected.
+        if start > 0 {
+            head.extend_from_slice(bytes);
+        }
+        let parsed = {
+            let buf: &[u8] = if start > 0 { &head } else { bytes };
+            let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+            let mut request = httparse::Request::new(&mut fields);
+            match request.parse(buf) {
+                Ok(httparse::Status::Complete(len)) => Some(Some((len, after_head(&request)))),
+                Ok(httparse::Status::Partial) if buf.len() <= self.max_head => Some(None),
+                // Too large, too many fields, not HTTP/1 (an HTTP/2 preface): hyper's own.
+                _ => None,
+            }
+        };
+        match parsed {
+            Some(Some((len, (next, conflict)))) => {
                 self.heads.record(conflict);
                 // `len` is at least `start`: the head was not whole before these bytes.
                 (next, len.saturating_sub(start).max(1).min(bytes.len()))
             }
-            Ok(httparse::Status::Partial) if head.len() <= self.max_head => {
+            Some(None) => {
+                if start == 0 {
+                    head.extend_from_slice(bytes);
+                }
                 (State::Head(head), bytes.len())
             }
-            // Too large, too many fields, not HTTP/1 (an HTTP/2 preface): hyper's own.
-            _ => (State::Off, bytes.len()),
+            None => (State::Off, bytes.len()),
         }
     }
 }
