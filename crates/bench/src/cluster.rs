@@ -488,6 +488,12 @@ impl ClusterLab {
             })
             .collect();
         let start = Instant::now();
+        // The last route's first 200, polled beside the status reads.
+        let mut probe = Cluster::peer(c.attach);
+        let last = config::target(ATTACH_BASE + n - 1);
+        let serving = tokio::spawn(async move {
+            peers::wait_for(&mut probe, &last, 200, Duration::from_secs(180)).await
+        });
         create_all(&c.api, objects).await?;
         let created = start.elapsed();
         let list = format!("{}?labelSelector=bench%3Dattach", routes_path());
@@ -519,14 +525,7 @@ impl ClusterLab {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let serving = peers::wait_for(
-            &mut Cluster::peer(c.attach),
-            &config::target(ATTACH_BASE + n - 1),
-            200,
-            Duration::from_secs(120),
-        )
-        .await?;
-        let serving = start.elapsed().max(serving);
+        let serving = serving.await.context("the serving probe")??;
         let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
         progress!(
             "   created in {created:.1?}; attachedRoutes {n} after {:.1?}, all Accepted after {:.1?}, last serving after {serving:.1?} ({polls} polls)",
