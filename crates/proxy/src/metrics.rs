@@ -9,10 +9,11 @@
 //! ├── portico_proxy_config_info{version}                            gauge (1, one series)
 //! └── portico_proxy_config_updates_total{outcome="ok"|"rejected"}   counter
 //!
-//! RoutingTable (per config) ── Route.stats: RouteStats, resolved once per config
-//!                               ├── duration       the route's histogram
-//!                               ├── by_backend[]   (cluster, CodeCounters)
-//!                               └── local          CodeCounters for backend=""
+//! RoutingTable (per config) ── Route.stats: RouteStats, one per (gateway, route, clusters)
+//!                               ├── labels         gateway, route object
+//!                               ├── duration       OnceLock: the route's histogram
+//!                               ├── by_backend[]   (cluster, OnceLock<CodeCounters>)
+//!                               └── local          OnceLock<CodeCounters> for backend=""
 //! ```
 //!
 //! Label values:
@@ -26,13 +27,21 @@
 //!   route and backend whatever clients and backends do, so cardinality is bounded by
 //!   the config alone. The access log has the exact status.
 //!
-//! The hot path touches no map and formats no string: every label set a request can
-//! hit is resolved into handles when a config is applied (`RouteStats`), and a request
-//! increments atomics. Upstream connect errors (an error path) look up their series.
+//! The hot path touches no map and formats no string once a route has served: a
+//! route's handles are resolved on its first request (per backend: on the first
+//! request that backend answers) and kept in `RouteStats`, which the tables of later
+//! configs share; after that a request increments atomics. A route's series appear
+//! when it first serves: each series costs ~1-2 KiB in the registry (label pairs, the
+//! histogram's buckets), and resolving them eagerly for 5,000 configured routes, most
+//! of which may never serve, held tens of MiB. Upstream connect errors (an error path)
+//! look up their series.
 //! Series of routes that a later config removed stay until the process restarts; their
 //! number is bounded by the routes ever configured.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -61,12 +70,16 @@ pub(crate) struct ProxyMetrics {
     unrouted: Arc<RouteStats>,
 }
 
-/// The label handles of one route entry, resolved when its config is applied.
+/// The label handles of one route entry, each resolved on first use.
 #[derive(Debug)]
 pub(crate) struct RouteStats {
-    duration: Histogram,
-    by_backend: Vec<(Arc<ClusterState>, CodeCounters)>,
-    local: CodeCounters,
+    requests: IntCounterVec,
+    duration_vec: HistogramVec,
+    gateway: Arc<str>,
+    route: Arc<str>,
+    duration: OnceLock<Histogram>,
+    by_backend: Box<[(Arc<ClusterState>, OnceLock<CodeCounters>)]>,
+    local: OnceLock<CodeCounters>,
 }
 
 /// One counter per status class: index 0 is 1xx, 4 is 5xx.
@@ -124,11 +137,19 @@ impl ProxyMetrics {
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(config_info.clone()))?;
         registry.register(Box::new(updates.clone()))?;
-        let unrouted = Arc::new(RouteStats {
-            duration: duration.with_label_values(&["", ""]),
-            by_backend: Vec::new(),
-            local: CodeCounters::new(&requests, "", "", ""),
-        });
+        let unrouted = RouteStats {
+            requests: requests.clone(),
+            duration_vec: duration.clone(),
+            gateway: Arc::from(""),
+            route: Arc::from(""),
+            duration: OnceLock::new(),
+            by_backend: Box::new([]),
+            local: OnceLock::new(),
+        };
+        // The unrouted series are there from the start, as before any route serves.
+        unrouted.duration();
+        unrouted.local();
+        let unrouted = Arc::new(unrouted);
         Ok(Self {
             registry,
             config_ok: updates.with_label_values(&["ok"]),
@@ -159,21 +180,21 @@ impl ProxyMetrics {
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// Resolves the label handles of `route` served for `gateway`.
-    pub(crate) fn route_stats(&self, gateway: &str, route: &Route) -> RouteStats {
-        let object = route.object.as_str();
+    /// The label handles of `route` served for `gateway`, unresolved: no series
+    /// exists until the route serves a request.
+    pub(crate) fn route_stats(&self, gateway: &Arc<str>, route: &Route) -> RouteStats {
         RouteStats {
-            duration: self.duration.with_label_values(&[gateway, object]),
+            requests: self.requests.clone(),
+            duration_vec: self.duration.clone(),
+            gateway: gateway.clone(),
+            route: Arc::from(route.object.as_str()),
+            duration: OnceLock::new(),
             by_backend: route
                 .backends
                 .clusters()
-                .map(|cluster| {
-                    let counters =
-                        CodeCounters::new(&self.requests, gateway, object, &cluster.name);
-                    (cluster.clone(), counters)
-                })
+                .map(|cluster| (cluster.clone(), OnceLock::new()))
                 .collect(),
-            local: CodeCounters::new(&self.requests, gateway, object, ""),
+            local: OnceLock::new(),
         }
     }
 
@@ -211,15 +232,33 @@ impl RouteStats {
     /// Counts one answered request: `backend` is the cluster that answered, `None` for
     /// the proxy's own replies.
     pub(crate) fn record(&self, backend: Option<&ClusterState>, status: u16, took: Duration) {
-        self.duration.observe(took.as_secs_f64());
+        self.duration().observe(took.as_secs_f64());
         let counters = backend
             .and_then(|b| {
                 self.by_backend
                     .iter()
                     .find(|(cluster, _)| std::ptr::eq(Arc::as_ptr(cluster), b))
             })
-            .map_or(&self.local, |(_, counters)| counters);
+            .map_or_else(
+                || self.local(),
+                |(cluster, counters)| counters.get_or_init(|| self.code_counters(&cluster.name)),
+            );
         counters.count(status);
+    }
+
+    fn duration(&self) -> &Histogram {
+        self.duration.get_or_init(|| {
+            self.duration_vec
+                .with_label_values(&[&*self.gateway, &*self.route])
+        })
+    }
+
+    fn local(&self) -> &CodeCounters {
+        self.local.get_or_init(|| self.code_counters(""))
+    }
+
+    fn code_counters(&self, backend: &str) -> CodeCounters {
+        CodeCounters::new(&self.requests, &self.gateway, &self.route, backend)
     }
 }
 

@@ -114,11 +114,11 @@ impl RoutingTable {
         }
     }
 
-    /// Resolves the metric handles of every route, so that requests only increment.
-    /// Handles depend only on the Gateway, the route object and the route's clusters:
-    /// entries that share them share one set, and sets of `previous` are reused, so that
-    /// an update that adds one route to thousands resolves one (label lookups in the
-    /// registry were ~10% of such an update at 5,000 routes).
+    /// Gives every route its metric handles (`RouteStats`, whose series are resolved on
+    /// the route's first request). Handles depend only on the Gateway, the route object
+    /// and the route's clusters: entries that share them share one set, and sets of
+    /// `previous` are reused, so that a route that served keeps its resolved series
+    /// across updates and an update that adds one route to thousands creates one set.
     pub(crate) fn resolve_stats(&mut self, metrics: &ProxyMetrics, previous: &RoutingTable) {
         let mut known: HashMap<StatsKey, Arc<RouteStats>> = HashMap::new();
         for route in previous.routes() {
