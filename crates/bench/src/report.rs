@@ -159,8 +159,7 @@ pub(crate) fn markdown(r: &Value) -> String {
         );
         for peer in PEERS {
             let Some(p) = peers.get(peer) else { continue };
-            let errors =
-                p["non_2xx"].as_u64().unwrap_or(0) + p["socket_errors"].as_u64().unwrap_or(0);
+            let errors = load_errors(p);
             let _ = writeln!(
                 md,
                 "| {peer} | {} | {} | {errors} | {} |",
@@ -286,8 +285,7 @@ fn local_cluster(md: &mut String, lc: &Value) {
             let _ = writeln!(md, "| {} | failed: {error} | | | | | | | |", s["routes"]);
             continue;
         }
-        let errors = s["load"]["non_2xx"].as_u64().unwrap_or(0)
-            + s["load"]["socket_errors"].as_u64().unwrap_or(0);
+        let errors = load_errors(&s["load"]);
         let _ = writeln!(
             md,
             "| {} | {} | {} / {} | {} / {} | {errors} | {} | {} | {} / {} | {} / {} |",
@@ -323,8 +321,7 @@ fn standalone(md: &mut String, cp: &Value) {
         );
         if let Some(sizes) = cp["propagation"].as_array() {
             for s in sizes {
-                let errors = s["load"]["non_2xx"].as_u64().unwrap_or(0)
-                    + s["load"]["socket_errors"].as_u64().unwrap_or(0);
+                let errors = load_errors(&s["load"]);
                 let _ = writeln!(
                     md,
                     "| {} | {} | {} / {} | {} / {} | {errors} | {} | {} |",
@@ -364,4 +361,9 @@ fn standalone(md: &mut String, cp: &Value) {
             c["load"]["socket_errors"]
         );
     }
+}
+
+/// The failed requests of a load run: non-2xx answers and socket errors.
+fn load_errors(load: &Value) -> u64 {
+    load["non_2xx"].as_u64().unwrap_or(0) + load["socket_errors"].as_u64().unwrap_or(0)
 }
