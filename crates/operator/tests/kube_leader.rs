@@ -97,7 +97,12 @@ async fn only_the_leader_writes_and_a_dead_leader_is_replaced() {
     eventually(WAIT, || gateway_generation_written(&client, 2))
         .await
         .unwrap();
-    assert!(follower.status_counters.patched() > 0);
+    // The write is seen on the API server a moment before its response is counted.
+    eventually(WAIT, || async {
+        (follower.status_counters.patched() > 0).then_some(())
+    })
+    .await
+    .unwrap();
 
     follower_stop.cancel();
     follower.wait().await;
