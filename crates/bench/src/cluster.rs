@@ -24,7 +24,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -52,8 +52,10 @@ const ATTACH_BASE: usize = 2_000_000;
 const NEW: usize = 1_000_000;
 /// The backend's port on the node address (the proxy reaches the host there).
 const BACKEND_PORT: u16 = 19010;
-/// Concurrent connections creating routes in bulk.
-const WRITERS: usize = 8;
+/// POSTs outstanding at once when routes are created in bulk (one connection each), so
+/// that the time to create them is the API server's and not this client's round trips
+/// (the default of `--posts-in-flight`).
+pub(crate) const IN_FLIGHT: usize = 48;
 /// The operator's debounce in dev-cluster (part of every time measured here).
 pub(crate) const OPERATOR_DEBOUNCE_MS: u64 = 100;
 
@@ -66,6 +68,8 @@ pub(crate) struct ClusterLab {
     pub(crate) probes: usize,
     /// Requests per second of the background load.
     pub(crate) load_rate: f64,
+    /// POSTs outstanding at once in bulk creation.
+    pub(crate) in_flight: usize,
 }
 
 /// A running dev-cluster and what the driver needs of it.
@@ -80,6 +84,9 @@ pub(crate) struct Cluster {
     routes: usize,
     /// The next route number for a timed new route.
     next_new: usize,
+    /// The last bulk creation on [`GATEWAY`]: routes present before, after, and how long
+    /// the POSTs took (what [`Cluster::size_time`] extrapolates from).
+    last_bulk: Option<(usize, usize, Duration)>,
     // Dropped last: the backend, then dev-cluster (which stops its processes on SIGTERM).
     _backend: Proc,
     _cluster: Proc,
@@ -270,24 +277,48 @@ impl Api {
     }
 }
 
-/// Creates `objects` over [`WRITERS`] connections at once.
-async fn create_all(api: &Api, objects: Vec<Value>) -> anyhow::Result<()> {
+/// Creates `objects` through the API server at `addr` with at most `in_flight` POSTs
+/// outstanding, one keep-alive connection each; every connection takes the next object
+/// not yet taken, so that a slow answer holds up one object, not a fixed share. The first
+/// failure stops the others from taking more and is returned. No object is taken after
+/// `until`: returns how many were created, always the first ones.
+async fn create_all(
+    addr: SocketAddr,
+    objects: Vec<Value>,
+    in_flight: usize,
+    until: Option<Instant>,
+) -> anyhow::Result<usize> {
     let objects = Arc::new(objects);
+    let next = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
-    for w in 0..WRITERS {
-        let objects = objects.clone();
-        let mut api = Api::new(api.addr);
+    for _ in 0..in_flight.clamp(1, objects.len().max(1)) {
+        let (objects, next, failed) = (objects.clone(), next.clone(), failed.clone());
+        let mut api = Api::new(addr);
         tasks.push(tokio::spawn(async move {
-            for object in objects.iter().skip(w).step_by(WRITERS) {
-                api.create(object).await?;
+            while !failed.load(Ordering::Relaxed) && until.is_none_or(|u| Instant::now() < u) {
+                let Some(object) = objects.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                if let Err(e) = api.create(object).await {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
             }
             anyhow::Ok(())
         }));
     }
+    let mut first_error = None;
     for task in tasks {
-        task.await.context("a writer task")??;
+        if let Err(e) = task.await.context("a writer task").and_then(|r| r) {
+            first_error.get_or_insert(e);
+        }
     }
-    Ok(())
+    match first_error {
+        Some(e) => Err(e),
+        // Taken and never given back: the first `taken` objects, all answered.
+        None => Ok(next.load(Ordering::Relaxed).min(objects.len())),
+    }
 }
 
 fn routes_path() -> String {
@@ -311,24 +342,32 @@ fn base_objects(node_ip: IpAddr) -> Vec<Value> {
             },
         })
     };
+    let [service, slice] = config::service_json("be", node_ip, BACKEND_PORT);
     vec![
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
-        json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "be", "namespace": NAMESPACE},
-            "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
-        }),
-        json!({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": "be-1", "namespace": NAMESPACE,
-                         "labels": {"kubernetes.io/service-name": "be"}},
-            "addressType": "IPv4",
-            "ports": [{"name": "http", "port": BACKEND_PORT, "protocol": "TCP"}],
-            "endpoints": [{"addresses": [node_ip.to_string()], "conditions": {"ready": true}}],
-        }),
+        service,
+        slice,
         gateway(GATEWAY, PORT),
         gateway(ATTACH_GATEWAY, ATTACH_PORT),
     ]
+}
+
+/// How long creating routes `from..to` should take, from a bulk creation measured in
+/// this run (`before..after` routes present, taking `took`). A POST costs more with more
+/// routes present (the API server, CPU-bound here, and the operator share one CPU), so
+/// the cost is taken as proportional to the routes present: creating `a..b` takes
+/// `k (b² - a²) / 2`, `k` from the sample. It decides only whether a size is begun; it
+/// can be low (2026-11-27, 48 in flight: 100 -> 1,000 routes in 0.8 s, 1,000 -> 5,000 in
+/// 82 s, 4x the estimate), which is why creation also stops at the deadline
+/// ([`ClusterLab::size`]'s `until`).
+fn bulk_estimate(sample: (usize, usize, Duration), from: usize, to: usize) -> Duration {
+    let (before, after, took) = sample;
+    let area = |a: usize, b: usize| (b as f64).powi(2) - (a as f64).powi(2);
+    let sampled = area(before, after);
+    if sampled <= 0.0 || to <= from {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(took.as_secs_f64() * area(from, to) / sampled)
 }
 
 /// utime+stime (µs) of the operator and the proxy.
@@ -350,6 +389,18 @@ impl Cluster {
             proc: None,
             addr,
             lines: Arc::default(),
+        }
+    }
+
+    /// How long [`ClusterLab::size`] should take to reach `n` routes: the bulk creation
+    /// extrapolated from the last one in this run ([`bulk_estimate`]), plus the timed new
+    /// routes, the load and the waits; `fallback` before any bulk creation.
+    pub(crate) fn size_time(&self, n: usize, probes: usize, fallback: Duration) -> Duration {
+        match self.last_bulk {
+            Some(last) => {
+                bulk_estimate(last, self.routes, n) + Duration::from_secs(20 + 4 * probes as u64)
+            }
+            None => fallback,
         }
     }
 
@@ -442,6 +493,7 @@ impl ClusterLab {
             proxy_pid: ready.proxy_pid,
             routes: 0,
             next_new: NEW,
+            last_bulk: None,
             _backend: backend,
             _cluster: cluster,
         };
@@ -475,9 +527,11 @@ impl ClusterLab {
         rss
     }
 
-    /// `n` routes created at once on the attach Gateway: how long until the API server
-    /// shows every one `Accepted` and the listener's `attachedRoutes` at `n`, and until
-    /// the last one serves. Deletes them afterwards.
+    /// `n` routes created at once on the attach Gateway (`in_flight` POSTs outstanding):
+    /// how long the POSTs take, then how long from the last POST's answer until the API
+    /// server shows the listener's `attachedRoutes` at `n` and every route `Accepted` (the
+    /// operator's part, which the goal is about), and from the first POST until the last
+    /// route serves. Deletes them afterwards.
     pub(crate) async fn attached(&self, c: &mut Cluster, n: usize) -> anyhow::Result<Value> {
         progress!("== local cluster: {n} routes created at once, attachedRoutes via the API");
         let objects: Vec<Value> = (0..n)
@@ -494,7 +548,7 @@ impl ClusterLab {
         let serving = tokio::spawn(async move {
             peers::wait_for(&mut probe, &last, 200, Duration::from_secs(180)).await
         });
-        create_all(&c.api, objects).await?;
+        create_all(c.api.addr, objects, self.in_flight, None).await?;
         let created = start.elapsed();
         let list = format!("{}?labelSelector=bench%3Dattach", routes_path());
         let mut attached_at = None;
@@ -527,10 +581,13 @@ impl ClusterLab {
         }
         let serving = serving.await.context("the serving probe")??;
         let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+        // What the goal is about: the operator's part, from the last POST's answer.
+        let after_created = |d: Option<Duration>| ms(d.map(|d| d.saturating_sub(created)));
         progress!(
-            "   created in {created:.1?}; attachedRoutes {n} after {:.1?}, all Accepted after {:.1?}, last serving after {serving:.1?} ({polls} polls)",
-            attached_at.unwrap_or_default(),
-            accepted_at.unwrap_or_default()
+            "   created in {created:.1?} ({} POSTs in flight); from the last create: attachedRoutes {n} after {:.0} ms, all Accepted after {:.0} ms; from the first: last route serving after {serving:.1?} ({polls} polls)",
+            self.in_flight,
+            after_created(attached_at).unwrap_or(f64::NAN),
+            after_created(accepted_at).unwrap_or(f64::NAN),
         );
         // Remove them, so that the sizes below count only their own routes.
         let (status, _) = c.api.call(Method::DELETE, &list, None).await?;
@@ -544,7 +601,10 @@ impl ClusterLab {
         .await?;
         Ok(json!({
             "routes": n,
+            "posts_in_flight": self.in_flight,
             "created_ms": created.as_secs_f64() * 1000.0,
+            "attached_after_created_ms": after_created(attached_at),
+            "accepted_after_created_ms": after_created(accepted_at),
             "attached_reported_ms": ms(attached_at),
             "all_accepted_ms": ms(accepted_at),
             "last_route_serving_ms": serving.as_secs_f64() * 1000.0,
@@ -552,16 +612,33 @@ impl ClusterLab {
     }
 
     /// Adds routes up to `n` on the Gateway, then times new routes idle and under load;
-    /// CPU and memory of the operator and the proxy over this size's work.
-    pub(crate) async fn size(&self, c: &mut Cluster, n: usize) -> anyhow::Result<Value> {
+    /// CPU and memory of the operator and the proxy over this size's work. No route is
+    /// created after `until` (the run's deadline less the time the rest of the size
+    /// needs): then the size stops there and says so (`skipped`).
+    pub(crate) async fn size(
+        &self,
+        c: &mut Cluster,
+        n: usize,
+        until: Option<Instant>,
+    ) -> anyhow::Result<Value> {
         progress!("== local cluster: new route with {n} routes present");
         let cpu_start = cpu_pair(c, self.ticks);
         let start = Instant::now();
         let objects: Vec<Value> = (c.routes..n)
             .map(|i| config::route_json(&format!("r{i}"), i, GATEWAY))
             .collect();
-        create_all(&c.api, objects).await?;
+        let wanted = objects.len();
+        let made = create_all(c.api.addr, objects, self.in_flight, until).await?;
         let created = start.elapsed();
+        if made < wanted {
+            let reason = format!(
+                "the run's deadline: {made} of the {wanted} routes to add created in {:.0} s when the time for creating ran out",
+                created.as_secs_f64()
+            );
+            progress!("   stopped: {reason}");
+            c.routes += made;
+            return Ok(json!({ "routes": n, "skipped": reason }));
+        }
         peers::wait_for(
             &mut Cluster::peer(c.gw),
             &config::target(n - 1),
@@ -570,6 +647,7 @@ impl ClusterLab {
         )
         .await?;
         let bulk_serving = start.elapsed();
+        c.last_bulk = Some((c.routes, n, created));
         c.routes = n;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss = c.rss("VmRSS");
@@ -590,14 +668,16 @@ impl ClusterLab {
         let cpu_end = cpu_pair(c, self.ticks);
         let peak = c.rss("VmHWM");
         progress!(
-            "   {} routes created in {created:.1?}, all serving after {bulk_serving:.1?}; new route idle {:.1} ms, under load {:.1} ms (medians); rss {rss}, peak {peak}, load errors {}",
+            "   {} routes created in {created:.1?} ({} POSTs in flight), all serving after {bulk_serving:.1?}; new route idle {:.1} ms, under load {:.1} ms (medians); rss {rss}, peak {peak}, load errors {}",
             n,
+            self.in_flight,
             stats::median(&idle_ms).unwrap_or(f64::NAN),
             stats::median(&load_ms).unwrap_or(f64::NAN),
             outcome.non_2xx + outcome.socket_errors
         );
         Ok(json!({
             "routes": n,
+            "posts_in_flight": self.in_flight,
             "bulk_created_ms": created.as_secs_f64() * 1000.0,
             "bulk_serving_ms": bulk_serving.as_secs_f64() * 1000.0,
             "new_route_idle": stats::summary_ms(&idle_ms),
@@ -639,6 +719,143 @@ impl ClusterLab {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::Mutex;
+
+    use hyper::body::Incoming;
+
+    /// What the fake API server saw: POSTs outstanding now and at most, names created.
+    #[derive(Default)]
+    struct Seen {
+        in_flight: usize,
+        most: usize,
+        names: Vec<String>,
+    }
+
+    /// An API server on loopback that holds every POST until `gate` of them are
+    /// outstanding at once (then answers all, and the rest at once), and answers 500 to
+    /// the object named `refuse`, 409 to names starting with `dup`.
+    async fn fake_api(gate: usize, refuse: &'static str) -> (SocketAddr, Arc<Mutex<Seen>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (open, opened) = tokio::sync::watch::channel(false);
+        let open = Arc::new(open);
+        let state = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (seen, open, opened) = (state.clone(), open.clone(), opened.clone());
+                let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                    let (seen, open) = (seen.clone(), open.clone());
+                    let mut opened = opened.clone();
+                    async move {
+                        let body = req.into_body().collect().await?.to_bytes();
+                        let object: Value = serde_json::from_slice(&body).unwrap_or_default();
+                        let name = object["metadata"]["name"].as_str().unwrap_or("").to_owned();
+                        {
+                            let mut s = seen.lock().expect("lock");
+                            s.in_flight += 1;
+                            s.most = s.most.max(s.in_flight);
+                            if s.in_flight == gate {
+                                let _ = open.send(true);
+                            }
+                        }
+                        let _ = opened.wait_for(|open| *open).await;
+                        let status = {
+                            let mut s = seen.lock().expect("lock");
+                            s.in_flight -= 1;
+                            s.names.push(name.clone());
+                            match name.as_str() {
+                                n if n == refuse => 500,
+                                n if n.starts_with("dup") => 409,
+                                _ => 201,
+                            }
+                        };
+                        let response = http::Response::builder()
+                            .status(status)
+                            .body(Full::new(Bytes::from_static(b"{}")))?;
+                        anyhow::Ok(response)
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        (addr, seen)
+    }
+
+    fn route(name: &str) -> Value {
+        config::route_json(name, 1, GATEWAY)
+    }
+
+    /// `in_flight` POSTs are outstanding at once and never more; every object is POSTed
+    /// once; 409 (already there) is fine. The fake server holds the first POSTs until
+    /// `in_flight` are outstanding, so a client with less concurrency would never finish:
+    /// the timeout guards against a hang and says so.
+    #[tokio::test]
+    async fn creates_with_the_bound_in_flight() {
+        let (addr, seen) = fake_api(8, "none").await;
+        let mut objects: Vec<Value> = (0..100).map(|i| route(&format!("r{i}"))).collect();
+        objects.push(route("dup-1"));
+        let made =
+            tokio::time::timeout(Duration::from_secs(120), create_all(addr, objects, 8, None))
+                .await
+                .expect("8 POSTs were never outstanding at once")
+                .expect("all created");
+        assert_eq!(made, 101);
+        let seen = seen.lock().expect("lock");
+        assert_eq!(seen.most, 8);
+        let mut names = seen.names.clone();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 101, "each object POSTed once");
+    }
+
+    /// A refused object fails the whole creation, with its name in the error.
+    #[tokio::test]
+    async fn a_refused_object_is_an_error() {
+        let (addr, _) = fake_api(4, "r3").await;
+        let objects: Vec<Value> = (0..20).map(|i| route(&format!("r{i}"))).collect();
+        let e = tokio::time::timeout(Duration::from_secs(120), create_all(addr, objects, 4, None))
+            .await
+            .expect("4 POSTs were never outstanding at once")
+            .expect_err("r3 was refused");
+        assert!(format!("{e:#}").contains("500"), "{e:#}");
+        assert!(format!("{e:#}").contains("r3"), "{e:#}");
+    }
+
+    /// Past the deadline nothing more is POSTed, and the count says so.
+    #[tokio::test]
+    async fn nothing_is_created_after_the_deadline() {
+        let (addr, seen) = fake_api(1, "none").await;
+        let objects: Vec<Value> = (0..10).map(|i| route(&format!("r{i}"))).collect();
+        let made = create_all(addr, objects, 4, Some(Instant::now()))
+            .await
+            .expect("no error");
+        assert_eq!(made, 0);
+        assert!(seen.lock().expect("lock").names.is_empty());
+    }
+
+    #[test]
+    fn bulk_estimate_grows_with_the_routes_present() {
+        // 100 -> 1,000 routes in 11.7 s (the run of 2026-11-27): 1,000 -> 5,000 would
+        // take (5000² - 1000²) / (1000² - 100²) times as long.
+        let sample = (100, 1000, Duration::from_secs_f64(11.7));
+        let e = bulk_estimate(sample, 1000, 5000).as_secs_f64();
+        assert!((e - 11.7 * 24.0e6 / 0.99e6).abs() < 0.01, "{e}");
+        // The sample itself is reproduced; nothing to create takes nothing.
+        let same = bulk_estimate(sample, 100, 1000).as_secs_f64();
+        assert!((same - 11.7).abs() < 1e-9, "{same}");
+        assert_eq!(bulk_estimate(sample, 5000, 5000), Duration::ZERO);
+        assert_eq!(
+            bulk_estimate((10, 10, Duration::from_secs(1)), 0, 10),
+            Duration::ZERO
+        );
+    }
 
     #[test]
     fn ready_file_and_kubeconfig() {

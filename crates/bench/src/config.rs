@@ -7,6 +7,7 @@
 //! backends.
 
 use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::atomic::{AtomicU16, Ordering};
 
@@ -147,39 +148,32 @@ stringData:
     let services = std::iter::once(("be", backend_port()))
         .chain(["sa", "sb", "sc"].into_iter().zip(split_ports()));
     for (name, port) in services {
-        let _ = write!(
-            out,
-            r#"---
-apiVersion: v1
-kind: Service
-metadata:
-  name: {name}
-  namespace: {NAMESPACE}
-spec:
-  ports:
-    - name: http
-      port: 80
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}-1
-  namespace: {NAMESPACE}
-  labels:
-    kubernetes.io/service-name: {name}
-addressType: IPv4
-ports:
-  - name: http
-    port: {port}
-    protocol: TCP
-endpoints:
-  - addresses: ["127.0.0.1"]
-    conditions:
-      ready: true
-"#
-        );
+        for object in service_json(name, Ipv4Addr::LOCALHOST.into(), port) {
+            let _ = writeln!(out, "---\n{object}");
+        }
     }
     out
+}
+
+/// Service `name` (port 80) in the bench namespace and its EndpointSlice with one ready
+/// endpoint at `ip:port`, as the API server takes them (JSON is YAML too: standalone's
+/// folder gets the same objects, [`portico_base`]).
+pub(crate) fn service_json(name: &str, ip: IpAddr, port: u16) -> [serde_json::Value; 2] {
+    [
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+        }),
+        serde_json::json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": format!("{name}-1"), "namespace": NAMESPACE,
+                         "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
+        }),
+    ]
 }
 
 fn indent(pem: &str) -> String {
@@ -427,6 +421,50 @@ mod tests {
         assert_eq!(map.lines().count(), 7);
         let t = target(6);
         assert!(yaml.contains(&t.host) && nginx.contains(&t.host) && map.contains(&t.host));
+    }
+
+    /// Standalone's base folder has the four backends' Services and EndpointSlices (JSON
+    /// documents), each slice pointing at its backend's port on loopback.
+    #[test]
+    fn standalone_base_has_every_backend() {
+        let ports = Ports {
+            http: 1,
+            h2c: 2,
+            https: None,
+        };
+        let docs: Vec<serde_json::Value> = portico_base(ports, None)
+            .split("---\n")
+            .filter_map(|d| serde_json::from_str(d).ok())
+            .collect();
+        let slices: Vec<(String, u64, String)> = docs
+            .iter()
+            .filter(|d| d["kind"] == "EndpointSlice")
+            .map(|d| {
+                (
+                    d["metadata"]["labels"]["kubernetes.io/service-name"].to_string(),
+                    d["ports"][0]["port"].as_u64().unwrap_or(0),
+                    d["endpoints"][0]["addresses"][0].to_string(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, u64, String)> = std::iter::once(backend_port())
+            .chain(split_ports())
+            .zip(["be", "sa", "sb", "sc"])
+            .map(|(port, name)| {
+                (
+                    format!("\"{name}\""),
+                    u64::from(port),
+                    "\"127.0.0.1\"".into(),
+                )
+            })
+            .collect();
+        assert_eq!(slices, expected);
+        let services: Vec<&serde_json::Value> = docs
+            .iter()
+            .filter(|d| d["kind"] == "Service")
+            .map(|d| &d["metadata"]["name"])
+            .collect();
+        assert_eq!(services, ["be", "sa", "sb", "sc"]);
     }
 
     /// What HAProxy computes from a request (`host/first path segment`, looked up in the

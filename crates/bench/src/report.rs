@@ -266,30 +266,40 @@ fn local_cluster(md: &mut String, lc: &Value) {
     } else {
         let _ = writeln!(
             md,
-            "{} routes created at once through the API ({} ms for the POSTs): the Gateway's listener showed attachedRoutes {} after {} ms and every route `Accepted` in status.parents after {} ms (both read through the API server); the last one served after {} ms.\n",
+            "{} routes created at once through the API: the POSTs ({} in flight) took {} ms; from the last POST's answer, the Gateway's listener showed attachedRoutes {} after {} ms and every route `Accepted` in status.parents after {} ms (both read through the API server). From the first POST, the last route served after {} ms.\n",
             a["routes"],
+            a["posts_in_flight"],
             num(&a["created_ms"], 0),
             a["routes"],
-            num(&a["attached_reported_ms"], 0),
-            num(&a["all_accepted_ms"], 0),
+            num(&a["attached_after_created_ms"], 0),
+            num(&a["accepted_after_created_ms"], 0),
             num(&a["last_route_serving_ms"], 0),
         );
     }
     let rate = num(&lc["propagation"][0]["load"]["rate"], 0);
     let _ = writeln!(
         md,
-        "| routes present | bulk POST to all serving ms | new route (POST) → first 200, idle ms (median / max) | under {rate} req/s load ms (median / max) | load errors | operator CPU s | proxy CPU s | operator RSS / peak MiB | proxy RSS / peak MiB |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| routes present | bulk POSTs ms | bulk POST to all serving ms | new route (POST) → first 200, idle ms (median / max) | under {rate} req/s load ms (median / max) | load errors | operator CPU s | proxy CPU s | operator RSS / peak MiB | proxy RSS / peak MiB |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for s in lc["propagation"].as_array().into_iter().flatten() {
         if let Some(error) = s["error"].as_str() {
-            let _ = writeln!(md, "| {} | failed: {error} | | | | | | | |", s["routes"]);
+            let _ = writeln!(md, "| {} | failed: {error} | | | | | | | | |", s["routes"]);
+            continue;
+        }
+        if let Some(reason) = s["skipped"].as_str() {
+            let _ = writeln!(
+                md,
+                "| {} | not run: {reason} | | | | | | | | |",
+                s["routes"]
+            );
             continue;
         }
         let errors = load_errors(&s["load"]);
         let _ = writeln!(
             md,
-            "| {} | {} | {} / {} | {} / {} | {errors} | {} | {} | {} / {} | {} / {} |",
+            "| {} | {} | {} | {} / {} | {} / {} | {errors} | {} | {} | {} / {} | {} / {} |",
             s["routes"],
+            num(&s["bulk_created_ms"], 0),
             num(&s["bulk_serving_ms"], 0),
             num(&s["new_route_idle"]["median_ms"], 1),
             num(&s["new_route_idle"]["max_ms"], 1),
