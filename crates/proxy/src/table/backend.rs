@@ -165,7 +165,7 @@ impl WeightedBackends {
         backends: &[pb::WeightedBackend],
         mut cluster: impl FnMut(&str) -> Result<Arc<ClusterState>, ConfigError>,
     ) -> Result<Self, ConfigError> {
-        let mut shares = Vec::new();
+        let mut shares = Vec::with_capacity(backends.len());
         let mut total = 0u64;
         for b in backends {
             // Resolve even weight-0 clusters: a dangling name is a broken config whatever

@@ -71,7 +71,7 @@ impl RouteMatcher {
         // Gateway API (HTTPHeaderMatch): "If multiple entries specify equivalent header
         // names, only the first entry with an equivalent name MUST be considered for a
         // match." The same holds for query parameters (HTTPQueryParamMatch).
-        let mut headers: Vec<HeaderMatcher> = Vec::new();
+        let mut headers: Vec<HeaderMatcher> = Vec::with_capacity(m.headers.len());
         for h in &m.headers {
             let name = HeaderName::from_bytes(h.name.as_bytes())
                 .map_err(|_| ConfigError::HeaderName(h.name.clone()))?;
@@ -81,7 +81,7 @@ impl RouteMatcher {
             let value = StringMatcher::compile(h.kind, &h.value, "header")?;
             headers.push(HeaderMatcher { name, value });
         }
-        let mut query: Vec<QueryMatcher> = Vec::new();
+        let mut query: Vec<QueryMatcher> = Vec::with_capacity(m.query_params.len());
         for q in &m.query_params {
             if query.iter().any(|seen| seen.name == q.name) {
                 continue;

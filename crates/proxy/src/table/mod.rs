@@ -68,9 +68,15 @@ struct VirtualHost {
     /// order: a request's host finds its groups without walking the others (one group
     /// per route hostname, thousands of them).
     exact: HashMap<Box<str>, Box<[usize]>>,
-    /// The indices of the wildcard and "any" groups, in order.
+    /// The indices of the groups a lookup tests one by one, in order: the wildcard and
+    /// "any" groups, or every group when there are at most [`SCAN_GROUPS`] (and then
+    /// `exact` is empty).
     inexact: Box<[usize]>,
 }
+
+/// Up to this many groups, a virtual host has no hostname map: its groups are tested
+/// in order.
+const SCAN_GROUPS: usize = 8;
 
 #[derive(Debug)]
 struct HostGroup {
@@ -119,24 +125,36 @@ impl RoutingTable {
     /// and the route's clusters: entries that share them share one set, and sets of
     /// `previous` are reused, so that a route that served keeps its resolved series
     /// across updates and an update that adds one route to thousands creates one set.
+    #[expect(
+        clippy::mutable_key_type,
+        reason = "StatsKey hashes and compares the clusters' addresses, not their state"
+    )]
     pub(crate) fn resolve_stats(&mut self, metrics: &ProxyMetrics, previous: &RoutingTable) {
-        let mut known: HashMap<StatsKey, Arc<RouteStats>> = HashMap::new();
-        for route in previous.routes() {
-            if let Some(stats) = &route.stats {
-                known.insert(StatsKey::of(route), stats.clone());
+        // Keys borrow from both tables (no allocation per route): the handles are
+        // looked up first, then handed to the routes.
+        let stats: Vec<Arc<RouteStats>> = {
+            let mut known: HashMap<StatsKey<'_>, Arc<RouteStats>> = HashMap::new();
+            for route in previous.routes() {
+                if let Some(stats) = &route.stats {
+                    known.insert(StatsKey::of(route), stats.clone());
+                }
             }
-        }
+            self.routes()
+                .map(|route| {
+                    known
+                        .entry(StatsKey::of(route))
+                        .or_insert_with(|| Arc::new(metrics.route_stats(&route.gateway, route)))
+                        .clone()
+                })
+                .collect()
+        };
         let routes = self
             .listeners
             .values_mut()
             .flat_map(|l| l.vhosts.iter_mut())
             .flat_map(|v| v.groups.iter_mut())
             .flat_map(|g| g.routes.iter_mut());
-        for route in routes {
-            let stats = known
-                .entry(StatsKey::of(route))
-                .or_insert_with(|| Arc::new(metrics.route_stats(&route.gateway, route)))
-                .clone();
+        for (route, stats) in routes.zip(stats) {
             route.stats = Some(stats);
         }
     }
@@ -230,23 +248,42 @@ impl RoutingTable {
 
 /// What a route's metric handles are made of: Gateway, route object, and its clusters
 /// (by identity: a cluster whose config changed is a new state, with new handles).
-#[derive(PartialEq, Eq, Hash)]
-struct StatsKey {
-    gateway: Arc<str>,
-    object: String,
-    clusters: Vec<usize>,
+struct StatsKey<'t> {
+    gateway: &'t str,
+    object: &'t str,
+    backends: &'t WeightedBackends,
 }
 
-impl StatsKey {
-    fn of(route: &Route) -> Self {
+impl<'t> StatsKey<'t> {
+    fn of(route: &'t Route) -> Self {
         Self {
-            gateway: route.gateway.clone(),
-            object: route.object.clone(),
-            clusters: route
-                .backends
-                .clusters()
-                .map(|c| Arc::as_ptr(c) as usize)
-                .collect(),
+            gateway: &route.gateway,
+            object: &route.object,
+            backends: &route.backends,
+        }
+    }
+
+    fn clusters(&self) -> impl Iterator<Item = *const ClusterState> + 't {
+        self.backends.clusters().map(Arc::as_ptr)
+    }
+}
+
+impl PartialEq for StatsKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.gateway == other.gateway
+            && self.object == other.object
+            && self.clusters().eq(other.clusters())
+    }
+}
+
+impl Eq for StatsKey<'_> {}
+
+impl std::hash::Hash for StatsKey<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.gateway.hash(state);
+        self.object.hash(state);
+        for cluster in self.clusters() {
+            cluster.hash(state);
         }
     }
 }
@@ -337,18 +374,17 @@ impl VirtualHost {
         for g in &v.host_routes {
             let group_hostname =
                 HostPattern::parse(&g.hostname).map_err(|e| ProxyError::invalid(&v.name, e))?;
-            let routes = g
-                .routes
-                .iter()
-                .map(|r| {
-                    let mut route =
-                        Route::build(r, clusters).map_err(|e| ProxyError::invalid(&r.name, e))?;
-                    route.gateway = gateway.clone();
-                    route.gateway_listener = gateway_listener.clone();
-                    route.access_log = !v.access_log_disabled;
-                    Ok(route)
-                })
-                .collect::<Result<_, ProxyError>>()?;
+            // Sized up front: collecting from a fallible iterator starts at 4 entries,
+            // and most groups (one per route hostname) hold one.
+            let mut routes = Vec::with_capacity(g.routes.len());
+            for r in &g.routes {
+                let route = Route::build(r, clusters, &gateway, &gateway_listener)
+                    .map_err(|e| ProxyError::invalid(&r.name, e))?;
+                routes.push(Route {
+                    access_log: !v.access_log_disabled,
+                    ..route
+                });
+            }
             groups.push(HostGroup {
                 hostname: group_hostname,
                 routes,
@@ -356,10 +392,18 @@ impl VirtualHost {
         }
         let mut exact: HashMap<Box<str>, Vec<usize>> = HashMap::new();
         let mut inexact = Vec::new();
-        for (i, g) in groups.iter().enumerate() {
-            match &g.hostname {
-                HostPattern::Exact(name) => exact.entry(name.as_str().into()).or_default().push(i),
-                HostPattern::Wildcard(_) | HostPattern::Any => inexact.push(i),
+        if groups.len() <= SCAN_GROUPS {
+            // A few groups are scanned in order: cheaper than a map (three allocations)
+            // per virtual host, and there are thousands when each route has its own.
+            inexact.extend(0..groups.len());
+        } else {
+            for (i, g) in groups.iter().enumerate() {
+                match &g.hostname {
+                    HostPattern::Exact(name) => {
+                        exact.entry(name.as_str().into()).or_default().push(i);
+                    }
+                    HostPattern::Wildcard(_) | HostPattern::Any => inexact.push(i),
+                }
             }
         }
         Ok(Self {
@@ -373,9 +417,12 @@ impl VirtualHost {
 }
 
 impl Route {
+    /// The entry `r` of the virtual host `gateway_listener` of `gateway`.
     fn build(
         r: &pb::Route,
         clusters: &HashMap<String, Arc<ClusterState>>,
+        gateway: &Arc<str>,
+        gateway_listener: &Arc<str>,
     ) -> Result<Self, ConfigError> {
         let cluster = |name: &str| {
             clusters
@@ -398,8 +445,8 @@ impl Route {
             } else {
                 r.route.clone()
             },
-            gateway: Arc::from(""),
-            gateway_listener: Arc::from(""),
+            gateway: gateway.clone(),
+            gateway_listener: gateway_listener.clone(),
             access_log: true,
             stats: None,
         })
