@@ -60,7 +60,7 @@ struct Parent<'p, 'a> {
 pub(crate) fn attach(
     index: &Index<'_>,
     plans: &BTreeMap<ObjectRef, GatewayPlan<'_>>,
-    route: &CompiledRoute<'_>,
+    route: &CompiledRoute,
 ) -> (Option<HttpRouteStatus>, Vec<Attachment>) {
     let generation = route.generation;
     let resolved_refs = resolved_refs(route, generation);
@@ -204,7 +204,7 @@ fn find_parent<'p, 'a>(
 fn attach_to_parent(
     index: &Index<'_>,
     parent: &Parent<'_, '_>,
-    route: &CompiledRoute<'_>,
+    route: &CompiledRoute,
     parent_ref: &ParentReference,
 ) -> Result<Vec<(String, Attachment)>, (&'static str, String)> {
     if let Some(why) = &parent.unavailable {
@@ -296,7 +296,7 @@ fn attach_to_parent(
 
 /// The route's ResolvedRefs condition: the same for every parent, as backends do not
 /// depend on where the route attaches.
-fn resolved_refs(route: &CompiledRoute<'_>, generation: Option<i64>) -> Condition {
+fn resolved_refs(route: &CompiledRoute, generation: Option<i64>) -> Condition {
     match route.backend_errors.first() {
         None => Condition::new(
             condition::RESOLVED_REFS,

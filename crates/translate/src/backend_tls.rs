@@ -377,7 +377,7 @@ pub(crate) fn check_ca_bundle(pem: &[u8]) -> Result<(), String> {
 /// ancestor per Gateway those routes are attached to.
 pub(crate) fn statuses(
     index: &Index<'_>,
-    routes: &[(CompiledRoute<'_>, Vec<Attachment>)],
+    routes: &[(std::sync::Arc<CompiledRoute>, Vec<Attachment>)],
 ) -> BTreeMap<ObjectRef, PolicyStatus> {
     // policy -> the Gateways whose routes use a Service port it names.
     let mut ancestors: BTreeMap<ObjectRef, BTreeSet<ObjectRef>> = BTreeMap::new();

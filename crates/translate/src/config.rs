@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use portico_api::config::v1::{
     ClusterProtocol, Config, HostRoutes, Listener, Protocol, VirtualHost,
@@ -33,21 +34,21 @@ use crate::route::{CompiledRoute, RouteEntry};
 use crate::status::ObjectRef;
 
 /// The routes attached to one listener, each with the hostnames it answers for there.
-type AttachedRoutes<'r, 'a> = Vec<(&'r CompiledRoute<'a>, &'r [String])>;
+type AttachedRoutes<'r> = Vec<(&'r CompiledRoute, &'r [String])>;
 
 pub(crate) fn build(
     index: &Index<'_>,
     plans: &BTreeMap<ObjectRef, GatewayPlan<'_>>,
-    routes: &[(CompiledRoute<'_>, Vec<Attachment>)],
+    routes: &[(Arc<CompiledRoute>, Vec<Attachment>)],
 ) -> Config {
     // (gateway, listener) -> the routes attached there, with their hostnames on it.
-    let mut attached: BTreeMap<(&ObjectRef, &str), AttachedRoutes<'_, '_>> = BTreeMap::new();
+    let mut attached: BTreeMap<(&ObjectRef, &str), AttachedRoutes<'_>> = BTreeMap::new();
     for (route, attachments) in routes {
         for a in attachments {
             attached
                 .entry((&a.gateway, a.listener.as_str()))
                 .or_default()
-                .push((route, &a.hostnames));
+                .push((&**route, &a.hostnames));
         }
     }
 
@@ -154,7 +155,7 @@ fn has_app_protocol(index: &Index<'_>, cluster: &ClusterRef) -> bool {
 
 /// Groups the entries of the attached routes by the hostnames they answer for, most
 /// specific hostname first, each group in precedence order.
-fn host_routes(routes: &[(&CompiledRoute<'_>, &[String])]) -> Vec<HostRoutes> {
+fn host_routes(routes: &[(&CompiledRoute, &[String])]) -> Vec<HostRoutes> {
     let mut groups: BTreeMap<&str, Vec<&RouteEntry>> = BTreeMap::new();
     for (route, hostnames) in routes {
         for h in hostnames.iter() {

@@ -66,7 +66,7 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-pub(crate) fn compile<'a>(index: &Index<'_>, route: &'a GrpcRoute) -> CompiledRoute<'a> {
+pub(crate) fn compile(index: &Index<'_>, route: &GrpcRoute) -> CompiledRoute {
     let mut compiled = CompiledRoute::new(
         kind::GRPC_ROUTE,
         &route.metadata,
@@ -100,7 +100,7 @@ fn compile_rule(
     index: &Index<'_>,
     i: usize,
     rule: &GrpcRouteRules,
-    compiled: &mut CompiledRoute<'_>,
+    compiled: &mut CompiledRoute,
 ) -> Result<(), RouteError> {
     if rule.session_persistence.is_some() {
         return Err(RouteError::UnsupportedField {
@@ -179,7 +179,7 @@ fn compile_rule(
                 service_len: method.service_len,
                 method_len: method.method_len,
                 headers: matcher.headers.len(),
-                created: compiled.created.cloned(),
+                created: compiled.created.clone(),
                 route: key.to_string(),
                 rule: i,
                 matcher: j,

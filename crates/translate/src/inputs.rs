@@ -16,7 +16,7 @@ use crate::status::{ObjectRef, Statuses};
 /// A snapshot of every object the translator reads. Order does not matter: the
 /// translator sorts what it reads, so two snapshots with the same objects give the same
 /// output.
-#[derive(Default, Clone, Debug)]
+#[derive(Default, Clone, Debug, PartialEq)]
 pub struct Inputs {
     pub gateway_classes: Vec<GatewayClass>,
     pub gateways: Vec<Gateway>,
@@ -44,7 +44,7 @@ pub struct Inputs {
     pub config_maps: Vec<ConfigMap>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Options {
     /// GatewayClasses with this `spec.controllerName` are ours.
     pub controller_name: String,

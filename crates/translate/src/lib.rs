@@ -43,6 +43,7 @@ mod gateway_status;
 mod grpc;
 mod grpc_precedence;
 mod hostname;
+mod incremental;
 mod index;
 mod inputs;
 mod kube_status;
@@ -61,6 +62,7 @@ mod stream;
 mod tls;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub use certificate_refs::{CertificateRefUse, certificate_refs, check_certificate};
 pub use hostname::hostname_matches;
@@ -73,10 +75,17 @@ pub use status::{
     PolicyAncestorStatus, PolicyStatus, RouteGroupKind, RouteParentStatus, RouteStatus, Statuses,
 };
 
+use incremental::RouteCache;
+pub use incremental::Translator;
 use index::Index;
+use route::CompiledRoute;
 
 /// Translates a snapshot into the data-plane config and the desired statuses.
 pub fn translate(inputs: &Inputs, options: &Options) -> Output {
+    translate_with(inputs, options, None)
+}
+
+fn translate_with(inputs: &Inputs, options: &Options, cache: Option<&mut RouteCache>) -> Output {
     let index = Index::new(inputs, options);
     let mut statuses = Statuses::default();
 
@@ -91,37 +100,26 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
     let config_maps = tls::index_config_maps(&inputs.config_maps);
     let listener_tls = tls::resolve_all(&index, &secrets, &config_maps, &plans);
 
-    // Every route of every kind, compiled and attached; HTTPRoutes and GRPCRoutes that
-    // claim the same hostname on a listener are then settled (crate::route_conflict).
-    let compiled = index
-        .http_routes
-        .values()
-        .map(|r| route::compile(&index, r))
-        .chain(index.grpc_routes.values().map(|r| grpc::compile(&index, r)))
-        .chain(
-            index
-                .tls_routes
-                .values()
-                .map(|r| stream::compile_tls(&index, r)),
-        )
-        .chain(
-            index
-                .tcp_routes
-                .values()
-                .map(|r| stream::compile_tcp(&index, r)),
-        )
-        .chain(
-            index
-                .udp_routes
-                .values()
-                .map(|r| stream::compile_udp(&index, r)),
-        );
-    let mut attached: Vec<route_conflict::Attached<'_>> = compiled
-        .map(|c| {
-            let (status, attachments) = attach::attach(&index, &plans, &c);
-            (c, status, attachments)
-        })
-        .collect();
+    // Every route of every kind, compiled and attached (or taken from the cache, see
+    // crate::incremental); HTTPRoutes and GRPCRoutes that claim the same hostname on a
+    // listener are then settled (crate::route_conflict).
+    let mut attached: Vec<route_conflict::Attached> = Vec::new();
+    let attach = |c: CompiledRoute| {
+        let (status, attachments) = attach::attach(&index, &plans, &c);
+        (Arc::new(c), status, attachments)
+    };
+    incremental::routes(
+        cache,
+        &mut attached,
+        &incremental::Compilers {
+            http: &|r| attach(route::compile(&index, r)),
+            grpc: &|r| attach(grpc::compile(&index, r)),
+            tls: &|r| attach(stream::compile_tls(&index, r)),
+            tcp: &|r| attach(stream::compile_tcp(&index, r)),
+            udp: &|r| attach(stream::compile_udp(&index, r)),
+        },
+        &index,
+    );
     route_conflict::settle(&index, &mut attached);
 
     let mut routes = Vec::new();

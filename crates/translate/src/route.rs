@@ -35,12 +35,12 @@ use crate::status::{ObjectRef, ParentReference};
 /// TCPRoutes and UDPRoutes fill `streams`; attachment ([`crate::attach`]) and status read
 /// only the kind-independent fields.
 #[derive(Debug)]
-pub(crate) struct CompiledRoute<'a> {
+pub(crate) struct CompiledRoute {
     /// `HTTPRoute`, `GRPCRoute`, `TLSRoute`, `TCPRoute` or `UDPRoute`.
     pub(crate) kind: &'static str,
     pub(crate) key: ObjectRef,
     pub(crate) generation: Option<i64>,
-    pub(crate) created: Option<&'a Time>,
+    pub(crate) created: Option<Time>,
     /// `spec.parentRefs` as written.
     pub(crate) parent_refs: Vec<ParentReference>,
     pub(crate) hostnames: Vec<String>,
@@ -51,11 +51,11 @@ pub(crate) struct CompiledRoute<'a> {
     pub(crate) backend_errors: Vec<BackendError>,
 }
 
-impl<'a> CompiledRoute<'a> {
+impl CompiledRoute {
     /// An empty compiled route of `kind`, from its metadata, hostnames and parentRefs.
     pub(crate) fn new(
         kind: &'static str,
-        metadata: &'a portico_api::k8s::ObjectMeta,
+        metadata: &portico_api::k8s::ObjectMeta,
         hostnames: &[String],
         parent_refs: Vec<ParentReference>,
     ) -> Self {
@@ -69,7 +69,7 @@ impl<'a> CompiledRoute<'a> {
             kind,
             key: object_ref(metadata),
             generation: metadata.generation,
-            created: metadata.creation_timestamp.as_ref(),
+            created: metadata.creation_timestamp.clone(),
             parent_refs,
             hostnames: hostnames.iter().map(|h| h.to_ascii_lowercase()).collect(),
             entries: Vec::new(),
@@ -134,7 +134,7 @@ pub(crate) struct StreamRule {
     pub(crate) backends: Vec<WeightedBackend>,
 }
 
-pub(crate) fn compile<'a>(index: &Index<'_>, route: &'a HttpRoute) -> CompiledRoute<'a> {
+pub(crate) fn compile(index: &Index<'_>, route: &HttpRoute) -> CompiledRoute {
     let mut compiled = CompiledRoute::new(
         kind::HTTP_ROUTE,
         &route.metadata,
@@ -160,7 +160,7 @@ fn compile_rule(
     key: &ObjectRef,
     i: usize,
     rule: &HttpRouteRules,
-    compiled: &mut CompiledRoute<'_>,
+    compiled: &mut CompiledRoute,
 ) -> Result<(), RouteError> {
     // Session persistence is an extended feature Portico does not implement; serving
     // the rule without it would silently break what the route asks for.
@@ -214,7 +214,6 @@ fn compile_rule(
     compiled.add_clusters(resolved.clusters);
     compiled.add_clusters(converted_filters.clusters);
 
-    let created: Option<&Time> = compiled.created;
     for (j, m) in converted_matches.into_iter().enumerate() {
         compiled.entries.push(RouteEntry {
             precedence: Rank::Http(Precedence {
@@ -223,7 +222,7 @@ fn compile_rule(
                 has_method: !m.matcher.method.is_empty(),
                 headers: m.matcher.headers.len(),
                 query_params: m.matcher.query_params.len(),
-                created: created.cloned(),
+                created: compiled.created.clone(),
                 route: key.to_string(),
                 rule: i,
                 matcher: j,

@@ -33,11 +33,15 @@ use crate::route::CompiledRoute;
 use crate::status::{Condition, ConditionStatus, ObjectRef, RouteStatus};
 
 /// A compiled route, its status (if any parentRef is ours) and its attachments.
-pub(crate) type Attached<'a> = (CompiledRoute<'a>, Option<RouteStatus>, Vec<Attachment>);
+pub(crate) type Attached = (
+    std::sync::Arc<CompiledRoute>,
+    Option<RouteStatus>,
+    Vec<Attachment>,
+);
 
 /// Whether `a` was there first: the older one, then the first by "{namespace}/{name}".
-fn older(a: &CompiledRoute<'_>, b: &CompiledRoute<'_>) -> bool {
-    let by_time = match (a.created, b.created) {
+fn older(a: &CompiledRoute, b: &CompiledRoute) -> bool {
+    let by_time = match (&a.created, &b.created) {
         (Some(x), Some(y)) => x.cmp(y),
         (Some(_), None) => Ordering::Less,
         (None, Some(_)) => Ordering::Greater,
@@ -56,7 +60,7 @@ fn overlaps(a: &[String], b: &[String]) -> bool {
     })
 }
 
-pub(crate) fn settle(index: &Index<'_>, routes: &mut [Attached<'_>]) {
+pub(crate) fn settle(index: &Index<'_>, routes: &mut [Attached]) {
     // (route index, attachment index, winner) of every attachment that loses.
     let mut lost: Vec<(usize, usize, ObjectRef)> = Vec::new();
     // Only HTTPRoute × GRPCRoute pairs can conflict: list the GRPCRoutes once, so that

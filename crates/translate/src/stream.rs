@@ -78,7 +78,7 @@ macro_rules! compile_rules {
     };
 }
 
-pub(crate) fn compile_tls<'a>(index: &Index<'_>, route: &'a TlsRoute) -> CompiledRoute<'a> {
+pub(crate) fn compile_tls(index: &Index<'_>, route: &TlsRoute) -> CompiledRoute {
     let mut compiled = CompiledRoute::new(
         kind::TLS_ROUTE,
         &route.metadata,
@@ -89,7 +89,7 @@ pub(crate) fn compile_tls<'a>(index: &Index<'_>, route: &'a TlsRoute) -> Compile
     compiled
 }
 
-pub(crate) fn compile_tcp<'a>(index: &Index<'_>, route: &'a TcpRoute) -> CompiledRoute<'a> {
+pub(crate) fn compile_tcp(index: &Index<'_>, route: &TcpRoute) -> CompiledRoute {
     let mut compiled = CompiledRoute::new(
         kind::TCP_ROUTE,
         &route.metadata,
@@ -100,7 +100,7 @@ pub(crate) fn compile_tcp<'a>(index: &Index<'_>, route: &'a TcpRoute) -> Compile
     compiled
 }
 
-pub(crate) fn compile_udp<'a>(index: &Index<'_>, route: &'a UdpRoute) -> CompiledRoute<'a> {
+pub(crate) fn compile_udp(index: &Index<'_>, route: &UdpRoute) -> CompiledRoute {
     let mut compiled = CompiledRoute::new(
         kind::UDP_ROUTE,
         &route.metadata,
@@ -122,7 +122,7 @@ fn stream_protocol(listener: &ListenerPlan) -> Option<Protocol> {
 }
 
 /// The stream routes attached to one listener, each with its hostnames there.
-type StreamRoutesOf<'r, 'a> = Vec<(&'r CompiledRoute<'a>, &'r [String])>;
+type StreamRoutesOf<'r> = Vec<(&'r CompiledRoute, &'r [String])>;
 
 /// A listener's certificates problem, to report on its status: (Gateway, sectionName,
 /// problem).
@@ -136,9 +136,9 @@ pub(crate) fn apply(
     index: &Index<'_>,
     secrets: &Secrets<'_>,
     plans: &BTreeMap<ObjectRef, GatewayPlan<'_>>,
-    routes: &[(CompiledRoute<'_>, Vec<Attachment>)],
+    routes: &[(std::sync::Arc<CompiledRoute>, Vec<Attachment>)],
 ) -> Vec<ListenerProblem> {
-    let mut attached: BTreeMap<(&ObjectRef, &str), StreamRoutesOf<'_, '_>> = BTreeMap::new();
+    let mut attached: BTreeMap<(&ObjectRef, &str), StreamRoutesOf<'_>> = BTreeMap::new();
     for (route, attachments) in routes {
         if route.streams.is_empty() {
             continue;
@@ -147,7 +147,7 @@ pub(crate) fn apply(
             attached
                 .entry((&a.gateway, a.listener.as_str()))
                 .or_default()
-                .push((route, &a.hostnames));
+                .push((&**route, &a.hostnames));
         }
     }
 
@@ -190,7 +190,7 @@ pub(crate) fn apply(
                     };
                     let order = Order {
                         hostname: hostnames.first().cloned().unwrap_or_default(),
-                        created: route.created.cloned(),
+                        created: route.created.clone(),
                         route: route.key.to_string(),
                         rule: rule.rule,
                     };

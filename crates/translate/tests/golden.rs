@@ -12,25 +12,14 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use portico_translate::{Exposure, Inputs, ObjectRef, Options, Output, translate};
+use portico_translate::{Exposure, Inputs, ObjectRef, Options, Output, Translator, translate};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 #[test]
 fn golden() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     let bless = std::env::var("PORTICO_BLESS").is_ok_and(|v| v == "1");
-    let mut cases: Vec<PathBuf> = fs::read_dir(&root)
-        .expect("tests/golden exists")
-        .map(|e| e.expect("readable dir entry").path())
-        .filter(|p| p.join("input.yaml").is_file())
-        .collect();
-    cases.sort();
-    assert!(
-        !cases.is_empty(),
-        "no golden cases under {}",
-        root.display()
-    );
+    let cases = cases();
 
     let mut failures = Vec::new();
     for case in &cases {
@@ -65,6 +54,148 @@ fn golden() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The folders under `tests/golden` with an `input.yaml`, sorted; at least one.
+fn cases() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut cases: Vec<PathBuf> = fs::read_dir(&root)
+        .expect("tests/golden exists")
+        .map(|e| e.expect("readable dir entry").path())
+        .filter(|p| p.join("input.yaml").is_file())
+        .collect();
+    cases.sort();
+    assert!(
+        !cases.is_empty(),
+        "no golden cases under {}",
+        root.display()
+    );
+    cases
+}
+
+/// [`Translator`] (incremental) must give what [`translate`] gives, on every snapshot of
+/// a sequence of edits of each golden case: the non-route objects added one by one, then
+/// the routes (cached routes, new routes), the non-route objects taken away and put back
+/// (every route's context changes), each route edited in turn (its generation bumped),
+/// and the routes taken away one by one.
+#[test]
+fn incremental_equals_full() {
+    let cases = cases();
+    let mut steps = 0;
+    for case in &cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let full = parse_inputs(&fs::read_to_string(case.join("input.yaml")).unwrap()).unwrap();
+        let options = case_options(case).unwrap();
+        let (routes, others) = counts(&full);
+        let mut sequence: Vec<Inputs> = Vec::new();
+        sequence.extend((0..=others).map(|o| truncated(&full, 0, o)));
+        sequence.extend((0..=routes).map(|r| truncated(&full, r, others)));
+        sequence.extend((0..=others).rev().map(|o| truncated(&full, routes, o)));
+        sequence.extend((0..=others).map(|o| truncated(&full, routes, o)));
+        let mut edited = full.clone();
+        for i in 0..routes {
+            bump_route(&mut edited, i);
+            sequence.push(edited.clone());
+        }
+        sequence.extend((0..=routes).rev().map(|r| truncated(&edited, r, others)));
+
+        let mut translator = Translator::new();
+        for (step, inputs) in sequence.iter().enumerate() {
+            let incremental = translator.translate(inputs, &options);
+            let scratch = translate(inputs, &options);
+            if incremental != scratch {
+                let (want_config, want_status) = render(&scratch);
+                let (got_config, got_status) = render(&incremental);
+                panic!(
+                    "{name}, step {step}: incremental translation differs from a full one:\n{}\n{}",
+                    line_diff(&want_config, &got_config),
+                    line_diff(&want_status, &got_status)
+                );
+            }
+            steps += 1;
+        }
+    }
+    assert!(steps > cases.len() * 4, "too few steps: {steps}");
+}
+
+/// (routes, other objects) of a snapshot.
+fn counts(inputs: &Inputs) -> (usize, usize) {
+    let all = truncated(inputs, usize::MAX, usize::MAX);
+    let routes = all.http_routes.len()
+        + all.grpc_routes.len()
+        + all.tls_routes.len()
+        + all.tcp_routes.len()
+        + all.udp_routes.len();
+    let others = all.gateway_classes.len()
+        + all.gateways.len()
+        + all.listener_sets.len()
+        + all.services.len()
+        + all.endpoint_slices.len()
+        + all.namespaces.len()
+        + all.reference_grants.len()
+        + all.secrets.len()
+        + all.backend_tls_policies.len()
+        + all.config_maps.len();
+    (routes, others)
+}
+
+/// The first `routes` routes and the first `others` other objects of `inputs`, counting
+/// through the kinds in declaration order.
+#[allow(unused_assignments)] // the budget left after the last kind
+fn truncated(inputs: &Inputs, routes: usize, others: usize) -> Inputs {
+    macro_rules! take {
+        ($out:ident, $budget:ident, $($field:ident),*) => {
+            $(
+                let n = $budget.min(inputs.$field.len());
+                $out.$field = inputs.$field[..n].to_vec();
+                $budget -= n;
+            )*
+        };
+    }
+    let mut out = Inputs::default();
+    let mut budget = routes;
+    take!(
+        out,
+        budget,
+        http_routes,
+        grpc_routes,
+        tls_routes,
+        tcp_routes,
+        udp_routes
+    );
+    let mut budget = others;
+    take!(
+        out,
+        budget,
+        gateway_classes,
+        gateways,
+        listener_sets,
+        services,
+        endpoint_slices,
+        namespaces,
+        reference_grants,
+        secrets,
+        backend_tls_policies,
+        config_maps
+    );
+    out
+}
+
+/// Bumps the generation of route `i` (counting through the kinds as [`truncated`] does).
+fn bump_route(inputs: &mut Inputs, mut i: usize) {
+    macro_rules! bump {
+        ($($field:ident),*) => {
+            $(
+                if let Some(route) = inputs.$field.get_mut(i) {
+                    let generation = route.metadata.generation.unwrap_or(0);
+                    route.metadata.generation = Some(generation + 1);
+                    return;
+                }
+                i -= inputs.$field.len();
+            )*
+        };
+    }
+    bump!(http_routes, grpc_routes, tls_routes, tcp_routes, udp_routes);
 }
 
 /// The options of a case: the defaults (standalone mode), or what its optional
