@@ -27,16 +27,16 @@ impl HostPattern {
             return Ok(Self::Any);
         }
         let lower = hostname.to_ascii_lowercase();
-        let pattern = match lower.strip_prefix("*.") {
-            Some(suffix) => Self::Wildcard(format!(".{suffix}")),
-            None => Self::Exact(lower.clone()),
-        };
         // A name, not a pattern language (the rule the translator checks too).
-        if portico_api::hostname::is_valid_pattern(&lower) {
-            Ok(pattern)
-        } else {
-            Err(ConfigError::Hostname(hostname.to_owned()))
+        if !portico_api::hostname::is_valid_pattern(&lower) {
+            return Err(ConfigError::Hostname(hostname.to_owned()));
         }
+        // An exact name keeps the lowercased copy: one allocation per hostname (there
+        // are two per route when every route has its own).
+        Ok(match lower.strip_prefix("*.") {
+            Some(suffix) => Self::Wildcard(format!(".{suffix}")),
+            None => Self::Exact(lower),
+        })
     }
 
     /// Whether `host` (lowercased, without port) matches.
