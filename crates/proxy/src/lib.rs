@@ -86,6 +86,7 @@ mod tls;
 mod trace_context;
 mod upgrade;
 mod upstream;
+mod upstream_http1;
 mod upstream_tls;
 
 pub use error::{ConfigError, ErrorSide, ListenerError, ProxyError, RequestError};

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! Upstream
-//! ├── http1: hyper-util legacy client, a keep-alive pool keyed by endpoint
-//! │          (`http://<ip>:<port>`); the request keeps its Host header
+//! ├── http1: our keep-alive pool of hyper HTTP/1.1 connections per endpoint
+//! │          (crate::upstream_http1); the request keeps its Host header
 //! └── h2c:   one multiplexed HTTP/2 connection per endpoint, made by us so that
 //!            `:authority` carries the request's host, not the endpoint; gRPC
 //!            requests always take it
@@ -31,16 +31,14 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri, Version, header, uri::PathAndQuery};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::{body::Incoming, client::conn::http2};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::{
     error::{BoxError, RequestError},
     options::ProxyOptions,
     table::{ClusterState, UpstreamProtocol},
+    upstream_http1::{Http1Pool, SendError},
     upstream_tls::TlsClients,
 };
 
@@ -54,7 +52,7 @@ pub(crate) type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Upstream {
-    http1: Client<HttpConnector, RequestBody>,
+    http1: Http1Pool,
     h2c: H2cPool,
     /// Clusters with TLS (BackendTLSPolicy), see crate::upstream_tls.
     tls: TlsClients,
@@ -62,16 +60,12 @@ pub(crate) struct Upstream {
 
 impl Upstream {
     pub(crate) fn new(options: &ProxyOptions) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(options.connect_timeout));
-        connector.set_nodelay(true);
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(options.upstream_idle_timeout)
-            .pool_max_idle_per_host(options.max_idle_upstream_per_host)
-            .build(connector);
         Self {
-            http1,
+            http1: Http1Pool::new(
+                options.connect_timeout,
+                options.upstream_idle_timeout,
+                options.max_idle_upstream_per_host,
+            ),
             h2c: H2cPool {
                 connect_timeout: options.connect_timeout,
                 senders: Arc::default(),
@@ -109,9 +103,7 @@ impl Upstream {
         };
         match protocol {
             UpstreamProtocol::Http1 => {
-                // HTTP/1.1 carries the host in the Host header; the URI names the
-                // endpoint so that the pool is keyed by it (hyper-util sends the
-                // request line in origin form).
+                // HTTP/1.1 carries the host in the Host header.
                 if let Some(authority) = authority {
                     req.headers_mut().insert(header::HOST, authority);
                 }
@@ -129,12 +121,23 @@ impl Upstream {
                     ))
                     .await;
                 }
-                *req.uri_mut() = uri(endpoint.to_string().as_str(), path)?;
+                // A client that sent no host (HTTP/1.0) gets the endpoint's address, as
+                // hyper-util's client wrote it. The request line is in origin form; the
+                // socket goes to the endpoint.
+                if !req.headers().contains_key(header::HOST)
+                    && let Ok(host) = HeaderValue::from_str(&endpoint.to_string())
+                {
+                    req.headers_mut().insert(header::HOST, host);
+                }
+                *req.uri_mut() = Uri::from(path);
                 *req.version_mut() = Version::HTTP_11;
-                self.http1.request(req).await.map_err(|error| {
-                    let connect = error.is_connect();
-                    failed(cluster, endpoint, connect, Box::new(error))
-                })
+                self.http1
+                    .send(endpoint, req)
+                    .await
+                    .map_err(|error| match error {
+                        SendError::Connect(error) => failed(cluster, endpoint, true, error),
+                        SendError::Exchange(error) => failed(cluster, endpoint, false, error),
+                    })
             }
             UpstreamProtocol::H2c => {
                 // The host goes in `:authority`, so the Host header is dropped (RFC 9113
