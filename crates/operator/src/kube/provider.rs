@@ -70,7 +70,7 @@ use portico_api::k8s_openapi::NamespaceResourceScope;
 use portico_api::names;
 use portico_api::otlp;
 use portico_api::portico::PorticoGatewayClassConfig;
-use portico_translate::{Inputs, Options, Output, translate};
+use portico_translate::{Inputs, Options, Output, Translator};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -539,6 +539,9 @@ async fn translate_loop(
     let mut published: Option<u64> = None;
     let mut generation = 0;
     let mut classes = ClassResolver::default();
+    // Reuses the routes that did not change since the last snapshot; moved into the
+    // blocking task and back.
+    let mut translator = Translator::new();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -590,17 +593,23 @@ async fn translate_loop(
         let for_translation = parameters.clone();
         // Translation is CPU work that grows with the cluster: keep it off the workers
         // that drive the watches.
+        let mut routes = std::mem::take(&mut translator);
         let translated = tokio::task::spawn_blocking(move || {
             let mut inputs = inputs;
             let classes = class::for_translator(&mut inputs.gateway_classes, &for_translation);
-            let mut output = translate(&inputs, &options);
+            let mut output = routes.translate(&inputs, &options);
             inputs.gateway_classes = classes;
             class::report(&mut output.statuses, &for_translation);
-            (inputs, options, output)
+            (inputs, options, output, routes)
         })
         .await;
         let (inputs, options, output) = match translated {
-            Ok(translated) => translated,
+            Ok((inputs, options, output, routes)) => {
+                translator = routes;
+                (inputs, options, output)
+            }
+            // The translator that panicked is gone with its cache: the next one starts
+            // from scratch (it is already a fresh one).
             Err(e) => {
                 // A panic in the translator: keep the last snapshot and wait for the next
                 // change rather than publish nothing ever again.

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use portico_operator::{FileProvider, Inputs, LoadError, ProviderEvent, WatchError};
 use portico_proxy::{ProxyHandle, ProxyOptions};
-use portico_translate::{Options, translate};
+use portico_translate::Options;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -125,6 +125,7 @@ impl Standalone {
                 ..Options::default()
             },
             pool: config.address_pool.map(Assigner::new),
+            routes: portico_translate::Translator::new(),
         };
 
         let output = translator.translate(&initial);
@@ -176,6 +177,8 @@ impl Standalone {
 struct Translator {
     options: Options,
     pool: Option<Assigner>,
+    /// Reuses the routes that did not change since the last snapshot.
+    routes: portico_translate::Translator,
 }
 
 impl Translator {
@@ -189,7 +192,7 @@ impl Translator {
                 )
                 .clone();
         }
-        translate(&event.inputs, &self.options)
+        self.routes.translate(&event.inputs, &self.options)
     }
 }
 
