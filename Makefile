@@ -135,7 +135,7 @@ helm-check:
 ## would not fit and lists them in the results' not_run.
 ## bench-quick: HTTP/1.1 keep-alive, 1,000 routes on standalone and 100 on the local
 ## cluster (~2 minutes, --budget-secs 240), quick-<date>.*.
-## hack/bench-deps.sh installs nginx-light, haproxy, wrk, nghttp2-client, hey when missing.
+## hack/bench-deps.sh installs the peers, load tools, nft, ip and the eBPF build tools when missing.
 ## BIN_DIR=DIR: measure the release binaries already in DIR (portico, and portico-operator,
 ## portico-proxy, portico-cert-sync for the local cluster) instead of building them;
 ## portico-bench itself is always built. BENCH_FLAGS: more driver flags, e.g.

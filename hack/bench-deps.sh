@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Installs the benchmark peers and load tools from Debian when they are missing:
-# nginx (nginx-light), HAProxy, wrk, h2load (nghttp2-client), hey. Needs root (or sudo).
+# Installs from Debian what `make bench` needs when it is missing: the benchmark peers and
+# load tools (nginx-light, HAProxy, wrk, h2load from nghttp2-client, hey), nft and ip for
+# the local cluster's stand-in kube-proxy and pod network, and what the release build of
+# the `portico` binary needs for portico-agent's eBPF programs (clang-19, llvm-19,
+# libbpf-dev, linux-libc-dev). Needs root (or sudo).
 set -euo pipefail
 
 declare -A package_of=(
@@ -9,6 +12,9 @@ declare -A package_of=(
   [wrk]=wrk
   [h2load]=nghttp2-client
   [hey]=hey
+  [nft]=nftables
+  [ip]=iproute2
+  [clang-19]=clang-19
 )
 
 missing=()
@@ -18,8 +24,13 @@ for tool in "${!package_of[@]}"; do
   fi
 done
 
+# crates/agent/build.rs includes the libbpf headers and links against the kernel's UAPI ones.
+if [ ! -e /usr/include/bpf/bpf_helpers.h ]; then
+  missing+=(llvm-19 libbpf-dev linux-libc-dev)
+fi
+
 if [ "${#missing[@]}" -eq 0 ]; then
-  echo "bench-deps: nginx, haproxy, wrk, h2load and hey are installed"
+  echo "bench-deps: the peers, load tools, nft, ip and the eBPF build tools are installed"
   exit 0
 fi
 
