@@ -35,7 +35,7 @@ use crate::status::ObjectRef;
 /// output is always [`crate::translate`]'s for the same snapshot.
 #[derive(Debug, Default)]
 pub struct Translator {
-    cache: Option<RouteCache>,
+    cache: RouteCache,
 }
 
 impl Translator {
@@ -45,28 +45,28 @@ impl Translator {
 
     /// Translates `inputs`, reusing the routes that did not change since the last call.
     pub fn translate(&mut self, inputs: &Inputs, options: &Options) -> Output {
-        let context = Context::of(inputs, options);
-        let cache = match self.cache.take() {
-            Some(cache) if cache.context == context => cache,
-            _ => RouteCache {
-                context,
+        if self.cache.context.update(inputs, options) {
+            self.cache = RouteCache {
+                context: std::mem::take(&mut self.cache.context),
                 ..RouteCache::default()
-            },
-        };
-        let cache = self.cache.insert(cache);
-        crate::translate_with(inputs, options, Some(cache))
+            };
+        }
+        crate::translate_with(inputs, options, Some(&mut self.cache))
     }
 }
 
 /// What a route's translation depends on besides the route: everything but the routes.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default)]
 struct Context {
     inputs: Inputs,
     options: Option<Options>,
 }
 
 impl Context {
-    fn of(inputs: &Inputs, options: &Options) -> Self {
+    /// Makes this context the one of `inputs` and `options`; true when it changed. What
+    /// is equal is compared in place, not copied: the snapshot's other objects (Secrets,
+    /// EndpointSlices...) are copied only when they changed.
+    fn update(&mut self, inputs: &Inputs, options: &Options) -> bool {
         let Inputs {
             gateway_classes,
             gateways,
@@ -84,25 +84,38 @@ impl Context {
             backend_tls_policies,
             config_maps,
         } = inputs;
-        Self {
-            inputs: Inputs {
-                gateway_classes: gateway_classes.clone(),
-                gateways: gateways.clone(),
-                listener_sets: listener_sets.clone(),
-                services: services.clone(),
-                endpoint_slices: endpoint_slices.clone(),
-                namespaces: namespaces.clone(),
-                reference_grants: reference_grants.clone(),
-                secrets: secrets.clone(),
-                backend_tls_policies: backend_tls_policies.clone(),
-                config_maps: config_maps.clone(),
-                ..Inputs::default()
-            },
-            options: Some(Options {
-                now: None,
-                ..options.clone()
-            }),
+        let mut changed = false;
+        macro_rules! update {
+            ($($field:ident),*) => {
+                $(
+                    if self.inputs.$field != *$field {
+                        self.inputs.$field = $field.clone();
+                        changed = true;
+                    }
+                )*
+            };
         }
+        update!(
+            gateway_classes,
+            gateways,
+            listener_sets,
+            services,
+            endpoint_slices,
+            namespaces,
+            reference_grants,
+            secrets,
+            backend_tls_policies,
+            config_maps
+        );
+        let options = Options {
+            now: None,
+            ..options.clone()
+        };
+        if self.options.as_ref() != Some(&options) {
+            self.options = Some(options);
+            changed = true;
+        }
+        changed
     }
 }
 
