@@ -67,26 +67,19 @@ impl Context {
     /// is equal is compared in place, not copied: the snapshot's other objects (Secrets,
     /// EndpointSlices...) are copied only when they changed.
     fn update(&mut self, inputs: &Inputs, options: &Options) -> bool {
-        let Inputs {
-            gateway_classes,
-            gateways,
-            listener_sets,
-            http_routes: _,
-            grpc_routes: _,
-            tls_routes: _,
-            tcp_routes: _,
-            udp_routes: _,
-            services,
-            endpoint_slices,
-            namespaces,
-            reference_grants,
-            secrets,
-            backend_tls_policies,
-            config_maps,
-        } = inputs;
         let mut changed = false;
+        // The pattern names every field of Inputs (no `..`): a new one must be sorted
+        // into the routes or into this list.
         macro_rules! update {
             ($($field:ident),*) => {
+                let Inputs {
+                    $($field,)*
+                    http_routes: _,
+                    grpc_routes: _,
+                    tls_routes: _,
+                    tcp_routes: _,
+                    udp_routes: _,
+                } = inputs;
                 $(
                     if self.inputs.$field != *$field {
                         self.inputs.$field = $field.clone();
